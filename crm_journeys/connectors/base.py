@@ -36,6 +36,7 @@ class CanonicalContact:
     groups: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
+    echo: bool = False  # last change made by our own integration user: do not re-trigger
 
     def as_fields(self) -> dict[str, Any]:
         """Flat field map the condition language addresses (custom fields last)."""
@@ -139,6 +140,9 @@ class Connector(ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
+    # Known capabilities: "webhooks" (verify/parse_webhook), "deletes" (sync reports
+    # deletions), "echo" (sync flags our own changes), "log_email", "send_email",
+    # "phone_call", "appointment" (native activity kinds, else mapped to tasks).
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: dict[str, Any] | None = None,
@@ -187,6 +191,21 @@ class Connector(ABC):
     def send_email(self, contact_ref: str, email: EmailSpec, idempotency_key: str) -> WriteResult:
         """Send through the host when it can; the default raises so SMTP is used instead."""
         raise NotImplementedError(f"{self.name} cannot send email; configure SMTP")
+
+    def log_email(self, contact_ref: str, email: EmailSpec, idempotency_key: str) -> WriteResult:
+        """Record an email sent elsewhere (SMTP) on the contact's timeline, idempotently.
+
+        Optional (capability ``log_email``); the default raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{self.name} cannot log email activity")
+
+    # --- installation -------------------------------------------------------------
+    def ensure_schema(self) -> list[str]:
+        """Create what the adapter needs in the host (unique key properties, tag fields).
+
+        Idempotent: run at install and whenever in doubt. Returns what it created.
+        """
+        return []
 
     # --- pickers for the builder --------------------------------------------------
     def picker_values(self, picker: str) -> list[str]:
