@@ -32,10 +32,9 @@ def parse_duration(text: str) -> timedelta:
     """
     if not isinstance(text, str):
         raise ValueError("must be an ISO 8601 duration such as P3D or PT2H")
-    upper = text.strip().upper()
-    match = _DURATION.match(upper)
+    match = _DURATION.fullmatch(text)
     if match is None:
-        if _CALENDAR_UNITS.match(upper):
+        if _CALENDAR_UNITS.match(text):
             raise ValueError("years and months have no fixed length; use days or weeks (P30D)")
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P3D, PT2H or -P1W")
     parts = {k: float(v) for k, v in match.groupdict().items() if v and k != "sign"}

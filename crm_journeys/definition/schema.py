@@ -70,8 +70,20 @@ class Duration(fields.Field):
         return delta
 
 
+class FullMatch(validate.Validator):
+    """Like ``validate.Regexp`` but the whole text must match (no trailing newline)."""
+
+    def __init__(self, regex: re.Pattern[str], error: str):
+        self.regex, self.error = regex, error
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self.error)
+        return value
+
+
 def _id_field(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Regexp(ID_RE, error=_ID_MESSAGE), **kwargs)
+    return fields.String(validate=FullMatch(ID_RE, _ID_MESSAGE), **kwargs)
 
 
 def _target(**kwargs: Any) -> fields.String:
@@ -108,7 +120,7 @@ class StrictSchema(Schema):
 
 class LeafSchema(StrictSchema):
     op = fields.String(required=True, validate=validate.OneOf(m.OPERATORS, error="unknown operator {input!r}; known: {choices}"))
-    field = fields.String(validate=validate.Regexp(FIELD_RE, error=_FIELD_MESSAGE))
+    field = fields.String(validate=FullMatch(FIELD_RE, _FIELD_MESSAGE))
     value = fields.Raw(allow_none=True)
     days = fields.Integer(strict=True, validate=validate.Range(min=0), allow_none=True)
 
@@ -256,9 +268,9 @@ class WaitStepSchema(StepSchema):
 class WaitUntilStepSchema(StepSchema):
     model = m.WaitUntilStep
     date = fields.String(validate=lambda v: _require(_is_iso_date(v), "must be an ISO date (2026-12-31)"))
-    field = fields.String(validate=validate.Regexp(FIELD_RE, error=_FIELD_MESSAGE))
+    field = fields.String(validate=FullMatch(FIELD_RE, _FIELD_MESSAGE))
     offset = Duration()
-    time = fields.String(validate=validate.Regexp(TIME_RE, error="must be a time of day as HH:MM"))
+    time = fields.String(validate=FullMatch(TIME_RE, "must be a time of day as HH:MM"))
     weekdays = fields.List(fields.String(validate=validate.OneOf(WEEKDAYS)), load_default=list)
     next = _target(load_default=None)
 

@@ -92,7 +92,7 @@ _TYPE_CHECKS: dict[str, Callable[[Param, Any], str | None]] = {
     "integer": lambda p, v: None if isinstance(v, int) and not isinstance(v, bool) else "must be a whole number",
     "duration": lambda p, v: _duration_error(v),
     "date": lambda p, v: _date_error(v),
-    "time": lambda p, v: None if isinstance(v, str) and _TIME_RE.match(v) else "must be a time of day as HH:MM",
+    "time": lambda p, v: None if isinstance(v, str) and _TIME_RE.fullmatch(v) else "must be a time of day as HH:MM",
     "bool": lambda p, v: None if isinstance(v, bool) else "must be true or false",
     "list": lambda p, v: None if isinstance(v, list) and v and all(isinstance(i, str) and i for i in v)
     else "must be a non-empty list of texts",
