@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_DURATION = re.compile(
+DURATION_RE = re.compile(
     r"^(?P<sign>-)?P(?!$)"
     r"(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
@@ -32,7 +32,7 @@ def parse_duration(text: str) -> timedelta:
     """
     if not isinstance(text, str):
         raise ValueError("must be an ISO 8601 duration such as P3D or PT2H")
-    match = _DURATION.fullmatch(text)
+    match = DURATION_RE.fullmatch(text)
     if match is None:
         if _CALENDAR_UNITS.match(text):
             raise ValueError("years and months have no fixed length; use days or weeks (P30D)")
