@@ -1,0 +1,88 @@
+"""The action contract: a declarative class with a parameter schema and one ``execute``.
+
+The outbox calls ``execute`` at least once and the connector's idempotency key makes it
+take effect exactly once. Parameters are validated by ``params_schema`` when a journey is
+published, so a business user sees a bad parameter next to its field, not at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from marshmallow import RAISE, Schema
+
+from crm_journeys.connectors.base import Connector
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """The journey's contact as an action sees it (from the mirror)."""
+
+    id: int
+    external_id: str
+    email: str | None
+    fields: dict[str, Any]
+    tags: list[str]
+
+
+@dataclass
+class ActionContext:
+    tenant_id: int
+    connector: Connector
+    contact: ContactView
+    idempotency_key: str
+    now: datetime
+    outbox_id: int
+    journey_id: int | None
+    emit: Callable[[Any], None]  # queue a canonical IncomingEvent (tags added, email sent...)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def contact_ref(self) -> str:
+        return self.contact.external_id
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What happened, in words an operator reads in the outbox view."""
+
+    summary: str
+    external_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def done(cls, summary: str, external_id: str | None = None, **data: Any) -> ActionResult:
+        return cls(summary, external_id, data)
+
+
+class ParamsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Action(Generic[P]):
+    """Subclass with ``name``, ``label``, ``params_schema``; implement ``execute``."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str] = ""
+    params_schema: ClassVar[type[Schema]]
+
+    def load_params(self, raw: dict[str, Any]) -> P:
+        return self.params_schema().load(raw)  # type: ignore[return-value]
+
+    def execute(self, ctx: ActionContext, params: P) -> ActionResult:
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The action's form, for the catalogue endpoint and the builder."""
+        from crm_journeys.actions.describe import describe_schema
+
+        return {"name": cls.name, "label": cls.label, "description": cls.description,
+                "params": describe_schema(cls.params_schema)}

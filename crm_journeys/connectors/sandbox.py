@@ -1,0 +1,166 @@
+"""The embedded sandbox CRM: the default host, kept in the local database.
+
+It stores contacts, tags, groups, leads, tasks, calls, appointments, emails and orders,
+behind the same interface as real CRMs, so the demo and the tests exercise the very
+code paths a HubSpot install does. Idempotency is a unique (kind, key) per record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_journeys.connectors.base import (
+    ActivitySpec,
+    CanonicalContact,
+    Connector,
+    EmailSpec,
+    LeadSpec,
+    SyncPage,
+    WriteResult,
+)
+from crm_journeys.errors import FatalConnectorError
+from crm_journeys.storage.models import SandboxContact, SandboxRecord
+from crm_journeys.storage.upsert import insert_ignoring_conflicts
+
+CORE = ("first_name", "last_name")
+
+
+class SandboxConnector(Connector):
+    name = "sandbox"
+    label = "Sandbox CRM (built in)"
+    capabilities = frozenset({"contacts", "leads", "tasks", "phone_calls", "appointments",
+                              "tags", "fields", "email"})
+
+    @property
+    def _db(self) -> Any:
+        return self.context["database"]
+
+    @property
+    def _tenant(self) -> int:
+        return int(self.context["tenant_id"])
+
+    def _now(self) -> datetime:
+        clock = self.context.get("clock")
+        return clock.now() if clock else datetime.now(UTC)
+
+    # --- reading ----------------------------------------------------------------------
+    def sync_page(self, cursor: str | None, page_size: int = 100) -> SyncPage:
+        after_id = int(cursor or 0)
+        with self._db.unit_of_work() as s:
+            rows = list(s.scalars(select(SandboxContact).where(SandboxContact.tenant_id == self._tenant,
+                                                               SandboxContact.id > after_id)
+                                  .order_by(SandboxContact.id).limit(page_size)))
+            contacts = [to_canonical(r) for r in rows]
+        last = str(rows[-1].id) if rows else (cursor or "0")
+        return SyncPage(contacts, last, done=len(rows) < page_size)
+
+    def fetch_contact(self, external_id: str) -> CanonicalContact | None:
+        with self._db.unit_of_work() as s:
+            row = self._find(s, external_id, create=False)
+            return to_canonical(row) if row else None
+
+    # --- writing ----------------------------------------------------------------------
+    def create_lead(self, contact_ref: str, spec: LeadSpec, idempotency_key: str) -> WriteResult:
+        return self._record(contact_ref, "lead", idempotency_key,
+                            {"title": spec.title, "owner": spec.owner, "value": spec.value,
+                             "description": spec.description, "source": spec.source, "status": "new"})
+
+    def create_activity(self, contact_ref: str, spec: ActivitySpec, idempotency_key: str) -> WriteResult:
+        return self._record(contact_ref, spec.kind, idempotency_key,
+                            {"subject": spec.subject, "owner": spec.owner, "due_at": spec.due_at.isoformat(),
+                             "description": spec.description, "duration_minutes": spec.duration_minutes,
+                             "status": "open"})
+
+    def send_email(self, contact_ref: str, email: EmailSpec, idempotency_key: str) -> WriteResult:
+        return self._record(contact_ref, "email", idempotency_key,
+                            {"subject": email.subject, "text": email.text, "email_id": email.email_id})
+
+    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
+        return self._change(contact_ref, lambda c: _with(c, "tags", tag, True))
+
+    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
+        return self._change(contact_ref, lambda c: _with(c, "tags", tag, False))
+
+    def update_fields(self, contact_ref: str, values: dict[str, Any], idempotency_key: str) -> WriteResult:
+        def patch(c: SandboxContact) -> bool:
+            core = {k: v for k, v in values.items() if k in CORE}
+            rest = {k: v for k, v in values.items() if k not in CORE}
+            for k, v in core.items():
+                setattr(c, k, v or "")
+            merged = {**(c.fields or {}), **rest}
+            changed = bool(core) or merged != (c.fields or {})
+            c.fields = merged
+            return changed
+
+        return self._change(contact_ref, patch)
+
+    def picker_values(self, picker: str) -> list[str]:
+        with self._db.unit_of_work() as s:
+            rows = list(s.scalars(select(SandboxContact).where(SandboxContact.tenant_id == self._tenant)))
+        if picker in ("tags", "groups"):
+            return sorted({v for r in rows for v in getattr(r, picker) or []})
+        if picker == "fields":
+            return sorted({"email", "first_name", "last_name", *{k for r in rows for k in r.fields or {}}})
+        if picker == "owners":
+            return sorted({str(r.fields.get("owner")) for r in rows if (r.fields or {}).get("owner")})
+        return []
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _record(self, contact_ref: str, kind: str, key: str, data: dict[str, Any]) -> WriteResult:
+        with self._db.unit_of_work() as s:
+            contact = self._find(s, contact_ref, create=True)
+            assert contact is not None
+            added = insert_ignoring_conflicts(s, SandboxRecord, [{
+                "tenant_id": self._tenant, "contact_id": contact.id, "kind": kind, "idempotency_key": key,
+                "data": data, "created_at": self._now()}], ["tenant_id", "kind", "idempotency_key"])
+            rec_id = s.scalar(select(SandboxRecord.id).where(SandboxRecord.tenant_id == self._tenant,
+                                                             SandboxRecord.kind == kind,
+                                                             SandboxRecord.idempotency_key == key))
+        return WriteResult(str(rec_id), created=bool(added))
+
+    def _change(self, contact_ref: str, mutate: Any) -> WriteResult:
+        with self._db.unit_of_work() as s:
+            contact = self._find(s, contact_ref, create=True)
+            assert contact is not None
+            if mutate(contact):
+                contact.version += 1
+                contact.modified_at = self._now()
+            return WriteResult(str(contact.id), created=False)
+
+    def _find(self, s: Session, ref: str, *, create: bool) -> SandboxContact | None:
+        """Refs are sandbox ids, or ``email:<address>`` for contacts first seen in an event."""
+        query = select(SandboxContact).where(SandboxContact.tenant_id == self._tenant)
+        if ref.startswith("email:"):
+            email = ref[6:].lower()
+            row = s.scalar(query.where(SandboxContact.email == email))
+            if row is None and create:
+                now = self._now()
+                row = SandboxContact(tenant_id=self._tenant, email=email, fields={}, tags=[], groups=[],
+                                     created_at=now, modified_at=now, version=1)
+                s.add(row)
+                s.flush()
+            return row
+        if not ref.isdigit():
+            raise FatalConnectorError(f"not a sandbox contact id: {ref!r}")
+        return s.scalar(query.where(SandboxContact.id == int(ref)))
+
+
+def _with(contact: SandboxContact, attr: str, item: str, present: bool) -> bool:
+    items = list(getattr(contact, attr) or [])
+    if (item in items) == present:
+        return False
+    setattr(contact, attr, items + [item] if present else [i for i in items if i != item])
+    return True
+
+
+def to_canonical(row: SandboxContact) -> CanonicalContact:
+    fields = dict(row.fields or {})
+    known = {k: fields.pop(k, None) for k in ("phone", "owner", "time_zone", "language", "birthday")}
+    return CanonicalContact(external_id=str(row.id), email=row.email, first_name=row.first_name or None,
+                            last_name=row.last_name or None, created_at=row.created_at,
+                            modified_at=row.modified_at, version=str(row.version), tags=list(row.tags or []),
+                            groups=list(row.groups or []), fields=fields, **known)

@@ -1,0 +1,1 @@
+"""Journey -> durable_rules compilation (pure) and the one engine adapter that runs it."""

@@ -1,0 +1,158 @@
+"""Reads the inbox in order and turns each event into decisions and their effects.
+
+For one event: update the contact mirror and derive canonical signals; let in-flight
+instances of the contact react (react-to-event, if/then, goals, exits); then let routed
+journeys decide whether the contact enters. Each event commits with its effects in one
+savepoint of the batch transaction; a poison event is marked failed with its reason and
+the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from crm_journeys.runtime import facts
+from crm_journeys.runtime.mirror import Signal, apply_event
+from crm_journeys.runtime.transitions import Applier, history
+from crm_journeys.runtime.versions import LoadedVersion
+from crm_journeys.storage.models import Contact, InboxEvent, Instance, Journey, JourneyVersion, Route
+
+if TYPE_CHECKING:
+    from crm_journeys.runtime.services import Runtime
+
+log = logging.getLogger(__name__)
+CONTACT_KEYS = ("email", "first_name", "last_name", "phone", "language", "time_zone", "birthday")
+
+
+class Dispatcher:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def run_once(self, limit: int = 200, worker_id: str = "local") -> int:
+        """Process up to ``limit`` pending events; returns how many were handled."""
+        with self.rt.db.unit_of_work() as session:
+            events = self.rt.claims.inbox(session, limit, worker_id, self.rt.clock.now())
+            for event in events:
+                self._process_safely(session, event)
+            return len(events)
+
+    def _process_safely(self, session: Session, event: InboxEvent) -> None:
+        now = self.rt.clock.now()
+        try:
+            with session.begin_nested():
+                self.process(session, event, now)
+        except Exception as exc:  # a poison event must not block the inbox
+            log.exception("event %s failed", event.id)
+            event.attempts += 1
+            event.status = "failed"
+            event.error = f"{type(exc).__name__}: {exc}"[:2000]
+            event.processed_at = now
+
+    def process(self, session: Session, event: InboxEvent, now: datetime) -> None:
+        contact, created = self._contact(session, event, now)
+        props = event.payload.get("properties") or {}
+        change = apply_event(contact, event.type, event.key, props, now, created=created)
+        session.flush()
+        in_flight = self._in_flight(session, contact)
+        for signal in change.signals:
+            for inst in in_flight:
+                self._react(session, inst, contact, signal, now)
+            self._enter(session, contact, signal, now)
+        if change.updated:
+            for inst in in_flight:
+                self._update(session, inst, contact, now)
+        event.status = "done"
+        event.processed_at = now
+        event.attempts += 1
+
+    # --- contacts ---------------------------------------------------------------------
+    def _contact(self, session: Session, event: InboxEvent, now: datetime) -> tuple[Contact, bool]:
+        ident: dict[str, Any] = event.payload.get("contact") or {}
+        external_id = str(ident.get("id") or ident.get("external_id") or "")
+        email = (ident.get("email") or "").lower() or None
+        query = select(Contact).where(Contact.tenant_id == event.tenant_id)
+        found = None
+        if external_id:
+            found = session.scalar(query.where(Contact.external_id == external_id))
+        if found is None and email:
+            found = session.scalar(query.where(Contact.email == email).limit(1))
+        if found is not None:
+            return found, False
+        fields = {k: ident[k] for k in CONTACT_KEYS if ident.get(k)}
+        contact = Contact(tenant_id=event.tenant_id, external_id=external_id or f"email:{email}",
+                          email=email, fields=fields, tags=[], groups=[], segments=[], activity={},
+                          updated_at=now)
+        session.add(contact)
+        session.flush()
+        return contact, True
+
+    def _in_flight(self, session: Session, contact: Contact) -> list[Instance]:
+        return list(session.scalars(
+            select(Instance).join(Journey, Journey.id == Instance.journey_id)
+            .where(Instance.tenant_id == contact.tenant_id, Instance.contact_id == contact.id,
+                   Instance.status == "active", Journey.status == "live")
+            .order_by(Instance.id)))
+
+    # --- decisions --------------------------------------------------------------------
+    def _react(self, session: Session, inst: Instance, contact: Contact, signal: Signal, now: datetime) -> None:
+        if inst.status != "active":
+            return
+        version = self.rt.versions.get(session, inst.version_id)
+        listens = version.compiled.listens
+        if signal.type not in listens and "*" not in listens:
+            return
+        self._decide(session, version, contact, inst, "event", signal, now)
+
+    def _update(self, session: Session, inst: Instance, contact: Contact, now: datetime) -> None:
+        if inst.status != "active":
+            return
+        version = self.rt.versions.get(session, inst.version_id)
+        if "*" in version.compiled.listens:
+            self._decide(session, version, contact, inst, "update", Signal("contact_updated"), now)
+
+    def _enter(self, session: Session, contact: Contact, signal: Signal, now: datetime) -> None:
+        for version in self._routed(session, contact.tenant_id, signal):
+            for route in version.compiled.entry_routes:
+                if route["event"] == signal.type and route["key"] in ("*", signal.key):
+                    entry_key = str(signal.props.get(route["entry_key"], "")) if route["entry_key"] else ""
+                    break
+            else:
+                continue
+            hist = history(session, version.journey_id, contact.id, entry_key, now)
+            self._decide(session, version, contact, None, "trigger", signal, now, hist=hist,
+                         entry_key=entry_key)
+
+    def _routed(self, session: Session, tenant_id: int, signal: Signal) -> list[LoadedVersion]:
+        ids = session.scalars(
+            select(Route.version_id).join(JourneyVersion, JourneyVersion.id == Route.version_id)
+            .where(Route.tenant_id == tenant_id, Route.event == signal.type,
+                   or_(Route.key == signal.key, Route.key == "*"), JourneyVersion.active.is_(True))
+            .distinct()).all()
+        return [self.rt.versions.get(session, vid) for vid in sorted(ids)]
+
+    def _decide(self, session: Session, version: LoadedVersion, contact: Contact, inst: Instance | None,
+                kind: str, signal: Signal, now: datetime, *, hist: dict[str, Any] | None = None,
+                entry_key: str = "") -> None:
+        msg = facts.message(kind, contact=contact, needs=version.compiled.needs, now=now,
+                            event_type=signal.type, key=signal.key, props=signal.props,
+                            instance=inst, hist=hist, journey_id=version.journey_id)
+        firings = self.rt.engine.decide(version.compiled, msg)
+        if firings:
+            Applier(session, version, contact, now).apply(firings, inst, entry_key)
+
+
+def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: datetime) -> None:
+    """A due wake-up: the instance's step decides what the timeout means."""
+    version = runtime.versions.get(session, inst.version_id)
+    contact = session.get(Contact, inst.contact_id)
+    assert contact is not None
+    msg = facts.message("timer", contact=contact, needs=version.compiled.needs, now=now,
+                        event_type="timer", key=inst.step or "", instance=inst,
+                        journey_id=version.journey_id)
+    firings = runtime.engine.decide(version.compiled, msg)
+    Applier(session, version, contact, now).apply(firings, inst)

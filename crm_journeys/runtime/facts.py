@@ -1,0 +1,96 @@
+"""Builds the message the rules engine sees: only the facts the journey reads.
+
+Layout (addressed by ``rules.lowering``): ``contact.f`` values, ``contact.d`` dates as
+epoch seconds, ``contact.tags|groups|segments`` (only the ones the journey names),
+``contact.act.<kind>.<email>``, ``contact.x.<test>`` text-test booleans, ``event``,
+``inst``, ``hist``, ``dice`` (per random split) and ``now``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from crm_journeys.definition.dates import to_epoch
+from crm_journeys.rules.lowering import FactNeeds
+from crm_journeys.storage.models import Contact, Instance
+
+
+def contact_facts(contact: Contact, needs: FactNeeds, event: dict[str, Any]) -> dict[str, Any]:
+    fields = contact.fields or {}
+    facts: dict[str, Any] = {
+        "f": {k: _scalar(fields[k]) for k in needs.fields if fields.get(k) is not None},
+        "d": {k: e for k in needs.date_fields if (e := to_epoch(fields.get(k))) is not None},
+        "tags": [t for t in contact.tags or [] if t in needs.tags],
+        "groups": [g for g in contact.groups or [] if g in needs.groups],
+        "segments": [s for s in contact.segments or [] if s in needs.segments],
+        "act": _activity(contact.activity or {}, needs),
+        "x": {tid: text_test(path, op, value, fields, event)
+              for tid, (path, op, value) in needs.text_tests.items()},
+    }
+    return facts
+
+
+def message(kind: str, *, contact: Contact, needs: FactNeeds, now: datetime,
+            event_type: str = "", key: str = "", props: dict[str, Any] | None = None,
+            instance: Instance | None = None, hist: dict[str, Any] | None = None,
+            journey_id: int = 0) -> dict[str, Any]:
+    """One engine message for ``kind`` in trigger | event | update | timer | arrive."""
+    props = props or {}
+    msg: dict[str, Any] = {
+        "kind": kind, "type": event_type, "key": key, "now": now.timestamp(),
+        "event": {k: _event_value(v) for k, v in props.items()},
+        "contact": contact_facts(contact, needs, props),
+        "hist": hist or {"entries": 0, "active": 0, "since_entry": 0},
+    }
+    if instance is not None:
+        msg["inst"] = {"step": instance.step or "",
+                       "loops": {s: int((instance.loops or {}).get(s, 0)) for s in needs.jump_steps}}
+    else:
+        msg["inst"] = {"step": "", "loops": {s: 0 for s in needs.jump_steps}}
+    msg["dice"] = {s: dice(journey_id, contact.id, s) for s in needs.random_steps}
+    return msg
+
+
+def dice(journey_id: int, contact_id: int, step_id: str) -> int:
+    """A stable 0..99 draw per contact and step: the same contact always takes the same path."""
+    digest = hashlib.blake2b(f"{journey_id}:{contact_id}:{step_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100
+
+
+def text_test(path: str, op: str, value: Any, fields: dict[str, Any], event: dict[str, Any]) -> bool:
+    """contains / not_contains / starts_with, case-insensitive, on text or on list items."""
+    actual = event.get(path[6:]) if path.startswith("event.") else fields.get(path)
+    needle = str(value).casefold()
+    if isinstance(actual, list):
+        hit = any(str(item).casefold() == needle for item in actual) if op != "starts_with" else \
+            any(str(item).casefold().startswith(needle) for item in actual)
+    elif actual is None:
+        hit = False
+    else:
+        text = str(actual).casefold()
+        hit = text.startswith(needle) if op == "starts_with" else needle in text
+    return not hit if op == "not_contains" else hit
+
+
+def _activity(activity: dict[str, Any], needs: FactNeeds) -> dict[str, Any]:
+    out: dict[str, dict[str, float]] = {}
+    for kind, email in needs.activity:
+        stamp = (activity.get(kind) or {}).get(email)
+        if stamp is not None:
+            out.setdefault(kind, {})[email] = float(stamp)
+    return out
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, dict):
+        return str(value)
+    return value
+
+
+def _event_value(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-":
+        epoch = to_epoch(value)
+        return epoch if epoch is not None else value
+    return value

@@ -1,0 +1,54 @@
+"""The runtime's parts wired together once per process: database, clock, engine, plug-ins."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from crm_journeys.clock import Clock
+from crm_journeys.connectors.base import Connector
+from crm_journeys.rules.engine import RulesEngine
+from crm_journeys.runtime.claims import Claims
+from crm_journeys.runtime.versions import VersionCache
+from crm_journeys.storage.db import Database
+from crm_journeys.storage.models import Tenant
+
+
+@dataclass
+class Runtime:
+    db: Database
+    clock: Clock = field(default_factory=Clock)
+    engine: RulesEngine = field(default_factory=RulesEngine)
+    versions: VersionCache = field(default_factory=VersionCache)
+    settings: dict[str, Any] = field(default_factory=dict)
+    _connectors: dict[int, Connector] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.claims = Claims(postgres=self.db.is_postgres)
+        self.settings.setdefault("smtp_url", os.environ.get("CRM_JOURNEYS_SMTP_URL", ""))
+
+    def connector_for(self, tenant_id: int) -> Connector:
+        """The tenant's connector, built once with its settings and decrypted credentials."""
+        if tenant_id not in self._connectors:
+            from crm_journeys.connectors.factory import build_connector
+
+            with self.db.unit_of_work() as s:
+                tenant = s.get(Tenant, tenant_id)
+                assert tenant is not None
+                self._connectors[tenant_id] = build_connector(tenant, self)
+        return self._connectors[tenant_id]
+
+    def forget_connector(self, tenant_id: int) -> None:
+        self._connectors.pop(tenant_id, None)
+
+    def action_settings(self, tenant_id: int) -> dict[str, Any]:
+        with self.db.unit_of_work() as s:
+            tenant = s.get(Tenant, tenant_id)
+            assert tenant is not None
+            settings = dict(tenant.settings or {})
+            secret = tenant.webhook_secret
+        return {"smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
+                "mail_from": settings.get("mail_from", "journeys@localhost"),
+                "allow_private_webhooks": bool(settings.get("allow_private_webhooks")),
+                "webhook_secret": secret}

@@ -1,0 +1,56 @@
+"""Fires due wake-ups: each becomes a "timer" decision for its instance, lateness recorded.
+
+Waits are rows, never in-process timers: a restart loses nothing, and a wake-up that no
+longer matches its instance (the contact moved on, or exited) is closed without effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crm_journeys.runtime.dispatch import decide_timer
+from crm_journeys.storage.models import Instance, Journey, Wakeup
+
+if TYPE_CHECKING:
+    from crm_journeys.runtime.services import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def fire_due(runtime: Runtime, limit: int = 500) -> int:
+    """Fire up to ``limit`` due wake-ups; returns how many were taken."""
+    now = runtime.clock.now()
+    with runtime.db.unit_of_work() as session:
+        due = runtime.claims.wakeups(session, now, limit)
+        for wakeup in due:
+            _fire(runtime, session, wakeup, now)
+        return len(due)
+
+
+def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> None:
+    inst = session.get(Instance, wakeup.instance_id)
+    journey = session.get(Journey, inst.journey_id) if inst else None
+    if journey is not None and journey.status == "paused":
+        return  # stays pending; fires once the journey resumes
+    wakeup.pending = False
+    wakeup.fired_at = now
+    wakeup.lateness_ms = max(0, int((now - wakeup.due_at).total_seconds() * 1000))
+    if inst is None or inst.status != "active" or inst.step != wakeup.step or inst.visits != wakeup.visit:
+        return
+    try:
+        with session.begin_nested():
+            decide_timer(runtime, session, inst, now)
+    except Exception:
+        log.exception("wake-up %s of instance %s failed", wakeup.id, inst.id)
+        wakeup.pending = True  # try again on the next poll
+
+
+def next_due(runtime: Runtime) -> datetime | None:
+    """The earliest pending wake-up, so the worker can sleep exactly until then."""
+    with runtime.db.unit_of_work() as session:
+        return session.scalar(select(func.min(Wakeup.due_at)).where(Wakeup.pending.is_(True)))

@@ -1,0 +1,188 @@
+"""Applies one decision's intents to rows: instance state, outbox rows, wake-ups, the log.
+
+Runs inside the caller's transaction, so an event's whole effect commits together with
+its "processed" mark, or not at all (ARCHITECTURE.md invariant 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from crm_journeys.definition import model as m
+from crm_journeys.rules.engine import Firing
+from crm_journeys.runtime.schedule import wake_time
+from crm_journeys.runtime.versions import LoadedVersion
+from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog, Wakeup
+from crm_journeys.storage.upsert import insert_ignoring_conflicts
+
+
+@dataclass
+class Outcome:
+    instance: Instance | None
+    outbox_rows: int = 0
+    wakeups: int = 0
+
+
+def history(session: Session, journey_id: int, contact_id: int, entry_key: str, now: datetime) -> dict[str, Any]:
+    """Entry-policy facts: how often this contact entered, whether it is still inside."""
+    row = session.execute(
+        select(func.count(Instance.id),
+               func.coalesce(func.sum(case((Instance.status == "active", 1), else_=0)), 0),
+               func.max(Instance.entered_at))
+        .where(Instance.journey_id == journey_id, Instance.contact_id == contact_id,
+               Instance.entry_key == entry_key)).one()
+    entries, active, last = row
+    if isinstance(last, str):  # SQLite returns MAX() over datetimes as text
+        last = datetime.fromisoformat(last)
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    since = (now - last).total_seconds() if last else 0
+    return {"entries": int(entries), "active": int(active or 0), "since_entry": since}
+
+
+class Applier:
+    """One per decision: walks the firings in order and writes what they mean."""
+
+    def __init__(self, session: Session, version: LoadedVersion, contact: Contact, now: datetime):
+        self.session = session
+        self.version = version
+        self.contact = contact
+        self.now = now
+        self.outcome = Outcome(None)
+
+    def apply(self, firings: list[Firing], instance: Instance | None, entry_key: str = "") -> Outcome:
+        self.outcome.instance = instance
+        for firing in firings:
+            op = firing.intent["op"]
+            if op == "enter":
+                self._enter(firing, entry_key)
+                continue
+            if self.outcome.instance is None or self.outcome.instance.status != "active":
+                break
+            getattr(self, f"_{op}")(self.outcome.instance, firing)
+        return self.outcome
+
+    # --- intents ----------------------------------------------------------------------
+    def _enter(self, firing: Firing, entry_key: str) -> None:
+        rotation = self.session.scalar(
+            select(func.count(Instance.id)).where(Instance.version_id == self.version.id,
+                                                  Instance.contact_id == self.contact.id,
+                                                  Instance.entry_key == entry_key)) or 0
+        inst = Instance(tenant_id=self.version.tenant_id, journey_id=self.version.journey_id,
+                        version_id=self.version.id, contact_id=self.contact.id, entry_key=entry_key,
+                        rotation=rotation, status="active", step=None, loops={}, visits=0,
+                        entered_at=self.now, updated_at=self.now)
+        self.session.add(inst)
+        self.session.flush()
+        self.outcome.instance = inst
+        self._log(inst, "entered", "", firing, branch=firing.intent["starting_point"])
+        if not firing.intent.get("to"):
+            self._finish(inst, "completed", "no first step")
+
+    def _action(self, inst: Instance, firing: Firing) -> None:
+        intent = firing.intent
+        step = self.version.journey.step(intent["step"])
+        assert isinstance(step, m.ActionStep)
+        self._arrive(inst, step.id)
+        key = self._idempotency_key(inst, step)
+        added = insert_ignoring_conflicts(self.session, OutboxMessage, [{
+            "tenant_id": inst.tenant_id, "instance_id": inst.id, "contact_id": self.contact.id,
+            "step": step.id, "idempotency_key": key, "action": step.action, "params": step.params,
+            "status": "pending", "attempts": 0, "next_attempt_at": self.now, "last_error": "",
+            "result": {}, "created_at": self.now,
+        }], ["tenant_id", "idempotency_key"])
+        self.outcome.outbox_rows += added
+        self._log(inst, "action", step.id, firing, extra={"action": step.action, "queued": bool(added),
+                                                           "key": key})
+        self._move_on(inst, intent.get("to"))
+
+    def _goto(self, inst: Instance, firing: Firing) -> None:
+        intent = firing.intent
+        self._leave_hold(inst, intent["step"])
+        self._log(inst, "branch", intent["step"], firing, branch=intent.get("branch", ""))
+        self._move_on(inst, intent.get("to"))
+
+    def _jump(self, inst: Instance, firing: Firing) -> None:
+        step_id = firing.intent["step"]
+        loops = dict(inst.loops or {})
+        loops[step_id] = int(loops.get(step_id, 0)) + 1
+        inst.loops = loops
+        self._goto(inst, firing)
+
+    def _hold(self, inst: Instance, firing: Firing) -> None:
+        step = self.version.journey.step(firing.intent["step"])
+        self._arrive(inst, step.id)
+        hold = self.version.compiled.holds[step.id]
+        due = wake_time(step, hold, self.now, self.contact.fields or {}, self.version.journey)
+        self.session.add(Wakeup(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id,
+                                visit=inst.visits, due_at=due, pending=True))
+        self.outcome.wakeups += 1
+        self._log(inst, "hold", step.id, firing, extra={"until": due.isoformat()})
+
+    def _exit(self, inst: Instance, firing: Firing) -> None:
+        self._cancel_wakeups(inst)
+        self._log(inst, "exit", firing.intent.get("step", inst.step or ""), firing)
+        self._finish(inst, "exited", firing.intent.get("reason", "exit"))
+
+    def _goal(self, inst: Instance, firing: Firing) -> None:
+        self._cancel_wakeups(inst)
+        self._log(inst, "goal", inst.step or "", firing, branch=firing.intent["goal"])
+        if firing.intent.get("to") is None:
+            self._finish(inst, "completed", f"goal {firing.intent['goal']}")
+
+    # --- state ------------------------------------------------------------------------
+    def _arrive(self, inst: Instance, step_id: str) -> None:
+        inst.step = step_id
+        inst.visits += 1
+        inst.updated_at = self.now
+
+    def _move_on(self, inst: Instance, target: str | None) -> None:
+        if target is None:
+            self._finish(inst, "completed", "reached the end")
+        else:
+            inst.step = target
+            inst.updated_at = self.now
+
+    def _leave_hold(self, inst: Instance, step_id: str) -> None:
+        if isinstance(self.version.journey.step(step_id), m.HOLDING_STEPS):
+            self._cancel_wakeups(inst)
+
+    def _cancel_wakeups(self, inst: Instance) -> None:
+        self.session.execute(update(Wakeup).where(Wakeup.instance_id == inst.id, Wakeup.pending.is_(True))
+                             .values(pending=False))
+
+    def _finish(self, inst: Instance, status: str, outcome: str) -> None:
+        inst.status = status
+        inst.outcome = outcome
+        inst.ended_at = self.now
+        inst.updated_at = self.now
+        self.session.add(StepLog(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
+                                 at=self.now, step=inst.step or "", kind="done", branch=status,
+                                 detail={"outcome": outcome}))
+
+    def _idempotency_key(self, inst: Instance, step: m.ActionStep) -> str:
+        """Once per contact unless the element may run multiple times (then per visit)."""
+        if step.run_multiple_times:
+            return f"i{inst.id}:{step.id}:{inst.visits}"
+        return f"j{inst.journey_id}:c{self.contact.id}:{inst.entry_key}:{step.id}"
+
+    def _log(self, inst: Instance, kind: str, step: str, firing: Firing, *, branch: str = "",
+             extra: dict[str, Any] | None = None) -> None:
+        detail = {"rule": firing.rule, "why": firing.intent.get("why", ""), "facts": _facts(firing.message)}
+        detail.update(extra or {})
+        self.session.add(StepLog(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
+                                 at=self.now, step=step, kind=kind, branch=branch, detail=detail))
+
+
+def _facts(message: dict[str, Any]) -> dict[str, Any]:
+    """What the rule saw, minus bookkeeping: shown in the contact's timeline."""
+    contact = message.get("contact") or {}
+    out = {k: v for k, v in contact.items() if v}
+    if message.get("type"):
+        out["event"] = {"type": message["type"], "key": message.get("key", ""), **(message.get("event") or {})}
+    return out

@@ -1,0 +1,160 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL when configured), a virtual
+clock, and a harness that drives the real runtime the way the worker does."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from crm_journeys.clock import VirtualClock
+from crm_journeys.runtime.ingest import IncomingEvent, ingest
+from crm_journeys.runtime.services import Runtime
+from crm_journeys.runtime.tenants import create_tenant
+from crm_journeys.runtime.versions import create_journey, publish
+from crm_journeys.runtime.worker import Worker, advance_to
+from crm_journeys.storage.db import Database
+from crm_journeys.storage.models import Instance, OutboxMessage, SandboxRecord, StepLog
+
+PG_ENV = "CRM_JOURNEYS_TEST_DATABASE_URL"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+
+
+def _backends() -> list[Any]:
+    params: list[Any] = ["sqlite"]
+    marks = [] if os.environ.get(PG_ENV) else [pytest.mark.skip(reason=f"{PG_ENV} not set")]
+    params.append(pytest.param("postgresql", marks=[pytest.mark.postgres, *marks]))
+    return params
+
+
+def _fresh_postgres(base_url: str) -> tuple[str, Any]:
+    """A throw-away database per test on the real server, dropped afterwards."""
+    name = f"cj_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=_backends())
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url, drop = _fresh_postgres(os.environ[PG_ENV])
+    db = Database(url)
+    db.upgrade()
+    yield db
+    db.dispose()
+    if drop:
+        drop()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'test.db'}")
+    db.upgrade()
+    yield db
+    db.dispose()
+
+
+class Harness:
+    """Drives the real runtime on a virtual clock and reads back what happened."""
+
+    def __init__(self, db: Database, clock: VirtualClock):
+        self.db = db
+        self.clock = clock
+        self.runtime = Runtime(db=db, clock=clock)
+        self.worker = Worker(self.runtime)
+        with db.unit_of_work() as s:
+            self.tenant_id = create_tenant(s, f"t-{uuid.uuid4().hex[:8]}", "Test tenant", clock.now()).id
+
+    # --- setting up ---------------------------------------------------------------------
+    def publish(self, document: dict[str, Any] | str) -> int:
+        if isinstance(document, str):
+            document = json.loads((EXAMPLES / document).read_text())
+        with self.db.unit_of_work() as s:
+            journey = create_journey(s, self.tenant_id, document, self.clock.now())
+            from crm_journeys.actions.registry import installed_actions
+
+            publish(s, self.tenant_id, journey.id, self.clock.now(), actions=installed_actions())
+            return journey.id
+
+    def event(self, type_: str, email: str, key: str = "", **props: Any) -> None:
+        with self.db.unit_of_work() as s:
+            ingest(s, self.tenant_id, IncomingEvent(type=type_, key=key, contact={"email": email},
+                                                    properties=props), self.clock.now())
+
+    def snapshot(self, external_id: str, email: str, version: int, **fields: Any) -> None:
+        tags = fields.pop("tags", [])
+        props = {"external_id": external_id, "email": email, "tags": tags, "version": str(version),
+                 "fields": fields}
+        with self.db.unit_of_work() as s:
+            ingest(s, self.tenant_id, IncomingEvent(type="contact_upserted", contact={"id": external_id,
+                   "email": email}, properties=props, dedup_key=f"snap:{external_id}:{version}"),
+                   self.clock.now())
+
+    # --- running --------------------------------------------------------------------------
+    def run(self) -> None:
+        self.worker.drain()
+
+    def advance(self, **delta: float) -> None:
+        advance_to(self.worker, self.clock, self.clock.now() + timedelta(**delta))
+
+    # --- reading back ---------------------------------------------------------------------
+    def outbox(self) -> list[OutboxMessage]:
+        with self.db.unit_of_work() as s:
+            return list(s.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == self.tenant_id)
+                                  .order_by(OutboxMessage.id)))
+
+    def actions_for(self, email: str) -> list[tuple[str, str]]:
+        """(step, action) of every outbox row of the contact, in order."""
+        from crm_journeys.storage.models import Contact
+
+        with self.db.unit_of_work() as s:
+            cid = s.scalar(select(Contact.id).where(Contact.tenant_id == self.tenant_id, Contact.email == email))
+            rows = s.execute(select(OutboxMessage.step, OutboxMessage.action)
+                             .where(OutboxMessage.contact_id == cid).order_by(OutboxMessage.id)).all()
+        return [(r.step, r.action) for r in rows]
+
+    def crm_records(self, kind: str) -> list[SandboxRecord]:
+        with self.db.unit_of_work() as s:
+            return list(s.scalars(select(SandboxRecord).where(SandboxRecord.tenant_id == self.tenant_id,
+                                                              SandboxRecord.kind == kind)))
+
+    def instances(self) -> list[Instance]:
+        with self.db.unit_of_work() as s:
+            return list(s.scalars(select(Instance).where(Instance.tenant_id == self.tenant_id)
+                                  .order_by(Instance.id)))
+
+    def branches(self, step: str) -> list[str]:
+        with self.db.unit_of_work() as s:
+            return list(s.scalars(select(StepLog.branch).where(StepLog.tenant_id == self.tenant_id,
+                                                               StepLog.step == step, StepLog.kind == "branch")
+                                  .order_by(StepLog.id)))
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(START)
+
+
+@pytest.fixture
+def harness(database: Database, clock: VirtualClock) -> Harness:
+    return Harness(database, clock)
