@@ -1,0 +1,84 @@
+"""The Flask extension: mounts crm_journeys inside a host Flask app, or in our own.
+
+``init_app`` keeps no reference to the app; its state lives in
+``app.extensions["crm_journeys"]``. Config keys are prefixed ``CRM_JOURNEYS_``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+
+from crm_journeys.clock import Clock
+from crm_journeys.runtime.services import Runtime
+from crm_journeys.runtime.worker import Worker
+from crm_journeys.storage.db import Database, default_url
+
+DEFAULTS: dict[str, Any] = {
+    "CRM_JOURNEYS_DATABASE_URL": None,
+    "CRM_JOURNEYS_URL_PREFIX": "",
+    "CRM_JOURNEYS_RUN_WORKER": False,
+    "CRM_JOURNEYS_AUTO_MIGRATE": True,
+    "CRM_JOURNEYS_DEFAULT_TENANT": "default",
+}
+
+
+@dataclass
+class State:
+    db: Database
+    runtime: Runtime
+    worker: Worker | None = None
+    worker_thread: threading.Thread | None = None
+
+    def start_worker(self) -> None:
+        """Web and worker in one process: the embedded default."""
+        if self.worker_thread is not None:
+            return
+        self.worker = Worker(self.runtime, worker_id=f"embedded-{os.getpid()}")
+        self.worker_thread = threading.Thread(target=self.worker.run_forever, name="crm-journeys-worker",
+                                              daemon=True)
+        self.worker_thread.start()
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if self.worker_thread is not None:
+            self.worker_thread.join(timeout=10)
+        self.worker = self.worker_thread = None
+
+
+class CrmJourneys:
+    def __init__(self, app: Flask | None = None, *, clock: Clock | None = None):
+        self._clock = clock
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        url = app.config["CRM_JOURNEYS_DATABASE_URL"] or os.environ.get("CRM_JOURNEYS_DATABASE_URL") \
+            or default_url(app.instance_path)
+        db = Database(url)
+        if app.config["CRM_JOURNEYS_AUTO_MIGRATE"]:
+            db.upgrade()
+        runtime = Runtime(db=db, clock=self._clock or Clock())
+        state = State(db=db, runtime=runtime)
+        app.extensions["crm_journeys"] = state
+        _register_blueprints(app, app.config["CRM_JOURNEYS_URL_PREFIX"])
+        if app.config["CRM_JOURNEYS_RUN_WORKER"]:
+            state.start_worker()
+
+
+def _register_blueprints(app: Flask, prefix: str) -> None:
+    from crm_journeys.web import blueprints
+
+    for blueprint, sub in blueprints():
+        app.register_blueprint(blueprint, url_prefix=f"{prefix}{sub}" or None)
+
+
+def state() -> State:
+    return current_app.extensions["crm_journeys"]

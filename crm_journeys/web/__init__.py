@@ -1,0 +1,13 @@
+"""Flask blueprints: the UI (forms), the REST API and inbound hooks."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+
+def blueprints() -> list[tuple[Blueprint, str]]:
+    """(blueprint, URL prefix below the extension's prefix)."""
+    from crm_journeys.web.api import api
+    from crm_journeys.web.health import health
+
+    return [(health, ""), (api, "/api")]
