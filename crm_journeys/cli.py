@@ -1,0 +1,255 @@
+"""The ``crm-journeys`` command: serve, work, migrate, validate, publish, simulate, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crm_journeys.errors import DefinitionError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _db(url: str | None):  # type: ignore[no-untyped-def]
+    from crm_journeys.storage.db import Database, default_url
+
+    return Database(url or os.environ.get("CRM_JOURNEYS_DATABASE_URL")
+                    or default_url(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")))
+
+
+def _load_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{path}: not JSON ({exc})") from exc
+
+
+def _print_definition_error(exc: DefinitionError) -> None:
+    for path, messages in exc.errors.items():
+        for message in messages:
+            click.echo(f"  {path or '$'}: {message}", err=True)
+
+
+@click.group()
+@click.option("--database", "database_url", envvar="CRM_JOURNEYS_DATABASE_URL", default=None,
+              help="SQLAlchemy URL (default: SQLite in ./instance).")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """Customer journeys for the CRM you already use."""
+    ctx.obj = {"url": database_url}
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Seed demo data into an empty database.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
+    """Web and worker in one process (the embedded default)."""
+    from werkzeug.serving import run_simple
+
+    from crm_journeys.app import create_app
+
+    config: dict[str, Any] = {"CRM_JOURNEYS_RUN_WORKER": True}
+    if ctx.obj["url"]:
+        config["CRM_JOURNEYS_DATABASE_URL"] = ctx.obj["url"]
+    app = create_app(config)
+    if demo:
+        from crm_journeys.demo import seed_demo
+
+        state = app.extensions["crm_journeys"]
+        for line in seed_demo(state.runtime, only_if_empty=True):
+            click.echo(line)
+    click.echo(f"crm_journeys on http://{host}:{port}/  (health: /healthz)")
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--id", "worker_id", default=None, help="Worker name (default: host-pid).")
+@click.pass_context
+def worker(ctx: click.Context, worker_id: str | None) -> None:
+    """Run a worker: wake-ups, inbox, outbox. Start several on PostgreSQL to scale out."""
+    import signal
+    import socket
+
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.worker import Worker
+
+    db = _db(ctx.obj["url"])
+    db.upgrade()
+    w = Worker(Runtime(db=db), worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}")
+    signal.signal(signal.SIGTERM, lambda *_: w.stop())
+    click.echo(f"worker {w.worker_id} on {db.engine.dialect.name}")
+    try:
+        w.run_forever()
+    except KeyboardInterrupt:
+        w.stop()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply every pending migration."""
+    database = _db(ctx.find_root().obj["url"])
+    database.upgrade()
+    click.echo(f"schema is current ({database.engine.dialect.name})")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def validate(file: str) -> None:
+    """Check a journey document; every error is printed with its JSON path."""
+    from crm_journeys.actions.registry import installed_actions
+    from crm_journeys.definition.checks import validate_document
+    from crm_journeys.rules.compiler import compile_journey
+
+    try:
+        journey = validate_document(_load_json(file), actions=installed_actions())
+        compiled = compile_journey(journey, "validate", "0")
+    except DefinitionError as exc:
+        click.echo(f"{file}: invalid", err=True)
+        _print_definition_error(exc)
+        sys.exit(1)
+    click.echo(f"{file}: valid ({len(journey.steps)} steps, {len(compiled.ruleset)} rules)")
+
+
+def _tenant_id(session: Any, slug: str) -> int:
+    from crm_journeys.runtime.tenants import ensure_tenant
+
+    return ensure_tenant(session, slug, datetime.now(UTC), name=slug.title()).id
+
+
+@main.command("publish")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tenant", default="default", show_default=True)
+@click.pass_context
+def publish_cmd(ctx: click.Context, file: str, tenant: str) -> None:
+    """Import a journey document and publish it."""
+    from crm_journeys.actions.registry import installed_actions
+    from crm_journeys.runtime.versions import create_journey, publish
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    now = datetime.now(UTC)
+    try:
+        with database.unit_of_work() as s:
+            tid = _tenant_id(s, tenant)
+            journey = create_journey(s, tid, _load_json(file), now)
+            version = publish(s, tid, journey.id, now, actions=installed_actions())
+            click.echo(f"published journey {journey.id} '{journey.name}' version {version.version}")
+    except DefinitionError as exc:
+        click.echo(f"{file}: not published", err=True)
+        _print_definition_error(exc)
+        sys.exit(1)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tenant", default="default", show_default=True)
+@click.pass_context
+def import_cmd(ctx: click.Context, file: str, tenant: str) -> None:
+    """Import a journey document as a draft (not validated until published)."""
+    from crm_journeys.runtime.versions import create_journey
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    with database.unit_of_work() as s:
+        journey = create_journey(s, _tenant_id(s, tenant), _load_json(file), datetime.now(UTC))
+        click.echo(f"imported draft journey {journey.id}")
+
+
+@main.command("export")
+@click.argument("journey_id", type=int)
+@click.option("--tenant", default="default", show_default=True)
+@click.pass_context
+def export_cmd(ctx: click.Context, journey_id: int, tenant: str) -> None:
+    """Print a journey's current draft document as JSON."""
+    from crm_journeys.runtime.tenants import tenant_by_slug
+    from crm_journeys.runtime.versions import get_journey
+
+    database = _db(ctx.obj["url"])
+    with database.unit_of_work() as s:
+        journey = get_journey(s, tenant_by_slug(s, tenant).id, journey_id)
+        click.echo(json.dumps(journey.draft, indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("journey", type=click.Path(exists=True, dir_okay=False))
+@click.option("--events", "events_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="JSON lines: {at, type, email|contact_id, key, properties}.")
+@click.option("--contacts", "contacts_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON list of contacts {email, first_name, tags, groups, fields, ...}.")
+@click.option("--start", default=None, help="ISO start time of the virtual clock (default: first event).")
+@click.option("--until", default=None, help="ISO end time (default: 30 days after the last event).")
+def simulate(journey: str, events_file: str, contacts_file: str | None, start: str | None, until: str | None) -> None:
+    """Run the real engine on a virtual clock and print a JSON report."""
+    from crm_journeys.definition.dates import parse_datetime
+    from crm_journeys.runtime.simulate import ScriptedEvent, Simulation
+
+    raw = [json.loads(line) for line in Path(events_file).read_text().splitlines() if line.strip()]
+    first = parse_datetime(start) or min((parse_datetime(e.get("at")) for e in raw if e.get("at")),
+                                         default=None) or datetime.now(UTC)
+    events = [ScriptedEvent.from_json(e, first) for e in raw]
+    last = max((e.at for e in events), default=first)
+    end = parse_datetime(until) or last + timedelta(days=30)
+    sim = Simulation(_load_json(journey), first, end,
+                     contacts=_load_json(contacts_file) if contacts_file else [], events=events)
+    try:
+        click.echo(json.dumps(sim.run(), indent=2, ensure_ascii=False, default=str))
+    except DefinitionError as exc:
+        click.echo(f"{journey}: invalid", err=True)
+        _print_definition_error(exc)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--tenant", default="default", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, tenant: str) -> None:
+    """Seed the sandbox CRM with demo contacts and publish the example journeys."""
+    from crm_journeys.demo import seed_demo
+    from crm_journeys.runtime.services import Runtime
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    for line in seed_demo(Runtime(db=database), tenant=tenant, only_if_empty=False):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--page-size", default=100, show_default=True)
+@click.pass_context
+def sync(ctx: click.Context, tenant: str, page_size: int) -> None:
+    """Pull contacts from the tenant's CRM (resumable; shows progress)."""
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.sync import sync_tenant
+    from crm_journeys.runtime.tenants import tenant_by_slug
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    runtime = Runtime(db=database)
+    with database.unit_of_work() as s:
+        tid = tenant_by_slug(s, tenant).id
+    with click.progressbar(length=0, label="contacts", show_pos=True) as bar:
+        def progress(seen: int, total: int | None) -> None:
+            bar.length = total or max(seen, 1)
+            bar.update(seen - bar.pos)
+
+        count = sync_tenant(runtime, tid, page_size=page_size, progress=progress)
+    click.echo(f"{count} contacts read")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
