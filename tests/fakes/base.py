@@ -59,6 +59,7 @@ class FakeCrm:
 
     name = "fake"
     token = "test-token-0123456789"
+    spec: Any = None  # a tests.fakes.spec.SpecChecker when the host publishes a description
 
     def __init__(self, clock: VirtualClock | None = None):
         self.clock = clock or VirtualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -133,7 +134,19 @@ class FakeCrm:
         return json_response({"message": "daily limit reached"}, 429)
 
     def validate(self, request: Request) -> None:
-        """Check traffic against the host's published description (HostError on violation)."""
+        """Refuse traffic that breaks the host's published description, and remember it."""
+        if self.spec is None:
+            return
+        errors = self.spec.request_errors(request)
+        if errors:
+            self.spec_violations.extend(f"{request.method} {request.path}: {e}" for e in errors)
+            raise HostError(400, "; ".join(errors), "VALIDATION_ERROR")
+
+    def validate_response(self, request: Request, response: Response) -> None:
+        if self.spec is not None and response.status_code < 300:
+            errors = self.spec.response_errors(request, response)
+            self.spec_violations.extend(
+                f"response to {request.method} {request.path}: {e}" for e in errors)
 
     # --- the WSGI app ---------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -160,6 +173,7 @@ class FakeCrm:
             endpoint, args = adapter.match()
             self.validate(request)
             response = endpoint(request, **args)
+            self.validate_response(request, response)
         except HostError as error:
             return self.render_error(error)
         except NotFound:

@@ -1,0 +1,297 @@
+"""HubSpot: CRM v3 objects, v4 associations, the search API and webhooks v3.
+
+Contacts are listed with ``after`` cursors for the initial sync, then searched on
+``lastmodifieddate`` (the contact's spelling of ``hs_lastmodifieddate``) with an overlap
+window. Every record the plugin writes carries the unique property ``crm_journeys_key``:
+activities are upserted by it (``batch/upsert`` with ``idProperty``), leads, which HubSpot
+only creates together with their contact association, are created with it so a repeat
+is refused as a conflict and found again. Tags live in one ``;``-separated property.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, time, timedelta
+from typing import Any, ClassVar
+from urllib.parse import unquote
+from zoneinfo import ZoneInfo
+
+import requests
+
+from crm_journeys.connectors.base import (
+    ActivitySpec,
+    CanonicalContact,
+    Connector,
+    EmailSpec,
+    InboundRequest,
+    LeadSpec,
+    WebhookHint,
+    WriteResult,
+)
+from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
+from crm_journeys.connectors.http import (
+    Auth,
+    Call,
+    CursorPaginator,
+    HttpClient,
+    client_options,
+)
+from crm_journeys.connectors.mapping import iso_z, parse_time, tags_with, split_tags, to_ms
+from crm_journeys.errors import FatalConnectorError, WebhookRejected
+
+FIELDS = {"email": "email", "first_name": "firstname", "last_name": "lastname",
+          "phone": "phone", "owner": "hubspot_owner_id", "time_zone": "hs_timezone",
+          "language": "hs_language", "birthday": "date_of_birth"}
+ACTIVITY_TYPES = {"task": "tasks", "phone_call": "calls", "appointment": "meetings"}
+LEAD_TO_CONTACT = 578  # HUBSPOT_DEFINED "lead to primary contact"
+SIGNATURE_WINDOW_MS = 5 * 60 * 1000
+# HubSpot decodes these in the URI before signing (webhooks v3 docs).
+_URI_DECODE = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A",
+               "%2C", "%3B")
+
+
+def daily_budget_rule(time_zone: str) -> Any:
+    """HubSpot's daily limit answer is a 429 whose ``policyName`` is ``DAILY``; it resets
+    at midnight in the account's time zone."""
+
+    def rule(response: requests.Response, now: datetime) -> datetime | None:
+        if response.status_code != 429:
+            return None
+        try:
+            policy = response.json().get("policyName")
+        except ValueError:
+            return None
+        if policy != "DAILY":
+            return None
+        local = now.astimezone(ZoneInfo(time_zone))
+        midnight = datetime.combine(local.date() + timedelta(days=1), time(), local.tzinfo)
+        return midnight.astimezone(now.tzinfo)
+
+    return rule
+
+
+class HubSpotConnector(WindowedSync, Connector):
+    """A HubSpot account (portal) reached with an OAuth or private-app access token."""
+
+    name = "hubspot"
+    label = "HubSpot"
+    capabilities = frozenset({"webhooks", "signed_webhooks", "phone_call", "appointment",
+                              "log_email"})
+    key_property: ClassVar[str] = "crm_journeys_key"
+    modified_property: ClassVar[str] = "lastmodifieddate"
+    search_cap: ClassVar[int] = 10_000  # HubSpot returns at most this many hits per query
+
+    def __init__(self, settings: dict[str, Any] | None = None,
+                 credentials: dict[str, Any] | None = None, **context: Any):
+        super().__init__(settings, credentials, **context)
+        self.tags_property = self.settings.get("tags_property", "crm_journeys_tags")
+        self.custom_fields = list(self.settings.get("custom_fields", []))
+        token = self.credentials["access_token"]
+        self.http = HttpClient(
+            self.settings.get("base_url", "https://api.hubapi.com"),
+            account=f"hubspot:{self.settings.get('portal_id') or hashlib.sha256(token.encode()).hexdigest()[:12]}",
+            auth=Auth.bearer(token, context.get("refresh_access_token")),
+            budget_rule=daily_budget_rule(self.settings.get("time_zone", "UTC")),
+            rate=self.settings.get("requests_per_second", 9.0), burst=10,
+            secrets=[self.credentials.get("client_secret"), self.credentials.get("refresh_token")],
+            **client_options(context))
+
+    @property
+    def contact_properties(self) -> list[str]:
+        return [*FIELDS.values(), self.tags_property, "createdate", self.modified_property,
+                *self.custom_fields]
+
+    # --- reading --------------------------------------------------------------------
+    def full_page(self, token: Any, page_size: int) -> Chunk:
+        call = Call("GET", "/crm/v3/objects/contacts",
+                    params={"properties": ",".join(self.contact_properties)})
+        page = self.http.page(call, CursorPaginator(), token, min(page_size, 100))
+        return Chunk([self._contact(r) for r in page.items], page.next)
+
+    def changes_page(self, since: datetime, token: Any, page_size: int, state: SyncState) -> Chunk:
+        size = min(page_size, 200)
+        call = Call("POST", "/crm/v3/objects/contacts/search", json={
+            "filterGroups": [{"filters": [{"propertyName": self.modified_property,
+                                           "operator": "GTE", "value": str(to_ms(since))}]}],
+            "sorts": [self.modified_property], "properties": self.contact_properties,
+            "limit": size, "after": "0"})
+        page = self.http.page(call, CursorPaginator(in_body=True), token, size, idempotent=True)
+        contacts = [self._contact(r) for r in page.items]
+        if page.next is not None and int(page.next) + size > self.search_cap and contacts:
+            # Past HubSpot's 10,000-hit window: restart the query at the newest time read;
+            # the cursor's version de-duplication absorbs the records read twice.
+            state.since = max(c.modified_at for c in contacts if c.modified_at).isoformat()
+            return Chunk(contacts, "0", page.total)
+        return Chunk(contacts, page.next, page.total)
+
+    def fetch_contact(self, external_id: str) -> CanonicalContact | None:
+        record = self.http.get(f"/crm/v3/objects/contacts/{external_id}", allow_404=True,
+                               params={"properties": ",".join(self.contact_properties)})
+        return self._contact(record) if record else None
+
+    def _contact(self, record: dict[str, Any]) -> CanonicalContact:
+        props = record.get("properties") or {}
+        values = {name: props.get(prop) or None for name, prop in FIELDS.items()}
+        return CanonicalContact(
+            external_id=str(record["id"]), **values,
+            created_at=parse_time(record.get("createdAt") or props.get("createdate")),
+            modified_at=parse_time(props.get(self.modified_property) or record.get("updatedAt")),
+            version=props.get(self.modified_property) or record.get("updatedAt"),
+            tags=split_tags(props.get(self.tags_property)),
+            fields={f: props.get(f) for f in self.custom_fields if props.get(f) is not None},
+            deleted=bool(record.get("archived")))
+
+    # --- webhooks -------------------------------------------------------------------
+    def verify_webhook(self, request: InboundRequest) -> None:
+        timestamp = request.header("X-HubSpot-Request-Timestamp") or ""
+        signature = request.header("X-HubSpot-Signature-v3") or ""
+        if not timestamp.isdigit() or not signature:
+            raise WebhookRejected("missing X-HubSpot-Signature-v3 or its timestamp")
+        if abs(to_ms(self.clock.now()) - int(timestamp)) > SIGNATURE_WINDOW_MS:
+            raise WebhookRejected("HubSpot webhook timestamp outside the 5-minute window")
+        uri = self.settings.get("webhook_url") or request.url
+        for encoded in _URI_DECODE:
+            uri = uri.replace(encoded, unquote(encoded)).replace(encoded.lower(), unquote(encoded))
+        source = f"{request.method.upper()}{uri}".encode() + request.body + timestamp.encode()
+        secret = (self.credentials.get("client_secret") or "").encode()
+        expected = base64.b64encode(hmac.new(secret, source, hashlib.sha256).digest()).decode()
+        if not secret or not hmac.compare_digest(expected, signature):
+            raise WebhookRejected("X-HubSpot-Signature-v3 does not match")
+
+    def parse_webhook(self, request: InboundRequest) -> list[WebhookHint]:
+        try:
+            events = json.loads(request.body)
+        except ValueError as exc:
+            raise WebhookRejected(f"webhook body is not JSON: {exc}") from None
+        app_id = str(self.settings.get("app_id", ""))
+        hints = []
+        for event in events if isinstance(events, list) else [events]:
+            object_type, _, change = str(event.get("subscriptionType", "")).partition(".")
+            source = str(event.get("sourceId", ""))
+            hints.append(WebhookHint(
+                event_id=str(event["eventId"]), object_type=object_type,
+                object_id=str(event["objectId"]),
+                change={"creation": "created", "deletion": "deleted",
+                        "propertyChange": "property_change"}.get(change, change),
+                occurred_at=parse_time(event.get("occurredAt")),
+                echo=bool(app_id) and event.get("changeSource") == "INTEGRATION"
+                and source in (app_id, f"appId:{app_id}"),
+                properties=({event["propertyName"]: event.get("propertyValue")}
+                            if "propertyName" in event else {})))
+        return hints
+
+    # --- writing --------------------------------------------------------------------
+    def create_lead(self, contact_ref: str, spec: LeadSpec, idempotency_key: str) -> WriteResult:
+        existing = self._find("leads", idempotency_key)
+        if existing:
+            return WriteResult(existing, created=False)
+        props = _clean({"hs_lead_name": spec.title, "hubspot_owner_id": spec.owner,
+                        self.key_property: idempotency_key})
+        body = {"properties": props, "associations": [{
+            "to": {"id": contact_ref}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                                   "associationTypeId": LEAD_TO_CONTACT}]}]}
+        try:
+            # Idempotent thanks to the unique key: a repeat is refused with 409, not doubled.
+            record = self.http.post("/crm/v3/objects/leads", json=body, idempotent=True)
+        except FatalConnectorError as exc:
+            found = self._find("leads", idempotency_key) if exc.status == 409 else None
+            if not found:
+                raise
+            return WriteResult(found, created=False)
+        return WriteResult(str(record["id"]), created=True)
+
+    def create_activity(self, contact_ref: str, spec: ActivitySpec,
+                        idempotency_key: str) -> WriteResult:
+        start = spec.due_at
+        end = start + timedelta(minutes=spec.duration_minutes)
+        props = {
+            "task": {"hs_task_subject": spec.subject, "hs_task_body": spec.description,
+                     "hs_task_status": "NOT_STARTED", "hs_task_type": "TODO"},
+            "phone_call": {"hs_call_title": spec.subject, "hs_call_body": spec.description,
+                           "hs_call_status": "SCHEDULED", "hs_call_direction": "OUTBOUND"},
+            "appointment": {"hs_meeting_title": spec.subject, "hs_meeting_body": spec.description,
+                            "hs_meeting_start_time": iso_z(start),
+                            "hs_meeting_end_time": iso_z(end)},
+        }[spec.kind]
+        props.update(hs_timestamp=iso_z(start), hubspot_owner_id=spec.owner)
+        return self._upsert_linked(ACTIVITY_TYPES[spec.kind], contact_ref, props, idempotency_key)
+
+    def log_email(self, contact_ref: str, email: EmailSpec, idempotency_key: str) -> WriteResult:
+        props = {"hs_email_subject": email.subject, "hs_email_html": email.html,
+                 "hs_email_text": email.text, "hs_email_direction": "EMAIL",
+                 "hs_email_status": "SENT", "hs_timestamp": iso_z(self.clock.now())}
+        return self._upsert_linked("emails", contact_ref, props, idempotency_key)
+
+    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
+        return self._retag(contact_ref, tag, present=True)
+
+    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
+        return self._retag(contact_ref, tag, present=False)
+
+    def update_fields(self, contact_ref: str, values: dict[str, Any],
+                      idempotency_key: str) -> WriteResult:
+        props = {FIELDS.get(name, name): "" if v is None else str(v) for name, v in values.items()}
+        self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}", json={"properties": props})
+        return WriteResult(contact_ref, created=False, detail=f"updated {sorted(values)}")
+
+    def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
+        record = self.http.get(f"/crm/v3/objects/contacts/{contact_ref}",
+                               params={"properties": self.tags_property})
+        new = tags_with(record["properties"].get(self.tags_property), tag, present)
+        if new is not None:
+            self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}",
+                            json={"properties": {self.tags_property: new}})
+        return WriteResult(contact_ref, created=False, detail="changed" if new else "unchanged")
+
+    def _find(self, object_type: str, key: str) -> str | None:
+        record = self.http.get(f"/crm/v3/objects/{object_type}/{key}", allow_404=True,
+                               params={"idProperty": self.key_property})
+        return str(record["id"]) if record else None
+
+    def _upsert_linked(self, object_type: str, contact_ref: str, props: dict[str, Any],
+                       key: str) -> WriteResult:
+        """Look up by key first (a repeat must not reset what a salesperson changed), else
+        upsert by key (safe under concurrent retries); then link to the contact (a PUT)."""
+        record_id = self._find(object_type, key)
+        created = record_id is None
+        if created:
+            body = {"inputs": [{"id": key, "idProperty": self.key_property,
+                                "properties": _clean(props)}]}
+            result = self.http.post(f"/crm/v3/objects/{object_type}/batch/upsert", json=body,
+                                    idempotent=True)["results"][0]
+            record_id, created = str(result["id"]), bool(result.get("new", True))
+        self.http.put(f"/crm/v4/objects/{object_type}/{record_id}/associations/default/"
+                      f"contacts/{contact_ref}")
+        return WriteResult(record_id, created=created)
+
+    # --- installation ---------------------------------------------------------------
+    def ensure_schema(self) -> list[str]:
+        created = []
+        wanted = [("contacts", self.tags_property, False)] + [
+            (t, self.key_property, True)
+            for t in ("leads", "tasks", "calls", "meetings", "emails")]
+        for object_type, name, unique in wanted:
+            if self.http.get(f"/crm/v3/properties/{object_type}/{name}", allow_404=True):
+                continue
+            group = "crm_journeys"
+            if not self.http.get(f"/crm/v3/properties/{object_type}/groups/{group}",
+                                 allow_404=True):
+                self.http.post(f"/crm/v3/properties/{object_type}/groups",
+                               json={"name": group, "label": "Customer journeys"})
+            self.http.post(f"/crm/v3/properties/{object_type}", json={
+                "name": name, "label": name.replace("_", " ").capitalize(), "type": "string",
+                "fieldType": "text", "groupName": group, "hasUniqueValue": unique})
+            created.append(f"{object_type}.{name}")
+        return created
+
+    def picker_values(self, picker: str) -> list[str]:
+        if picker == "fields":
+            return sorted(FIELDS) + self.custom_fields
+        return []
+
+
+def _clean(props: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in props.items() if v not in (None, "")}

@@ -1,0 +1,82 @@
+"""Small value conversions the host adapters share: host timestamps, tag lists, markers.
+
+Pure functions, no I/O. Hosts disagree on how to write a moment in time and most have no
+native contact tags, so each adapter keeps tags in one delimited text field and marks
+records it creates with its idempotency key when the host has no upsert by external id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+_MS_DATE = re.compile(r"/Date\((-?\d+)\)/")
+
+
+def parse_time(value: object) -> datetime | None:
+    """A timezone-aware UTC datetime from any host's spelling of one.
+
+    Accepts ISO 8601 with ``Z`` or offsets (``+0000`` too), epoch milliseconds (int or
+    digits), Microsoft's ``/Date(ms)/`` and Odoo's naive ``YYYY-MM-DD HH:MM:SS`` (UTC).
+    """
+    if value in (None, "", False):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    text = str(value).strip()
+    match = _MS_DATE.fullmatch(text)
+    if match or text.isdigit():
+        return datetime.fromtimestamp(int(match.group(1) if match else text) / 1000, UTC)
+    text = text.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = f"{text[:-2]}:{text[-2:]}"
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def iso_z(moment: datetime) -> str:
+    """``2026-03-02T09:00:00Z``: the form every host here accepts."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_tags(raw: object, sep: str = ";") -> list[str]:
+    if not raw:
+        return []
+    return [t.strip() for t in str(raw).split(sep) if t.strip()]
+
+
+def join_tags(tags: Iterable[str], sep: str = ";") -> str:
+    return sep.join(tags)
+
+
+def tags_with(raw: object, tag: str, present: bool, sep: str = ";") -> str | None:
+    """The field value with ``tag`` added (``present``) or removed; ``None`` if unchanged."""
+    tags = split_tags(raw, sep)
+    if (tag in tags) == present:
+        return None
+    tags = [*tags, tag] if present else [t for t in tags if t != tag]
+    return join_tags(tags, sep)
+
+
+def marker(key: str) -> str:
+    """The text a record carries when the host has no upsert by external id."""
+    return f"[crm_journeys:{key}]"
+
+
+def with_marker(text: str, key: str) -> str:
+    return f"{text}\n\n{marker(key)}" if text else marker(key)
+
+
+def split_name(full: str | None) -> tuple[str | None, str | None]:
+    """``"Ada King Lovelace"`` -> ``("Ada King", "Lovelace")`` for hosts with one name field."""
+    if not full:
+        return None, None
+    first, _, last = full.strip().rpartition(" ")
+    return (first or None), last

@@ -1,0 +1,106 @@
+"""HubSpot adapter: the contract, plus what only HubSpot does, against its fake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crm_journeys.connectors.contract import ConnectorContract, drain
+from crm_journeys.connectors.hubspot import HubSpotConnector
+from crm_journeys.connectors.http import HostLimits, sleep_on
+from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError
+from tests.fakes.hubspot import APP_ID, CLIENT_SECRET, FakeHubSpot
+
+
+@pytest.fixture
+def host():
+    with FakeHubSpot() as fake:
+        yield fake
+        assert fake.spec_violations == []
+
+
+def make(host, **settings):
+    connector = HubSpotConnector(
+        {"base_url": host.url, "app_id": str(APP_ID), "portal_id": "62515", **settings},
+        {"access_token": host.token, "client_secret": CLIENT_SECRET},
+        clock=host.clock, sleep=sleep_on(host.clock), limits=HostLimits())
+    connector.ensure_schema()
+    return connector
+
+
+@pytest.fixture
+def connector(host):
+    return make(host)
+
+
+class TestHubSpotContract(ConnectorContract):
+    pass
+
+
+def test_schema_is_created_once(host):
+    connector = make(host)
+    assert connector.ensure_schema() == []
+    assert host.props["tasks"]["crm_journeys_key"]["hasUniqueValue"] is True
+    assert host.props["contacts"]["crm_journeys_tags"]["hasUniqueValue"] is False
+
+
+def test_activities_are_upserted_by_id_property(host, connector):
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    from crm_journeys.connectors.base import ActivitySpec
+    spec = ActivitySpec("appointment", "Demo", datetime(2026, 3, 5, 14, 0, tzinfo=UTC),
+                        duration_minutes=45)
+    connector.create_activity(ref, spec, "k1")
+    assert ("POST", "/crm/v3/objects/meetings/batch/upsert") in host.requests
+    meeting = host.written("appointment", "k1")[0]["properties"]
+    assert meeting["hs_meeting_start_time"] == "2026-03-05T14:00:00Z"
+    assert meeting["hs_meeting_end_time"] == "2026-03-05T14:45:00Z"
+
+
+def test_validation_error_is_fatal_with_hubspots_message(host, connector):
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    with pytest.raises(FatalConnectorError) as info:
+        connector.update_fields(ref, {"shoe_size": "44"}, "k")
+    assert info.value.status == 400 and 'Property \\"shoe_size\\" does not exist' in str(info.value)
+
+
+def test_daily_limit_resets_at_midnight_in_the_account_time_zone(host):
+    connector = make(host, time_zone="America/New_York")  # 09:00 UTC is 04:00 in New York
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    host.exhaust_daily_budget()
+    with pytest.raises(BudgetExhaustedError) as info:
+        connector.fetch_contact(ref)
+    assert info.value.retry_after == pytest.approx(20 * 3600, abs=10)
+
+
+def test_search_restarts_past_the_ten_thousand_hit_window(host, connector):
+    ids = [host.add_contact(email=f"p{i}@example.com", first_name="P", last_name=str(i))
+           for i in range(8)]
+    _, cursor, _ = drain(connector, None, 3)
+    host.advance(10)
+    for ref in ids:
+        host.change_contact(ref, first_name="Q")
+        host.advance(1)
+    connector.search_cap = 6  # as if 10,000
+    contacts, _, _ = drain(connector, cursor, 3)
+    assert sorted(c.external_id for c in contacts) == sorted(ids)
+
+
+def test_webhook_uri_is_decoded_as_hubspot_signs_it(host, connector):
+    from crm_journeys.connectors.contract import WebhookReceiver
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    with WebhookReceiver(host.clock) as receiver:
+        host.emit_webhook(receiver.url + "?tenant=t%3A1", ref)
+        request = receiver.received[-1]
+    connector.verify_webhook(request)
+    [hint] = connector.parse_webhook(request)
+    assert (hint.object_type, hint.change, hint.properties) == (
+        "contact", "property_change", {"firstname": "Ada"})
+
+
+def test_search_sends_what_the_spec_requires(host, connector):
+    host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    _, cursor, _ = drain(connector, None, 3)
+    host.advance(timedelta(seconds=5).total_seconds())
+    drain(connector, cursor, 3)
+    assert ("POST", "/crm/v3/objects/contacts/search") in host.requests
