@@ -17,9 +17,17 @@ NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 FACTS: dict[str, Any] = {
     "fields": {
-        "language": "de", "score": 12, "vip": True, "blank": "", "city": "Milano",
-        "birthday": "1990-02-03", "renewal_date": "2026-01-04", "joined": "2025-12-30T10:00:00Z",
-        "interests": ["Coffee", "tea"], "count": 1, "nothing": None,
+        "language": "de",
+        "score": 12,
+        "vip": True,
+        "blank": "",
+        "city": "Milano",
+        "birthday": "1990-02-03",
+        "renewal_date": "2026-01-04",
+        "joined": "2025-12-30T10:00:00Z",
+        "interests": ["Coffee", "tea"],
+        "count": 1,
+        "nothing": None,
     },
     "tags": ["Kunde", "Instagram Follower"],
     "groups": ["newsletter"],
@@ -83,11 +91,34 @@ TABLE: list[tuple[dict[str, Any], bool]] = [
     ({"op": "eq", "field": "event.record.status", "value": "won"}, True),
     ({"op": "eq", "field": "event.record.missing.deeper", "value": "won"}, False),
     ({"op": "gte", "field": "event.amount", "value": 40}, True),
-    ({"all": [{"op": "has_tag", "value": "Kunde"}, {"op": "has_tag", "value": "Instagram Follower"}]}, True),
+    (
+        {
+            "all": [
+                {"op": "has_tag", "value": "Kunde"},
+                {"op": "has_tag", "value": "Instagram Follower"},
+            ]
+        },
+        True,
+    ),
     ({"all": [{"op": "has_tag", "value": "Kunde"}, {"op": "has_tag", "value": "VIP"}]}, False),
-    ({"any": [{"op": "has_tag", "value": "VIP"}, {"op": "eq", "field": "language", "value": "de"}]}, True),
+    (
+        {
+            "any": [
+                {"op": "has_tag", "value": "VIP"},
+                {"op": "eq", "field": "language", "value": "de"},
+            ]
+        },
+        True,
+    ),
     ({"not": {"op": "gt", "field": "missing", "value": 1}}, True),
-    ({"not": {"any": [{"op": "has_tag", "value": "VIP"}, {"op": "is_blank", "field": "language"}]}}, True),
+    (
+        {
+            "not": {
+                "any": [{"op": "has_tag", "value": "VIP"}, {"op": "is_blank", "field": "language"}]
+            }
+        },
+        True,
+    ),
 ]
 
 
@@ -116,22 +147,34 @@ def test_negate_flips_twins_and_wraps_the_rest() -> None:
     assert negate(Leaf("gt", "a", 1)) == Group("not", (Leaf("gt", "a", 1),))
     assert negate(Group("not", (Leaf("gt", "a", 1),))) == Leaf("gt", "a", 1)
     assert negate(Group("all", (Leaf("has_tag", value="x"), Leaf("eq", "a", 1)))) == Group(
-        "any", (Leaf("not_has_tag", value="x"), Leaf("neq", "a", 1)))
+        "any", (Leaf("not_has_tag", value="x"), Leaf("neq", "a", 1))
+    )
 
 
 def test_referenced_fields() -> None:
-    cond = parse_condition({"all": [{"op": "eq", "field": "language", "value": "de"},
-                                    {"not": {"op": "contains", "field": "event.url", "value": "x"}},
-                                    {"op": "has_tag", "value": "Kunde"}]})
+    cond = parse_condition(
+        {
+            "all": [
+                {"op": "eq", "field": "language", "value": "de"},
+                {"not": {"op": "contains", "field": "event.url", "value": "x"}},
+                {"op": "has_tag", "value": "Kunde"},
+            ]
+        }
+    )
     assert referenced_fields(cond) == {"language", "event.url"}
 
 
 # --- properties -------------------------------------------------------------------------
 
 FIELD_NAMES = ["a", "b", "d", "event.x"]
-SCALARS = st.one_of(st.sampled_from(["de", "it", "", "Mi", "2026-01-02", "2025-12-01T10:00:00Z"]),
-                    st.integers(-3, 3), st.booleans())
-FIELD_VALUES = st.one_of(st.none(), SCALARS, st.lists(st.sampled_from(["de", "it", "x"]), max_size=3))
+SCALARS = st.one_of(
+    st.sampled_from(["de", "it", "", "Mi", "2026-01-02", "2025-12-01T10:00:00Z"]),
+    st.integers(-3, 3),
+    st.booleans(),
+)
+FIELD_VALUES = st.one_of(
+    st.none(), SCALARS, st.lists(st.sampled_from(["de", "it", "x"]), max_size=3)
+)
 
 
 def _leaf_docs() -> st.SearchStrategy[dict[str, Any]]:
@@ -140,26 +183,67 @@ def _leaf_docs() -> st.SearchStrategy[dict[str, Any]]:
     order_value = st.one_of(st.integers(-3, 3), st.sampled_from(["2026-01-01", "2025-06-30"]))
     name = st.sampled_from(["x", "y"])
     return st.one_of(
-        st.builds(lambda op, f, v: {"op": op, "field": f, "value": v},
-                  st.sampled_from(["eq", "neq"]), field, scalar),
-        st.builds(lambda op, f, v: {"op": op, "field": f, "value": v},
-                  st.sampled_from(["contains", "not_contains", "starts_with"]), field, st.sampled_from(["d", "M", "x"])),
-        st.builds(lambda op, f, v: {"op": op, "field": f, "value": v},
-                  st.sampled_from(["gt", "gte", "lt", "lte"]), field, order_value),
-        st.builds(lambda op, f, v: {"op": op, "field": f, "value": v},
-                  st.sampled_from(["in", "not_in"]), field, st.lists(scalar, min_size=1, max_size=3)),
-        st.builds(lambda op, f: {"op": op, "field": f},
-                  st.sampled_from(["is_set", "is_blank", "is_true", "is_false"]), field),
-        st.builds(lambda op, f, v: {"op": op, "field": f, "value": v},
-                  st.sampled_from(["date_before", "date_after"]), field, st.sampled_from(["2026-01-01", "2025-12-01"])),
-        st.builds(lambda op, f, d: {"op": op, "field": f, "days": d},
-                  st.sampled_from(["within_last_days", "within_next_days"]), field, st.integers(0, 40)),
-        st.builds(lambda op, v: {"op": op, "value": v},
-                  st.sampled_from(["has_tag", "not_has_tag", "in_group", "not_in_group", "in_segment",
-                                   "not_in_segment"]), name),
-        st.builds(lambda op, v, d: {"op": op, "value": v, **({} if d is None else {"days": d})},
-                  st.sampled_from(["email_sent", "email_opened", "email_clicked"]), name,
-                  st.one_of(st.none(), st.integers(0, 10))),
+        st.builds(
+            lambda op, f, v: {"op": op, "field": f, "value": v},
+            st.sampled_from(["eq", "neq"]),
+            field,
+            scalar,
+        ),
+        st.builds(
+            lambda op, f, v: {"op": op, "field": f, "value": v},
+            st.sampled_from(["contains", "not_contains", "starts_with"]),
+            field,
+            st.sampled_from(["d", "M", "x"]),
+        ),
+        st.builds(
+            lambda op, f, v: {"op": op, "field": f, "value": v},
+            st.sampled_from(["gt", "gte", "lt", "lte"]),
+            field,
+            order_value,
+        ),
+        st.builds(
+            lambda op, f, v: {"op": op, "field": f, "value": v},
+            st.sampled_from(["in", "not_in"]),
+            field,
+            st.lists(scalar, min_size=1, max_size=3),
+        ),
+        st.builds(
+            lambda op, f: {"op": op, "field": f},
+            st.sampled_from(["is_set", "is_blank", "is_true", "is_false"]),
+            field,
+        ),
+        st.builds(
+            lambda op, f, v: {"op": op, "field": f, "value": v},
+            st.sampled_from(["date_before", "date_after"]),
+            field,
+            st.sampled_from(["2026-01-01", "2025-12-01"]),
+        ),
+        st.builds(
+            lambda op, f, d: {"op": op, "field": f, "days": d},
+            st.sampled_from(["within_last_days", "within_next_days"]),
+            field,
+            st.integers(0, 40),
+        ),
+        st.builds(
+            lambda op, v: {"op": op, "value": v},
+            st.sampled_from(
+                [
+                    "has_tag",
+                    "not_has_tag",
+                    "in_group",
+                    "not_in_group",
+                    "in_segment",
+                    "not_in_segment",
+                ]
+            ),
+            name,
+        ),
+        st.builds(
+            lambda op, v, d: {"op": op, "value": v, **({} if d is None else {"days": d})},
+            st.sampled_from(["email_sent", "email_opened", "email_clicked"]),
+            name,
+            st.one_of(st.none(), st.integers(0, 10)),
+        ),
     )
 
 
@@ -183,7 +267,9 @@ def facts(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "fields": {k: v for k, v in present.items() if not k.startswith("event.")},
         "event": {k[6:]: v for k, v in present.items() if k.startswith("event.")},
-        "tags": draw(names), "groups": draw(names), "segments": draw(names),
+        "tags": draw(names),
+        "groups": draw(names),
+        "segments": draw(names),
         "activity": {kind: draw(stamps) for kind in ("sent", "opened", "clicked")},
         "now": NOW,
     }

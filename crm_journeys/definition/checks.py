@@ -8,7 +8,7 @@ points and actions against their declarations. Every problem is reported at once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from marshmallow import Schema, ValidationError
@@ -66,6 +66,7 @@ def check_journey(journey: m.Journey, *, actions: Mapping[str, ActionInfo] | Non
 
 # --- connections ------------------------------------------------------------------------
 
+
 def connections(step: m.Step) -> list[tuple[str, str | None]]:
     """Each outgoing connection of a step as ``(json path suffix, target)``."""
     if isinstance(step, m.MultiSplitStep):
@@ -75,8 +76,10 @@ def connections(step: m.Step) -> list[tuple[str, str | None]]:
         return [(f"paths[{k}].next", p.next) for k, p in enumerate(step.paths)]
     if isinstance(step, m.JumpStep):
         return [("to", step.to), ("next", step.next)]
-    return [(f"branches.{name}" if name in ("yes", "no") else name, target)
-            for name, target in step.targets().items()]
+    return [
+        (f"branches.{name}" if name in ("yes", "no") else name, target)
+        for name, target in step.targets().items()
+    ]
 
 
 def _entry_targets(journey: m.Journey) -> Iterator[tuple[str, str | None]]:
@@ -98,9 +101,15 @@ def _index(journey: m.Journey) -> dict[str, int]:
 
 # --- structure --------------------------------------------------------------------------
 
+
 def _check_unique_ids(journey: m.Journey, report: Report) -> None:
-    for key, items in (("steps", journey.steps), ("starting_points", journey.starting_points),
-                       ("goals", journey.goals), ("exit_rules", journey.exit_rules)):
+    groups: tuple[tuple[str, Sequence[Any]], ...] = (
+        ("steps", journey.steps),
+        ("starting_points", journey.starting_points),
+        ("goals", journey.goals),
+        ("exit_rules", journey.exit_rules),
+    )
+    for key, items in groups:
         seen: set[str] = set()
         for i, item in enumerate(items):
             if item.id in seen:
@@ -125,7 +134,9 @@ def _check_entry(journey: m.Journey, report: Report) -> None:
     if journey.first_step is None:
         for sp in journey.starting_points:
             if sp.next is None:
-                report.add("first_step", f"required: starting point {sp.id!r} has no next of its own")
+                report.add(
+                    "first_step", f"required: starting point {sp.id!r} has no next of its own"
+                )
                 return
 
 
@@ -141,7 +152,9 @@ def _check_reachable(journey: m.Journey, report: Report) -> None:
             todo += [t for _, t in connections(step) if t in known]
     for i, step in enumerate(journey.steps):
         if step.id not in seen and known[step.id] == i:
-            report.add(f"steps[{i}]", f"step {step.id!r} cannot be reached from any starting point or goal")
+            report.add(
+                f"steps[{i}]", f"step {step.id!r} cannot be reached from any starting point or goal"
+            )
 
 
 def _check_loops(journey: m.Journey, report: Report) -> None:
@@ -152,15 +165,23 @@ def _check_loops(journey: m.Journey, report: Report) -> None:
     """
     known = _index(journey)
     graph = {
-        s.id: [t for suffix, t in connections(s) if t in known and suffix != "to"
-               and not isinstance(journey.steps[known[t]], m.HOLDING_STEPS)]
-        for s in journey.steps if not isinstance(s, m.HOLDING_STEPS)
+        s.id: [
+            t
+            for suffix, t in connections(s)
+            if t in known
+            and suffix != "to"
+            and not isinstance(journey.steps[known[t]], m.HOLDING_STEPS)
+        ]
+        for s in journey.steps
+        if not isinstance(s, m.HOLDING_STEPS)
     }
     for cycle in _cycles(graph):
         ordered = sorted(cycle, key=known.__getitem__)
-        report.add(f"steps[{known[ordered[0]]}]",
-                   f"steps {', '.join(ordered)} form a loop with no wait step and no jump limit: "
-                   "a contact would go round it forever")
+        report.add(
+            f"steps[{known[ordered[0]]}]",
+            f"steps {', '.join(ordered)} form a loop with no wait step and no jump limit: "
+            "a contact would go round it forever",
+        )
 
 
 def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
@@ -205,32 +226,41 @@ def _check_random_splits(journey: m.Journey, report: Report) -> None:
 
 def _check_event_types(journey: m.Journey, report: Report) -> None:
     matches: list[tuple[str, m.EventMatch | None]] = [
-        (f"steps[{i}].event.type", s.event) for i, s in enumerate(journey.steps)
+        (f"steps[{i}].event.type", s.event)
+        for i, s in enumerate(journey.steps)
         if isinstance(s, m.ReactToEventStep)
     ]
     matches += [(f"goals[{i}].event.type", g.event) for i, g in enumerate(journey.goals)]
     matches += [(f"exit_rules[{i}].event.type", x.event) for i, x in enumerate(journey.exit_rules)]
     for path, event in matches:
         if event is not None and event.type != "any" and event.type not in CANONICAL_EVENTS:
-            report.add(path, f"unknown event type {event.type!r}; known: any, {', '.join(sorted(CANONICAL_EVENTS))}")
+            report.add(
+                path,
+                f"unknown event type {event.type!r}; known: any, {', '.join(sorted(CANONICAL_EVENTS))}",
+            )
 
 
 # --- starting points --------------------------------------------------------------------
+
 
 def _check_starting_points(journey: m.Journey, report: Report) -> None:
     for i, sp in enumerate(journey.starting_points):
         tt = CATALOG.get(sp.type)
         if tt is None:
-            report.add(f"starting_points[{i}].type",
-                       f"unknown starting point type {sp.type!r}; known: {', '.join(sorted(CATALOG))}")
+            report.add(
+                f"starting_points[{i}].type",
+                f"unknown starting point type {sp.type!r}; known: {', '.join(sorted(CATALOG))}",
+            )
             continue
         for name, messages in tt.param_errors(sp.params).items():
             for message in messages:
                 report.add(f"starting_points[{i}].params.{name}", message)
         if tt.interaction and not journey.settings.interaction_triggers_start:
-            report.add(f"starting_points[{i}].type",
-                       f"{tt.label!r} is an interaction trigger: it may start a journey only when "
-                       "settings.interaction_triggers_start is true")
+            report.add(
+                f"starting_points[{i}].type",
+                f"{tt.label!r} is an interaction trigger: it may start a journey only when "
+                "settings.interaction_triggers_start is true",
+            )
 
 
 def _check_combinations(journey: m.Journey, report: Report) -> None:
@@ -240,17 +270,23 @@ def _check_combinations(journey: m.Journey, report: Report) -> None:
         if tt is None:
             continue
         if tt.exclusive and len(types) > 1:
-            report.add(f"starting_points[{i}].type",
-                       f"{tt.label!r} cannot share a journey with other starting points")
+            report.add(
+                f"starting_points[{i}].type",
+                f"{tt.label!r} cannot share a journey with other starting points",
+            )
         if tt.schedule == "once" and any(t is not None and t.schedule == "yearly" for t in types):
-            report.add(f"starting_points[{i}].type",
-                       "a specific-date starting point cannot be combined with birthday, "
-                       "anniversary or recurring date starting points")
+            report.add(
+                f"starting_points[{i}].type",
+                "a specific-date starting point cannot be combined with birthday, "
+                "anniversary or recurring date starting points",
+            )
     if any(t is not None and t.schedule == "once" for t in types):
         for j, step in enumerate(journey.steps):
             if _is_wait(step):
-                report.add(f"steps[{j}].type",
-                           "a journey started by a specific date cannot contain wait steps")
+                report.add(
+                    f"steps[{j}].type",
+                    "a journey started by a specific date cannot contain wait steps",
+                )
 
 
 def _is_wait(step: m.Step) -> bool:
@@ -261,6 +297,7 @@ def _is_wait(step: m.Step) -> bool:
 
 # --- actions ----------------------------------------------------------------------------
 
+
 def _check_actions(journey: m.Journey, actions: Mapping[str, ActionInfo], report: Report) -> None:
     for i, step in enumerate(journey.steps):
         if not isinstance(step, m.ActionStep):
@@ -268,7 +305,9 @@ def _check_actions(journey: m.Journey, actions: Mapping[str, ActionInfo], report
         info = actions.get(step.action)
         if info is None:
             installed = ", ".join(sorted(actions)) or "none"
-            report.add(f"steps[{i}].action", f"unknown action {step.action!r}; installed: {installed}")
+            report.add(
+                f"steps[{i}].action", f"unknown action {step.action!r}; installed: {installed}"
+            )
             continue
         for path, messages in _action_param_errors(info, step.params).items():
             for message in messages:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from crm_journeys.definition.model import Condition, Group, Leaf
 
@@ -39,6 +39,7 @@ def evaluate(cond: Condition, facts: Facts) -> bool:
 
 
 # --- looking values up ------------------------------------------------------------------
+
 
 def lookup(name: str, facts: Facts) -> Any:
     """A field's value, ``_MISSING`` when absent or null.
@@ -88,6 +89,7 @@ def _same(actual: Any, expected: Any) -> bool:
 
 # --- leaf tests -------------------------------------------------------------------------
 
+
 def _eq(leaf: Leaf, facts: Facts) -> bool:
     actual = lookup(leaf.field or "", facts)
     return actual is not _MISSING and _same(actual, leaf.value)
@@ -122,8 +124,10 @@ def _text(leaf: Leaf, facts: Facts) -> bool:
 
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
 }
 
 
@@ -181,30 +185,52 @@ def _negated(test: Callable[[Leaf, Facts], bool]) -> Callable[[Leaf, Facts], boo
 
 
 _POSITIVE: dict[str, Callable[[Leaf, Facts], bool]] = {
-    "eq": _eq, "in": _in, "is_set": _is_set, "is_true": _is_bool(True), "is_false": _is_bool(False),
-    "contains": _text, "starts_with": _text,
-    "gt": _order, "gte": _order, "lt": _order, "lte": _order,
-    "date_before": _date_compare, "date_after": _date_compare,
-    "within_last_days": _within, "within_next_days": _within,
-    "has_tag": _member("tags"), "in_group": _member("groups"), "in_segment": _member("segments"),
-    "email_sent": _activity, "email_opened": _activity, "email_clicked": _activity,
+    "eq": _eq,
+    "in": _in,
+    "is_set": _is_set,
+    "is_true": _is_bool(True),
+    "is_false": _is_bool(False),
+    "contains": _text,
+    "starts_with": _text,
+    "gt": _order,
+    "gte": _order,
+    "lt": _order,
+    "lte": _order,
+    "date_before": _date_compare,
+    "date_after": _date_compare,
+    "within_last_days": _within,
+    "within_next_days": _within,
+    "has_tag": _member("tags"),
+    "in_group": _member("groups"),
+    "in_segment": _member("segments"),
+    "email_sent": _activity,
+    "email_opened": _activity,
+    "email_clicked": _activity,
 }
 
 # Operators defined as the exact negation of a twin: missing fields make them true.
 COMPLEMENTS = {
-    "neq": "eq", "not_in": "in", "is_blank": "is_set", "not_contains": "contains",
-    "not_has_tag": "has_tag", "not_in_group": "in_group", "not_in_segment": "in_segment",
+    "neq": "eq",
+    "not_in": "in",
+    "is_blank": "is_set",
+    "not_contains": "contains",
+    "not_has_tag": "has_tag",
+    "not_in_group": "in_group",
+    "not_in_segment": "in_segment",
 }
 
 
 def _twin(op: str) -> Callable[[Leaf, Facts], bool]:
     """``not_contains`` must run ``contains`` on a leaf that says ``contains``."""
     positive = _POSITIVE[COMPLEMENTS[op]]
-    return lambda leaf, facts: not positive(Leaf(COMPLEMENTS[op], leaf.field, leaf.value, leaf.days), facts)
+    return lambda leaf, facts: (
+        not positive(Leaf(COMPLEMENTS[op], leaf.field, leaf.value, leaf.days), facts)
+    )
 
 
 _LEAF_TESTS: dict[str, Callable[[Leaf, Facts], bool]] = {
-    **_POSITIVE, **{op: _twin(op) for op in COMPLEMENTS},
+    **_POSITIVE,
+    **{op: _twin(op) for op in COMPLEMENTS},
 }
 
 
@@ -223,7 +249,7 @@ def negate(cond: Condition) -> Condition:
     if isinstance(cond, Group):
         if cond.mode == "not":
             return cond.items[0]
-        flipped = "any" if cond.mode == "all" else "all"
+        flipped: Literal["all", "any"] = "any" if cond.mode == "all" else "all"
         return Group(flipped, tuple(negate(c) for c in cond.items))
     if cond.op in _FLIP:
         return Leaf(_FLIP[cond.op], cond.field, cond.value, cond.days)

@@ -53,9 +53,9 @@ def format_duration(delta: timedelta) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
     date_part = f"{days}D" if days else ""
-    time_part = "".join(
-        f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n
-    ) + _seconds(seconds, delta.microseconds)
+    time_part = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n) + _seconds(
+        seconds, delta.microseconds
+    )
     if not date_part and not time_part:
         return "PT0S"
     return f"{sign}P{date_part}" + (f"T{time_part}" if time_part else "")

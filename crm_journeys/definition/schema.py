@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from marshmallow import (
@@ -31,6 +31,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+GROUP_MODES: tuple[Literal["all", "any", "not"], ...] = ("all", "any", "not")
 ENTRY_POLICIES = ("once", "every_time", "after_exit", "cooldown", "max_times")
 NO_VALUE_OPS = ("is_set", "is_blank", "is_true", "is_false", "within_last_days", "within_next_days")
 ORDER_OPS = ("gt", "gte", "lt", "lte")
@@ -41,6 +42,7 @@ _FIELD_MESSAGE = "a field name uses letters, digits and _ (event.<property> for 
 
 
 # --- small strict fields ----------------------------------------------------------------
+
 
 class StrictBool(fields.Field):
     """``true`` or ``false`` only: marshmallow's Boolean would take ``1`` and ``"yes"``."""
@@ -74,11 +76,11 @@ class FullMatch(validate.Validator):
     """Like ``validate.Regexp`` but the whole text must match (no trailing newline)."""
 
     def __init__(self, regex: re.Pattern[str], error: str):
-        self.regex, self.error = regex, error
+        self.regex, self.message = regex, error
 
     def __call__(self, value: str) -> str:
         if self.regex.fullmatch(value) is None:
-            raise ValidationError(self.error)
+            raise ValidationError(self.message)
         return value
 
 
@@ -118,8 +120,12 @@ class StrictSchema(Schema):
 
 # --- conditions -------------------------------------------------------------------------
 
+
 class LeafSchema(StrictSchema):
-    op = fields.String(required=True, validate=validate.OneOf(m.OPERATORS, error="unknown operator {input!r}; known: {choices}"))
+    op = fields.String(
+        required=True,
+        validate=validate.OneOf(m.OPERATORS, error="unknown operator {input!r}; known: {choices}"),
+    )
     field = fields.String(validate=FullMatch(FIELD_RE, _FIELD_MESSAGE))
     value = fields.Raw(allow_none=True)
     days = fields.Integer(strict=True, validate=validate.Range(min=0), allow_none=True)
@@ -168,7 +174,11 @@ def _value_error(op: str, data: dict[str, Any]) -> str | None:
         ok = isinstance(value, list) and value and all(_is_scalar(v) for v in value)
         return None if ok else f"operator {op} needs a non-empty list of values"
     if op in ORDER_OPS:
-        return None if _is_number(value) or _is_iso_date(value) else f"operator {op} needs a number or an ISO date"
+        return (
+            None
+            if _is_number(value) or _is_iso_date(value)
+            else f"operator {op} needs a number or an ISO date"
+        )
     if op in ("date_before", "date_after"):
         return None if _is_iso_date(value) else f"operator {op} needs an ISO date (2026-12-31)"
     if op in m.SET_OPS + m.ACTIVITY_OPS:
@@ -181,8 +191,10 @@ def _value_error(op: str, data: dict[str, Any]) -> str | None:
 def parse_condition(doc: Any) -> m.Condition:
     """Build a condition tree, raising one ValidationError with nested paths."""
     if not isinstance(doc, dict):
-        raise ValidationError('a condition is an object: {"all": [..]}, {"any": [..]}, {"not": {..}} or {"op": ..}')
-    modes = [k for k in ("all", "any", "not") if k in doc]
+        raise ValidationError(
+            'a condition is an object: {"all": [..]}, {"any": [..]}, {"not": {..}} or {"op": ..}'
+        )
+    modes: list[Literal["all", "any", "not"]] = [k for k in GROUP_MODES if k in doc]
     if not modes:
         return LeafSchema().load(doc)
     mode = modes[0]
@@ -197,7 +209,7 @@ def parse_condition(doc: Any) -> m.Condition:
     return m.Group(mode, _parse_items(mode, doc[mode]))
 
 
-def _parse_items(mode: str, items: Any) -> tuple[m.Condition, ...]:
+def _parse_items(mode: Literal["all", "any", "not"], items: Any) -> tuple[m.Condition, ...]:
     if not isinstance(items, list) or not items:
         raise ValidationError({mode: ["needs a non-empty list of conditions"]})
     parsed, errors = [], {}
@@ -227,6 +239,7 @@ class EventMatchSchema(StrictSchema):
 
 
 # --- steps ------------------------------------------------------------------------------
+
 
 class BranchesSchema(StrictSchema):
     """Both branches must be written out; ``null`` ends the journey on that branch."""
@@ -267,7 +280,9 @@ class WaitStepSchema(StepSchema):
 
 class WaitUntilStepSchema(StepSchema):
     model = m.WaitUntilStep
-    date = fields.String(validate=lambda v: _require(_is_iso_date(v), "must be an ISO date (2026-12-31)"))
+    date = fields.String(
+        validate=lambda v: _require(_is_iso_date(v), "must be an ISO date (2026-12-31)")
+    )
     field = fields.String(validate=FullMatch(FIELD_RE, _FIELD_MESSAGE))
     offset = Duration()
     time = fields.String(validate=FullMatch(TIME_RE, "must be a time of day as HH:MM"))
@@ -337,7 +352,13 @@ def _unique_names(items: list[Any], key: str) -> None:
 
 
 class CaseSchema(StrictSchema):
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=64), validate.NoneOf(["default"], error="'default' is reserved for the default connection")])
+    name = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=64),
+            validate.NoneOf(["default"], error="'default' is reserved for the default connection"),
+        ],
+    )
     condition = ConditionField(required=True)
     next = _target(required=True)
 
@@ -348,7 +369,11 @@ class CaseSchema(StrictSchema):
 
 class MultiSplitStepSchema(StepSchema):
     model = m.MultiSplitStep
-    cases = fields.List(fields.Nested(CaseSchema), required=True, validate=validate.Length(min=1, error="needs at least one case"))
+    cases = fields.List(
+        fields.Nested(CaseSchema),
+        required=True,
+        validate=validate.Length(min=1, error="needs at least one case"),
+    )
     default = _target(load_default=None)
 
     @validates_schema
@@ -372,7 +397,11 @@ class PathSchema(StrictSchema):
 
 class RandomSplitStepSchema(StepSchema):
     model = m.RandomSplitStep
-    paths = fields.List(fields.Nested(PathSchema), required=True, validate=validate.Length(min=2, error="a random split needs at least two paths"))
+    paths = fields.List(
+        fields.Nested(PathSchema),
+        required=True,
+        validate=validate.Length(min=2, error="a random split needs at least two paths"),
+    )
 
     @validates_schema
     def _names(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -386,7 +415,9 @@ class RandomSplitStepSchema(StepSchema):
 class JumpStepSchema(StepSchema):
     model = m.JumpStep
     to = _id_field(required=True)
-    max_times = fields.Integer(strict=True, load_default=1, validate=validate.Range(min=1, max=1000))
+    max_times = fields.Integer(
+        strict=True, load_default=1, validate=validate.Range(min=1, max=1000)
+    )
     next = _target(load_default=None)
 
 
@@ -420,11 +451,14 @@ class StepField(fields.Field):
         schema = STEP_SCHEMAS.get(value["type"]) if isinstance(value["type"], str) else None
         if schema is None:
             known = ", ".join(STEP_SCHEMAS)
-            raise ValidationError({"type": [f"unknown step type {value['type']!r}; known: {known}"]})
+            raise ValidationError(
+                {"type": [f"unknown step type {value['type']!r}; known: {known}"]}
+            )
         return schema().load(value)
 
 
 # --- journey ----------------------------------------------------------------------------
+
 
 def _needs_condition_or_event(data: dict[str, Any], what: str) -> None:
     if data.get("condition") is None and data.get("event") is None:
@@ -479,14 +513,18 @@ class EntrySchema(StrictSchema):
 
     @post_load
     def _build(self, data: dict[str, Any], **kwargs: Any) -> m.EntryPolicy:
-        return m.EntryPolicy(mode=data["policy"], cooldown=data.get("cooldown"), max_entries=data.get("max_entries"))
+        return m.EntryPolicy(
+            mode=data["policy"], cooldown=data.get("cooldown"), max_entries=data.get("max_entries")
+        )
 
 
 def _time_zone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
-        raise ValidationError(f"unknown time zone {name!r} (use an IANA name such as Europe/Rome)") from None
+        raise ValidationError(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Rome)"
+        ) from None
 
 
 class SettingsSchema(StrictSchema):
@@ -511,7 +549,14 @@ class StartingPointSchema(StrictSchema):
 
 
 class JourneySchema(StrictSchema):
-    format_version = fields.Integer(strict=True, required=True, validate=validate.Equal(m.FORMAT_VERSION, error=f"unsupported format_version {{input}}; this version reads {m.FORMAT_VERSION}"))
+    format_version = fields.Integer(
+        strict=True,
+        required=True,
+        validate=validate.Equal(
+            m.FORMAT_VERSION,
+            error=f"unsupported format_version {{input}}; this version reads {m.FORMAT_VERSION}",
+        ),
+    )
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(load_default="")
     settings = fields.Nested(SettingsSchema, load_default=m.Settings)
@@ -531,6 +576,7 @@ class JourneySchema(StrictSchema):
 
 
 # --- errors as JSON paths ---------------------------------------------------------------
+
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """Turn marshmallow's nested messages into ``{"steps[2].branches.yes": [...]}``.
@@ -564,6 +610,7 @@ def _merge(into: dict[str, list[str]], new: dict[str, list[str]]) -> None:
 
 
 # --- public API -------------------------------------------------------------------------
+
 
 def load_journey(doc: Any) -> m.Journey:
     """Read a journey document into the model, checking shape and types only.
@@ -622,7 +669,9 @@ def _branches(step: Any) -> dict[str, Any]:
 
 
 def _dump_wait_until(s: m.WaitUntilStep) -> dict[str, Any]:
-    out: dict[str, Any] = {k: getattr(s, k) for k in ("date", "field", "time") if getattr(s, k) is not None}
+    out: dict[str, Any] = {
+        k: getattr(s, k) for k in ("date", "field", "time") if getattr(s, k) is not None
+    }
     if s.offset:
         out["offset"] = format_duration(s.offset)
     if s.weekdays:
@@ -639,15 +688,33 @@ def _dump_if_then(s: m.IfThenStep) -> dict[str, Any]:
 
 
 _STEP_DUMPERS: dict[type[m.Step], Any] = {
-    m.ActionStep: lambda s: {"action": s.action, "params": dict(s.params), "next": s.next, "run_multiple_times": s.run_multiple_times},
+    m.ActionStep: lambda s: {
+        "action": s.action,
+        "params": dict(s.params),
+        "next": s.next,
+        "run_multiple_times": s.run_multiple_times,
+    },
     m.WaitStep: lambda s: {"duration": format_duration(s.duration), "next": s.next},
     m.WaitUntilStep: _dump_wait_until,
-    m.WaitAndCheckStep: lambda s: {"duration": format_duration(s.duration), "condition": dump_condition(s.condition)} | _branches(s),
-    m.ReactToEventStep: lambda s: {"event": dump_event_match(s.event), "timeout": format_duration(s.timeout)} | _branches(s),
+    m.WaitAndCheckStep: lambda s: (
+        {"duration": format_duration(s.duration), "condition": dump_condition(s.condition)}
+        | _branches(s)
+    ),
+    m.ReactToEventStep: lambda s: (
+        {"event": dump_event_match(s.event), "timeout": format_duration(s.timeout)} | _branches(s)
+    ),
     m.IfThenStep: _dump_if_then,
     m.ConditionSplitStep: lambda s: {"condition": dump_condition(s.condition)} | _branches(s),
-    m.MultiSplitStep: lambda s: {"cases": [{"name": c.name, "condition": dump_condition(c.condition), "next": c.next} for c in s.cases], "default": s.default},
-    m.RandomSplitStep: lambda s: {"paths": [{"name": p.name, "percent": p.percent, "next": p.next} for p in s.paths]},
+    m.MultiSplitStep: lambda s: {
+        "cases": [
+            {"name": c.name, "condition": dump_condition(c.condition), "next": c.next}
+            for c in s.cases
+        ],
+        "default": s.default,
+    },
+    m.RandomSplitStep: lambda s: {
+        "paths": [{"name": p.name, "percent": p.percent, "next": p.next} for p in s.paths]
+    },
     m.JumpStep: lambda s: {"to": s.to, "max_times": s.max_times, "next": s.next},
     m.ExitStep: lambda s: {},
 }
@@ -663,18 +730,31 @@ def _dump_entry(entry: m.EntryPolicy) -> dict[str, Any]:
 
 
 def _dump_starting_point(sp: m.StartingPoint) -> dict[str, Any]:
-    return {"id": sp.id, "type": sp.type, "params": dict(sp.params),
-            "filter": _dump_optional_condition(sp.filter), "next": sp.next}
+    return {
+        "id": sp.id,
+        "type": sp.type,
+        "params": dict(sp.params),
+        "filter": _dump_optional_condition(sp.filter),
+        "next": sp.next,
+    }
 
 
 def _dump_goal(g: m.Goal) -> dict[str, Any]:
-    return {"id": g.id, "label": g.label, "condition": _dump_optional_condition(g.condition),
-            "event": None if g.event is None else dump_event_match(g.event), "then": g.then}
+    return {
+        "id": g.id,
+        "label": g.label,
+        "condition": _dump_optional_condition(g.condition),
+        "event": None if g.event is None else dump_event_match(g.event),
+        "then": g.then,
+    }
 
 
 def _dump_exit_rule(x: m.ExitRule) -> dict[str, Any]:
-    return {"id": x.id, "condition": _dump_optional_condition(x.condition),
-            "event": None if x.event is None else dump_event_match(x.event)}
+    return {
+        "id": x.id,
+        "condition": _dump_optional_condition(x.condition),
+        "event": None if x.event is None else dump_event_match(x.event),
+    }
 
 
 def dump_journey(j: m.Journey) -> dict[str, Any]:
@@ -683,8 +763,10 @@ def dump_journey(j: m.Journey) -> dict[str, Any]:
         "format_version": j.format_version,
         "name": j.name,
         "description": j.description,
-        "settings": {"interaction_triggers_start": j.settings.interaction_triggers_start,
-                     "time_zone": j.settings.time_zone},
+        "settings": {
+            "interaction_triggers_start": j.settings.interaction_triggers_start,
+            "time_zone": j.settings.time_zone,
+        },
         "entry": _dump_entry(j.entry),
         "starting_points": [_dump_starting_point(sp) for sp in j.starting_points],
         "entry_filter": _dump_optional_condition(j.entry_filter),

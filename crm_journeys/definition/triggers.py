@@ -56,8 +56,12 @@ class Param:
         return message
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type, "label": self.label or self.name,
-                               "required": self.required}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "label": self.label or self.name,
+            "required": self.required,
+        }
         for key in ("picker", "default", "help", "minimum", "maximum"):
             if getattr(self, key) not in (None, ""):
                 out[key] = getattr(self, key)
@@ -89,15 +93,26 @@ def _date_error(value: Any) -> str | None:
 _TYPE_CHECKS: dict[str, Callable[[Param, Any], str | None]] = {
     "text": lambda p, v: None if isinstance(v, str) and v.strip() else "must be a non-empty text",
     "number": lambda p, v: None if _is_number(v) else "must be a number",
-    "integer": lambda p, v: None if isinstance(v, int) and not isinstance(v, bool) else "must be a whole number",
+    "integer": lambda p, v: (
+        None if isinstance(v, int) and not isinstance(v, bool) else "must be a whole number"
+    ),
     "duration": lambda p, v: _duration_error(v),
     "date": lambda p, v: _date_error(v),
-    "time": lambda p, v: None if isinstance(v, str) and _TIME_RE.fullmatch(v) else "must be a time of day as HH:MM",
+    "time": lambda p, v: (
+        None if isinstance(v, str) and _TIME_RE.fullmatch(v) else "must be a time of day as HH:MM"
+    ),
     "bool": lambda p, v: None if isinstance(v, bool) else "must be true or false",
-    "list": lambda p, v: None if isinstance(v, list) and v and all(isinstance(i, str) and i for i in v)
-    else "must be a non-empty list of texts",
+    "list": lambda p, v: (
+        None
+        if isinstance(v, list) and v and all(isinstance(i, str) and i for i in v)
+        else "must be a non-empty list of texts"
+    ),
     "choice": lambda p, v: None if v in p.choices else f"must be one of: {', '.join(p.choices)}",
-    "value": lambda p, v: None if isinstance(v, str | bool) or _is_number(v) else "must be a text, a number or true/false",
+    "value": lambda p, v: (
+        None
+        if isinstance(v, str | bool) or _is_number(v)
+        else "must be a text, a number or true/false"
+    ),
 }
 
 
@@ -190,10 +205,15 @@ class TriggerType:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "label": self.label, "description": self.description,
-            "event": self.event, "params": [p.to_json() for p in self.params],
-            "exclusive": self.exclusive, "schedule": self.schedule,
-            "entry_key": self.entry_key, "interaction": self.interaction,
+            "name": self.name,
+            "label": self.label,
+            "description": self.description,
+            "event": self.event,
+            "params": [p.to_json() for p in self.params],
+            "exclusive": self.exclusive,
+            "schedule": self.schedule,
+            "entry_key": self.entry_key,
+            "interaction": self.interaction,
             "keyed_by_journey": self.keyed_by_journey,
         }
 
@@ -309,35 +329,60 @@ def _only_one_of(*names: str) -> Callable[[dict[str, Any]], dict[str, str]]:
 
 # --- parameters used by several types ---------------------------------------------------
 
+
 def _key(name: str, label: str, picker: str | None = None, **kw: Any) -> Param:
     return Param(name, label=label, picker=picker, **kw)
 
 
 _EMAIL = _key("email", "Email", "emails")
-_OFFSET = Param("offset_days", "integer", label="Days before (-) or after (+)", required=False,
-                default=0, minimum=-366, maximum=366)
-_TIME = Param("time", "time", label="Send time (contact's time zone)", required=False, default="09:00")
+_OFFSET = Param(
+    "offset_days",
+    "integer",
+    label="Days before (-) or after (+)",
+    required=False,
+    default=0,
+    minimum=-366,
+    maximum=366,
+)
+_TIME = Param(
+    "time", "time", label="Send time (contact's time zone)", required=False, default="09:00"
+)
 _WITHIN = Param("within", "duration", label="Within", help="ISO 8601 duration, e.g. P3D")
 
 
 def _date_field(default: str | None) -> Param:
-    return Param("field", label="Date field", required=default is None, picker="fields", default=default)
+    return Param(
+        "field", label="Date field", required=default is None, picker="fields", default=default
+    )
 
 
 def _order(name: str, label: str, event: str) -> TriggerType:
-    return TriggerType(name, label, "ecommerce", event, exclusive=True, entry_key="order_id",
-                       description=f"Transactional: {label.lower()}. One instance per order; "
-                                   "cannot share the journey with other starting points.")
+    return TriggerType(
+        name,
+        label,
+        "ecommerce",
+        event,
+        exclusive=True,
+        entry_key="order_id",
+        description=f"Transactional: {label.lower()}. One instance per order; "
+        "cannot share the journey with other starting points.",
+    )
 
 
 def _record(change: str) -> TriggerType:
     conditions = _updated_field if change == "updated" else _record_field
     return TriggerType(
-        f"record_{change}", f"Record {change}", "audience", "record_changed",
-        (_key("table", "Table", "tables", help="contact, lead, order or a custom table"),
-         Param("field", label="Only when this field", required=False, picker="fields"),
-         Param("value", "value", label="... has this value", required=False)),
-        key_param="table", check=_value_needs_field,
+        f"record_{change}",
+        f"Record {change}",
+        "audience",
+        "record_changed",
+        (
+            _key("table", "Table", "tables", help="contact, lead, order or a custom table"),
+            Param("field", label="Only when this field", required=False, picker="fields"),
+            Param("value", "value", label="... has this value", required=False),
+        ),
+        key_param="table",
+        check=_value_needs_field,
         conditions=_each(_fixed(Leaf("eq", "event.change", change)), conditions),
         description=f"A record of the chosen table is {change}; the contact linked to it enters.",
     )
@@ -345,78 +390,246 @@ def _record(change: str) -> TriggerType:
 
 _T = TriggerType
 _AUDIENCE = [
-    _T("signup", "Subscribed / added to audience", "audience", "subscribed",
-       (Param("list", label="List or audience", required=False, picker="groups"),), key_param="list",
-       description="The contact subscribes or is added to the audience (any list when empty)."),
-    _T("tag_added", "Tag added", "audience", "tag_added", (_key("tag", "Tag", "tags"),), key_param="tag"),
-    _T("tag_removed", "Tag removed", "audience", "tag_removed", (_key("tag", "Tag", "tags"),), key_param="tag"),
-    _T("joined_group", "Joined group", "audience", "group_joined", (_key("group", "Group", "groups"),),
-       key_param="group"),
-    _T("left_group", "Left group", "audience", "group_left", (_key("group", "Group", "groups"),),
-       key_param="group"),
-    _T("field_changed", "Field changed to value", "audience", "field_changed",
-       (_key("field", "Field", "fields"), Param("value", "value", label="New value")),
-       key_param="field", conditions=_changed_to,
-       description="A contact field changes to the value (it was something else before)."),
-    _T("page_visited", "Page visited", "audience", "page_visited", (_key("url", "Page URL"),), key_param="url"),
-    _T("site_link_clicked", "Link clicked on the site", "audience", "site_link_clicked",
-       (_key("url", "Link URL"),), key_param="url"),
-    _T("manual_add", "Added by hand", "audience", "manual_add", keyed_by_journey=True,
-       description="A user adds one contact, a list, or the result of a saved search."),
+    _T(
+        "signup",
+        "Subscribed / added to audience",
+        "audience",
+        "subscribed",
+        (Param("list", label="List or audience", required=False, picker="groups"),),
+        key_param="list",
+        description="The contact subscribes or is added to the audience (any list when empty).",
+    ),
+    _T(
+        "tag_added",
+        "Tag added",
+        "audience",
+        "tag_added",
+        (_key("tag", "Tag", "tags"),),
+        key_param="tag",
+    ),
+    _T(
+        "tag_removed",
+        "Tag removed",
+        "audience",
+        "tag_removed",
+        (_key("tag", "Tag", "tags"),),
+        key_param="tag",
+    ),
+    _T(
+        "joined_group",
+        "Joined group",
+        "audience",
+        "group_joined",
+        (_key("group", "Group", "groups"),),
+        key_param="group",
+    ),
+    _T(
+        "left_group",
+        "Left group",
+        "audience",
+        "group_left",
+        (_key("group", "Group", "groups"),),
+        key_param="group",
+    ),
+    _T(
+        "field_changed",
+        "Field changed to value",
+        "audience",
+        "field_changed",
+        (_key("field", "Field", "fields"), Param("value", "value", label="New value")),
+        key_param="field",
+        conditions=_changed_to,
+        description="A contact field changes to the value (it was something else before).",
+    ),
+    _T(
+        "page_visited",
+        "Page visited",
+        "audience",
+        "page_visited",
+        (_key("url", "Page URL"),),
+        key_param="url",
+    ),
+    _T(
+        "site_link_clicked",
+        "Link clicked on the site",
+        "audience",
+        "site_link_clicked",
+        (_key("url", "Link URL"),),
+        key_param="url",
+    ),
+    _T(
+        "manual_add",
+        "Added by hand",
+        "audience",
+        "manual_add",
+        keyed_by_journey=True,
+        description="A user adds one contact, a list, or the result of a saved search.",
+    ),
     _record("created"),
     _record("updated"),
     _record("deleted"),
-    _T("form_submitted", "Form submitted", "audience", "form_submitted", (_key("form", "Form", "forms"),),
-       key_param="form"),
-    _T("joined_segment", "Segment", "audience", "segment_joined",
-       (_key("segment", "Segment", "segments"),
-        Param("existing_members", "bool", label="Current members enter at publish", required=False, default=True),
-        Param("new_members", "bool", label="New members enter as they join", required=False, default=True)),
-       key_param="segment", conditions=_segment_members, check=_segment_check,
-       description="Segment-based journey: members enter now and, optionally, as they join."),
+    _T(
+        "form_submitted",
+        "Form submitted",
+        "audience",
+        "form_submitted",
+        (_key("form", "Form", "forms"),),
+        key_param="form",
+    ),
+    _T(
+        "joined_segment",
+        "Segment",
+        "audience",
+        "segment_joined",
+        (
+            _key("segment", "Segment", "segments"),
+            Param(
+                "existing_members",
+                "bool",
+                label="Current members enter at publish",
+                required=False,
+                default=True,
+            ),
+            Param(
+                "new_members",
+                "bool",
+                label="New members enter as they join",
+                required=False,
+                default=True,
+            ),
+        ),
+        key_param="segment",
+        conditions=_segment_members,
+        check=_segment_check,
+        description="Segment-based journey: members enter now and, optionally, as they join.",
+    ),
 ]
 
 _DATES = [
-    _T("specific_date", "Specific date", "dates", "date_due",
-       (Param("date", "date", label="Date", required=False),
-        Param("field", label="Or a contact date field", required=False, picker="fields"), _OFFSET, _TIME),
-       schedule="once", keyed_by_journey=True, check=_only_one_of("date", "field"),
-       description="Once, on a fixed date or on the date in a contact field, in that year."),
-    _T("signup_anniversary", "Signup anniversary", "dates", "date_due",
-       (_date_field("signup_date"), _OFFSET, _TIME), schedule="yearly", keyed_by_journey=True,
-       description="Every year on the anniversary of the date the contact joined."),
-    _T("birthday", "Birthday", "dates", "date_due",
-       (Param("field", label="Birthday field", required=False, picker="fields", default="birthday"), _OFFSET, _TIME),
-       schedule="yearly", keyed_by_journey=True,
-       description="Every year on the contact's birthday (29 February falls on 28 February)."),
-    _T("recurring_date", "Recurring date", "dates", "date_due",
-       (_date_field(None), _OFFSET, _TIME), schedule="yearly", keyed_by_journey=True,
-       description="Every year on the date held in a contact date field."),
+    _T(
+        "specific_date",
+        "Specific date",
+        "dates",
+        "date_due",
+        (
+            Param("date", "date", label="Date", required=False),
+            Param("field", label="Or a contact date field", required=False, picker="fields"),
+            _OFFSET,
+            _TIME,
+        ),
+        schedule="once",
+        keyed_by_journey=True,
+        check=_only_one_of("date", "field"),
+        description="Once, on a fixed date or on the date in a contact field, in that year.",
+    ),
+    _T(
+        "signup_anniversary",
+        "Signup anniversary",
+        "dates",
+        "date_due",
+        (_date_field("signup_date"), _OFFSET, _TIME),
+        schedule="yearly",
+        keyed_by_journey=True,
+        description="Every year on the anniversary of the date the contact joined.",
+    ),
+    _T(
+        "birthday",
+        "Birthday",
+        "dates",
+        "date_due",
+        (
+            Param(
+                "field", label="Birthday field", required=False, picker="fields", default="birthday"
+            ),
+            _OFFSET,
+            _TIME,
+        ),
+        schedule="yearly",
+        keyed_by_journey=True,
+        description="Every year on the contact's birthday (29 February falls on 28 February).",
+    ),
+    _T(
+        "recurring_date",
+        "Recurring date",
+        "dates",
+        "date_due",
+        (_date_field(None), _OFFSET, _TIME),
+        schedule="yearly",
+        keyed_by_journey=True,
+        description="Every year on the date held in a contact date field.",
+    ),
 ]
 
-_CART_PARAMS = (Param("after", "duration", label="Without checkout for", required=False, default="PT1H"),)
+_CART_PARAMS = (
+    Param("after", "duration", label="Without checkout for", required=False, default="PT1H"),
+)
 _ECOMMERCE = [
     _T("purchased_any", "Purchased any product", "ecommerce", "purchase"),
-    _T("purchased_product", "Purchased a specific product or category", "ecommerce", "purchase",
-       (Param("product", label="Product", required=False, picker="products"),
-        Param("category", label="Category", required=False, picker="categories")),
-       conditions=_each(_contains("products", "product"), _contains("categories", "category")),
-       check=_one_of("product", "category")),
-    _T("time_since_last_purchase", "Time since last purchase", "ecommerce", "purchase_lapsed",
-       (Param("duration", "duration", label="Time since the last purchase"),), keyed_by_journey=True,
-       lapse=Lapse("purchase", "purchase", "duration"),
-       description="Only purchases after the journey went live count."),
-    _T("abandoned_cart", "Abandoned cart", "ecommerce", "cart_abandoned", _CART_PARAMS,
-       exclusive=True, entry_key="cart_id", keyed_by_journey=True,
-       lapse=Lapse("cart_updated", "order_confirmed", "after", "cart_id")),
-    _T("abandoned_cart_products", "Abandoned cart with specific products", "ecommerce", "cart_abandoned",
-       _CART_PARAMS + (Param("include_products", "list", label="Cart includes any of", required=False, picker="products"),
-                       Param("exclude_products", "list", label="Cart includes none of", required=False, picker="products")),
-       exclusive=True, entry_key="cart_id", keyed_by_journey=True,
-       lapse=Lapse("cart_updated", "order_confirmed", "after", "cart_id"),
-       conditions=_each(_contains("products", "include_products"),
-                        _contains("products", "exclude_products", negate=True)),
-       check=_one_of("include_products", "exclude_products")),
+    _T(
+        "purchased_product",
+        "Purchased a specific product or category",
+        "ecommerce",
+        "purchase",
+        (
+            Param("product", label="Product", required=False, picker="products"),
+            Param("category", label="Category", required=False, picker="categories"),
+        ),
+        conditions=_each(_contains("products", "product"), _contains("categories", "category")),
+        check=_one_of("product", "category"),
+    ),
+    _T(
+        "time_since_last_purchase",
+        "Time since last purchase",
+        "ecommerce",
+        "purchase_lapsed",
+        (Param("duration", "duration", label="Time since the last purchase"),),
+        keyed_by_journey=True,
+        lapse=Lapse("purchase", "purchase", "duration"),
+        description="Only purchases after the journey went live count.",
+    ),
+    _T(
+        "abandoned_cart",
+        "Abandoned cart",
+        "ecommerce",
+        "cart_abandoned",
+        _CART_PARAMS,
+        exclusive=True,
+        entry_key="cart_id",
+        keyed_by_journey=True,
+        lapse=Lapse("cart_updated", "order_confirmed", "after", "cart_id"),
+    ),
+    _T(
+        "abandoned_cart_products",
+        "Abandoned cart with specific products",
+        "ecommerce",
+        "cart_abandoned",
+        _CART_PARAMS
+        + (
+            Param(
+                "include_products",
+                "list",
+                label="Cart includes any of",
+                required=False,
+                picker="products",
+            ),
+            Param(
+                "exclude_products",
+                "list",
+                label="Cart includes none of",
+                required=False,
+                picker="products",
+            ),
+        ),
+        exclusive=True,
+        entry_key="cart_id",
+        keyed_by_journey=True,
+        lapse=Lapse("cart_updated", "order_confirmed", "after", "cart_id"),
+        conditions=_each(
+            _contains("products", "include_products"),
+            _contains("products", "exclude_products", negate=True),
+        ),
+        check=_one_of("include_products", "exclude_products"),
+    ),
     _order("order_confirmation", "Order confirmation", "order_confirmed"),
     _order("order_cancellation", "Cancellation confirmation", "order_cancelled"),
     _order("order_invoice", "Order invoice", "order_invoiced"),
@@ -427,51 +640,166 @@ _ECOMMERCE = [
 _EMAIL_GROUP = [
     _T("email_sent", "Email sent", "email", "email_sent", (_EMAIL,), key_param="email"),
     _T("email_opened", "Email opened", "email", "email_opened", (_EMAIL,), key_param="email"),
-    _T("email_not_opened", "Email not opened within a period", "email", "email_not_opened",
-       (_EMAIL, _WITHIN), keyed_by_journey=True, conditions=_equals("email_id", "email"),
-       lapse=Lapse("email_sent", "email_opened", "within", "email_id")),
+    _T(
+        "email_not_opened",
+        "Email not opened within a period",
+        "email",
+        "email_not_opened",
+        (_EMAIL, _WITHIN),
+        keyed_by_journey=True,
+        conditions=_equals("email_id", "email"),
+        lapse=Lapse("email_sent", "email_opened", "within", "email_id"),
+    ),
     _T("email_clicked", "Clicked any link", "email", "email_clicked", (_EMAIL,), key_param="email"),
-    _T("email_not_clicked", "No link clicked within a period", "email", "email_not_clicked",
-       (_EMAIL, _WITHIN), keyed_by_journey=True, conditions=_equals("email_id", "email"),
-       lapse=Lapse("email_sent", "email_clicked", "within", "email_id")),
-    _T("email_link_clicked", "Clicked a specific link", "email", "email_clicked",
-       (_EMAIL, _key("url", "Link URL")), key_param="email", conditions=_equals("url", "url")),
-    _T("survey_response", "Survey response", "email", "survey_answered",
-       (_key("survey", "Survey", "surveys"),), key_param="survey"),
+    _T(
+        "email_not_clicked",
+        "No link clicked within a period",
+        "email",
+        "email_not_clicked",
+        (_EMAIL, _WITHIN),
+        keyed_by_journey=True,
+        conditions=_equals("email_id", "email"),
+        lapse=Lapse("email_sent", "email_clicked", "within", "email_id"),
+    ),
+    _T(
+        "email_link_clicked",
+        "Clicked a specific link",
+        "email",
+        "email_clicked",
+        (_EMAIL, _key("url", "Link URL")),
+        key_param="email",
+        conditions=_equals("url", "url"),
+    ),
+    _T(
+        "survey_response",
+        "Survey response",
+        "email",
+        "survey_answered",
+        (_key("survey", "Survey", "surveys"),),
+        key_param="survey",
+    ),
 ]
 
 _INTERACTION = [
-    _T("email_delivered", "Interaction: email delivered", "interaction", "email_delivered",
-       (_EMAIL,), key_param="email", interaction=True),
-    _T("email_not_delivered", "Interaction: email not delivered", "interaction", "email_not_delivered",
-       (_EMAIL,), key_param="email", interaction=True),
-    _T("interaction_email_opened", "Interaction: email opened", "interaction", "email_opened",
-       (_EMAIL,), key_param="email", interaction=True),
+    _T(
+        "email_delivered",
+        "Interaction: email delivered",
+        "interaction",
+        "email_delivered",
+        (_EMAIL,),
+        key_param="email",
+        interaction=True,
+    ),
+    _T(
+        "email_not_delivered",
+        "Interaction: email not delivered",
+        "interaction",
+        "email_not_delivered",
+        (_EMAIL,),
+        key_param="email",
+        interaction=True,
+    ),
+    _T(
+        "interaction_email_opened",
+        "Interaction: email opened",
+        "interaction",
+        "email_opened",
+        (_EMAIL,),
+        key_param="email",
+        interaction=True,
+    ),
 ]
 
 _INTEGRATIONS = [
-    _T("journey_api", "Journey API call", "api", "journey_api_call", keyed_by_journey=True,
-       description="An HTTP call to this journey's own trigger endpoint (shown in the builder)."),
-    _T("api_event", "Events API: named event", "api", "custom_event", (_key("name", "Event name"),),
-       key_param="name"),
-    _T("custom_trigger", "Custom trigger", "api", "custom_trigger",
-       (_key("trigger", "Custom trigger", "custom_triggers"),), key_param="trigger",
-       description="A business event the admin defines (name and attributes); filter on event.<attribute>."),
-    _T("business_trigger", "Business trigger", "api", "business_event",
-       (Param("trigger", "choice", label="Business event", choices=(
-           "contact_created", "contact_email_updated", "contact_phone_updated",
-           "contact_address_updated", "lead_created", "lead_qualified", "opportunity_won",
-           "opportunity_lost", "case_created", "case_resolved")),), key_param="trigger"),
-    _T("eventbrite_registered_any", "Eventbrite: registered for any event", "api", "eventbrite_registered"),
-    _T("eventbrite_registered_event", "Eventbrite: registered for an event", "api", "eventbrite_registered",
-       (_key("event_id", "Eventbrite event", "eventbrite_events"),), key_param="event_id"),
-    _T("eventbrite_ticket_any", "Eventbrite: bought a ticket for any event", "api", "eventbrite_ticket_bought"),
-    _T("eventbrite_ticket_event", "Eventbrite: bought a ticket for an event", "api", "eventbrite_ticket_bought",
-       (_key("event_id", "Eventbrite event", "eventbrite_events"),), key_param="event_id"),
+    _T(
+        "journey_api",
+        "Journey API call",
+        "api",
+        "journey_api_call",
+        keyed_by_journey=True,
+        description="An HTTP call to this journey's own trigger endpoint (shown in the builder).",
+    ),
+    _T(
+        "api_event",
+        "Events API: named event",
+        "api",
+        "custom_event",
+        (_key("name", "Event name"),),
+        key_param="name",
+    ),
+    _T(
+        "custom_trigger",
+        "Custom trigger",
+        "api",
+        "custom_trigger",
+        (_key("trigger", "Custom trigger", "custom_triggers"),),
+        key_param="trigger",
+        description="A business event the admin defines (name and attributes); filter on event.<attribute>.",
+    ),
+    _T(
+        "business_trigger",
+        "Business trigger",
+        "api",
+        "business_event",
+        (
+            Param(
+                "trigger",
+                "choice",
+                label="Business event",
+                choices=(
+                    "contact_created",
+                    "contact_email_updated",
+                    "contact_phone_updated",
+                    "contact_address_updated",
+                    "lead_created",
+                    "lead_qualified",
+                    "opportunity_won",
+                    "opportunity_lost",
+                    "case_created",
+                    "case_resolved",
+                ),
+            ),
+        ),
+        key_param="trigger",
+    ),
+    _T(
+        "eventbrite_registered_any",
+        "Eventbrite: registered for any event",
+        "api",
+        "eventbrite_registered",
+    ),
+    _T(
+        "eventbrite_registered_event",
+        "Eventbrite: registered for an event",
+        "api",
+        "eventbrite_registered",
+        (_key("event_id", "Eventbrite event", "eventbrite_events"),),
+        key_param="event_id",
+    ),
+    _T(
+        "eventbrite_ticket_any",
+        "Eventbrite: bought a ticket for any event",
+        "api",
+        "eventbrite_ticket_bought",
+    ),
+    _T(
+        "eventbrite_ticket_event",
+        "Eventbrite: bought a ticket for an event",
+        "api",
+        "eventbrite_ticket_bought",
+        (_key("event_id", "Eventbrite event", "eventbrite_events"),),
+        key_param="event_id",
+    ),
     _T("livechat_chat_closed", "LiveChat: chat closed", "api", "chat_closed"),
-    _T("zapier_event", "Zapier custom event", "api", "zapier_event",
-       (Param("zap", label="Zap name", required=False),), key_param="zap",
-       description="An email address collected by a Zap (any Zap when empty)."),
+    _T(
+        "zapier_event",
+        "Zapier custom event",
+        "api",
+        "zapier_event",
+        (Param("zap", label="Zap name", required=False),),
+        key_param="zap",
+        description="An email address collected by a Zap (any Zap when empty).",
+    ),
 ]
 
 CATALOG: dict[str, TriggerType] = {
@@ -479,8 +807,11 @@ CATALOG: dict[str, TriggerType] = {
 }
 
 GROUP_LABELS = {
-    "audience": "Audience and record changes", "dates": "Date-based", "ecommerce": "E-commerce",
-    "email": "Email engagement", "interaction": "Interaction triggers (Dynamics 365 style)",
+    "audience": "Audience and record changes",
+    "dates": "Date-based",
+    "ecommerce": "E-commerce",
+    "email": "Email engagement",
+    "interaction": "Interaction triggers (Dynamics 365 style)",
     "api": "API and integrations",
 }
 
@@ -490,14 +821,20 @@ def trigger_type(name: str) -> TriggerType:
     try:
         return CATALOG[name]
     except KeyError:
-        raise KeyError(f"unknown starting point type {name!r}; known: {', '.join(sorted(CATALOG))}") from None
+        raise KeyError(
+            f"unknown starting point type {name!r}; known: {', '.join(sorted(CATALOG))}"
+        ) from None
 
 
 def catalog_as_json() -> dict[str, Any]:
     """The catalogue for the UI and ``GET /api/catalog``: types grouped, params as form fields."""
     return {
         "groups": [
-            {"name": g, "label": label, "types": [t.to_json() for t in CATALOG.values() if t.group == g]}
+            {
+                "name": g,
+                "label": label,
+                "types": [t.to_json() for t in CATALOG.values() if t.group == g],
+            }
             for g, label in GROUP_LABELS.items()
         ],
         "events": {name: spec.to_json() for name, spec in CANONICAL_EVENTS.items()},
@@ -505,6 +842,7 @@ def catalog_as_json() -> dict[str, Any]:
 
 
 # --- canonical events -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CanonicalEvent:
@@ -520,92 +858,217 @@ class CanonicalEvent:
     properties: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"description": self.description, "key": self.key, "properties": dict(self.properties)}
+        return {
+            "description": self.description,
+            "key": self.key,
+            "properties": dict(self.properties),
+        }
 
 
 _E = CanonicalEvent
 _ORDER_PROPS = {
-    "order_id": "the order's id in the shop or CRM", "products": "list of product ids",
-    "categories": "list of category ids", "total": "order total (number)", "currency": "ISO 4217 code",
+    "order_id": "the order's id in the shop or CRM",
+    "products": "list of product ids",
+    "categories": "list of category ids",
+    "total": "order total (number)",
+    "currency": "ISO 4217 code",
 }
 _CART_PROPS = {
-    "cart_id": "the cart's id", "products": "list of product ids", "categories": "list of category ids",
-    "total": "cart total (number)", "currency": "ISO 4217 code", "checkout_url": "link back to the cart",
+    "cart_id": "the cart's id",
+    "products": "list of product ids",
+    "categories": "list of category ids",
+    "total": "cart total (number)",
+    "currency": "ISO 4217 code",
+    "checkout_url": "link back to the cart",
 }
-_EMAIL_PROPS = {"email_id": "the email (campaign, template or message definition) id",
-                "message_id": "the id of this one sending"}
-_DATE_PROPS = {"journey": "the journey id", "starting_point": "the starting point id",
-               "field": "the contact date field (absent for a fixed date)",
-               "date": "the ISO date that is due (after the offset)"}
+_EMAIL_PROPS = {
+    "email_id": "the email (campaign, template or message definition) id",
+    "message_id": "the id of this one sending",
+}
+_DATE_PROPS = {
+    "journey": "the journey id",
+    "starting_point": "the starting point id",
+    "field": "the contact date field (absent for a fixed date)",
+    "date": "the ISO date that is due (after the offset)",
+}
 
 CANONICAL_EVENTS: dict[str, CanonicalEvent] = {
-    "subscribed": _E("The contact subscribed or was added to a list.", "list", {"list": "list / audience id"}),
-    "unsubscribed": _E("The contact unsubscribed from a list.", "list", {"list": "list / audience id"}),
+    "subscribed": _E(
+        "The contact subscribed or was added to a list.", "list", {"list": "list / audience id"}
+    ),
+    "unsubscribed": _E(
+        "The contact unsubscribed from a list.", "list", {"list": "list / audience id"}
+    ),
     "tag_added": _E("A tag was added to the contact.", "tag", {"tag": "the tag"}),
     "tag_removed": _E("A tag was removed from the contact.", "tag", {"tag": "the tag"}),
     "group_joined": _E("The contact joined a group or list.", "group", {"group": "group id"}),
     "group_left": _E("The contact left a group or list.", "group", {"group": "group id"}),
-    "field_changed": _E("A contact field changed value (one event per field).", "field",
-                        {"field": "field name", "before": "old value (absent when empty)", "after": "new value"}),
-    "contact_updated": _E("Any change to the contact record; re-checks held conditions.", None,
-                          {"changed_fields": "list of field names"}),
-    "page_visited": _E("The contact visited a page of the tracked site.", "url",
-                       {"url": "page URL", "title": "page title", "referrer": "referrer URL"}),
-    "site_link_clicked": _E("The contact clicked a link on the tracked site.", "url",
-                            {"url": "link URL", "page": "URL of the page holding the link"}),
-    "manual_add": _E("A user added the contact to one journey by hand.", "journey",
-                     {"journey": "the journey id", "added_by": "user name"}),
-    "record_changed": _E("A record of a table linked to the contact changed.", "table",
-                         {"table": "contact, lead, order or a custom table", "record_id": "record id",
-                          "change": "created, updated or deleted", "changed_fields": "list of field names",
-                          "record": "the record's fields after the change (object)"}),
-    "form_submitted": _E("The contact submitted a form.", "form",
-                         {"form": "form id", "answers": "object of field -> answer"}),
-    "segment_joined": _E("The contact became a member of a saved segment.", "segment",
-                         {"segment": "segment id", "existing": "true when emitted at publish for a current member"}),
-    "date_due": _E("A date-based starting point is due for the contact (from the date index).",
-                   "journey", _DATE_PROPS),
+    "field_changed": _E(
+        "A contact field changed value (one event per field).",
+        "field",
+        {"field": "field name", "before": "old value (absent when empty)", "after": "new value"},
+    ),
+    "contact_updated": _E(
+        "Any change to the contact record; re-checks held conditions.",
+        None,
+        {"changed_fields": "list of field names"},
+    ),
+    "page_visited": _E(
+        "The contact visited a page of the tracked site.",
+        "url",
+        {"url": "page URL", "title": "page title", "referrer": "referrer URL"},
+    ),
+    "site_link_clicked": _E(
+        "The contact clicked a link on the tracked site.",
+        "url",
+        {"url": "link URL", "page": "URL of the page holding the link"},
+    ),
+    "manual_add": _E(
+        "A user added the contact to one journey by hand.",
+        "journey",
+        {"journey": "the journey id", "added_by": "user name"},
+    ),
+    "record_changed": _E(
+        "A record of a table linked to the contact changed.",
+        "table",
+        {
+            "table": "contact, lead, order or a custom table",
+            "record_id": "record id",
+            "change": "created, updated or deleted",
+            "changed_fields": "list of field names",
+            "record": "the record's fields after the change (object)",
+        },
+    ),
+    "form_submitted": _E(
+        "The contact submitted a form.",
+        "form",
+        {"form": "form id", "answers": "object of field -> answer"},
+    ),
+    "segment_joined": _E(
+        "The contact became a member of a saved segment.",
+        "segment",
+        {"segment": "segment id", "existing": "true when emitted at publish for a current member"},
+    ),
+    "date_due": _E(
+        "A date-based starting point is due for the contact (from the date index).",
+        "journey",
+        _DATE_PROPS,
+    ),
     "purchase": _E("The contact bought something.", None, _ORDER_PROPS),
-    "purchase_lapsed": _E("The set time has passed since the contact's last purchase.", "journey",
-                          {"journey": "the journey id", "last_order_id": "the last order",
-                           "last_purchase_at": "ISO datetime of the last purchase"}),
+    "purchase_lapsed": _E(
+        "The set time has passed since the contact's last purchase.",
+        "journey",
+        {
+            "journey": "the journey id",
+            "last_order_id": "the last order",
+            "last_purchase_at": "ISO datetime of the last purchase",
+        },
+    ),
     "cart_updated": _E("The contact created or changed a cart.", None, _CART_PROPS),
-    "cart_abandoned": _E("A cart saw no checkout for the journey's set time.", "journey",
-                         {"journey": "the journey id", **_CART_PROPS, "idle_seconds": "seconds since the last change"}),
+    "cart_abandoned": _E(
+        "A cart saw no checkout for the journey's set time.",
+        "journey",
+        {
+            "journey": "the journey id",
+            **_CART_PROPS,
+            "idle_seconds": "seconds since the last change",
+        },
+    ),
     "order_confirmed": _E("An order was confirmed.", None, _ORDER_PROPS),
     "order_cancelled": _E("An order was cancelled.", None, _ORDER_PROPS),
-    "order_invoiced": _E("An invoice was issued for an order.", None, {**_ORDER_PROPS, "invoice_url": "link to the invoice"}),
-    "order_shipped": _E("An order was shipped.", None, {**_ORDER_PROPS, "tracking_url": "carrier tracking link"}),
-    "order_refunded": _E("An order was refunded.", None, {**_ORDER_PROPS, "refund_amount": "amount refunded (number)"}),
+    "order_invoiced": _E(
+        "An invoice was issued for an order.",
+        None,
+        {**_ORDER_PROPS, "invoice_url": "link to the invoice"},
+    ),
+    "order_shipped": _E(
+        "An order was shipped.", None, {**_ORDER_PROPS, "tracking_url": "carrier tracking link"}
+    ),
+    "order_refunded": _E(
+        "An order was refunded.",
+        None,
+        {**_ORDER_PROPS, "refund_amount": "amount refunded (number)"},
+    ),
     "email_sent": _E("An email was sent to the contact.", "email_id", _EMAIL_PROPS),
     "email_delivered": _E("An email reached the contact's mailbox.", "email_id", _EMAIL_PROPS),
-    "email_not_delivered": _E("An email bounced or was refused.", "email_id",
-                              {**_EMAIL_PROPS, "reason": "hard_bounce, soft_bounce, blocked or invalid"}),
+    "email_not_delivered": _E(
+        "An email bounced or was refused.",
+        "email_id",
+        {**_EMAIL_PROPS, "reason": "hard_bounce, soft_bounce, blocked or invalid"},
+    ),
     "email_opened": _E("The contact opened an email.", "email_id", _EMAIL_PROPS),
-    "email_clicked": _E("The contact clicked a link in an email.", "email_id", {**_EMAIL_PROPS, "url": "the link URL"}),
-    "email_not_opened": _E("An email sent was not opened within the journey's period.", "journey",
-                           {"journey": "the journey id", **_EMAIL_PROPS, "sent_at": "ISO datetime"}),
-    "email_not_clicked": _E("No link of an email sent was clicked within the journey's period.", "journey",
-                            {"journey": "the journey id", **_EMAIL_PROPS, "sent_at": "ISO datetime"}),
-    "survey_answered": _E("The contact answered a survey.", "survey",
-                          {"survey": "survey id", "answers": "object of question -> answer"}),
-    "journey_api_call": _E("A call to one journey's own trigger endpoint.", "journey",
-                           {"journey": "the journey id", "payload": "the JSON body posted (object)"}),
-    "custom_event": _E("An event posted to the events API.", "name",
-                       {"name": "event name", "<attribute>": "any attribute posted with it, at top level"}),
-    "custom_trigger": _E("A custom trigger the admin defined fired.", "trigger",
-                         {"trigger": "custom trigger name", "<attribute>": "its declared attributes, at top level"}),
-    "business_event": _E("A CRM business event (sales, service).", "trigger",
-                         {"trigger": "one of the business_trigger choices", "table": "table",
-                          "record_id": "record id", "changed_fields": "list of field names"}),
-    "eventbrite_registered": _E("Eventbrite reports a registration.", "event_id",
-                                {"event_id": "Eventbrite event id", "event_name": "event name",
-                                 "attendee_id": "attendee id"}),
-    "eventbrite_ticket_bought": _E("Eventbrite reports a ticket bought.", "event_id",
-                                   {"event_id": "Eventbrite event id", "event_name": "event name",
-                                    "ticket_class": "ticket class", "order_id": "Eventbrite order id"}),
-    "chat_closed": _E("A LiveChat conversation with the contact closed.", None,
-                      {"chat_id": "chat id", "agent": "agent name", "rating": "good, bad or absent"}),
-    "zapier_event": _E("A Zap collected the contact's email address.", "zap",
-                       {"zap": "zap name", "email": "email address", "data": "other fields sent (object)"}),
+    "email_clicked": _E(
+        "The contact clicked a link in an email.",
+        "email_id",
+        {**_EMAIL_PROPS, "url": "the link URL"},
+    ),
+    "email_not_opened": _E(
+        "An email sent was not opened within the journey's period.",
+        "journey",
+        {"journey": "the journey id", **_EMAIL_PROPS, "sent_at": "ISO datetime"},
+    ),
+    "email_not_clicked": _E(
+        "No link of an email sent was clicked within the journey's period.",
+        "journey",
+        {"journey": "the journey id", **_EMAIL_PROPS, "sent_at": "ISO datetime"},
+    ),
+    "survey_answered": _E(
+        "The contact answered a survey.",
+        "survey",
+        {"survey": "survey id", "answers": "object of question -> answer"},
+    ),
+    "journey_api_call": _E(
+        "A call to one journey's own trigger endpoint.",
+        "journey",
+        {"journey": "the journey id", "payload": "the JSON body posted (object)"},
+    ),
+    "custom_event": _E(
+        "An event posted to the events API.",
+        "name",
+        {"name": "event name", "<attribute>": "any attribute posted with it, at top level"},
+    ),
+    "custom_trigger": _E(
+        "A custom trigger the admin defined fired.",
+        "trigger",
+        {"trigger": "custom trigger name", "<attribute>": "its declared attributes, at top level"},
+    ),
+    "business_event": _E(
+        "A CRM business event (sales, service).",
+        "trigger",
+        {
+            "trigger": "one of the business_trigger choices",
+            "table": "table",
+            "record_id": "record id",
+            "changed_fields": "list of field names",
+        },
+    ),
+    "eventbrite_registered": _E(
+        "Eventbrite reports a registration.",
+        "event_id",
+        {
+            "event_id": "Eventbrite event id",
+            "event_name": "event name",
+            "attendee_id": "attendee id",
+        },
+    ),
+    "eventbrite_ticket_bought": _E(
+        "Eventbrite reports a ticket bought.",
+        "event_id",
+        {
+            "event_id": "Eventbrite event id",
+            "event_name": "event name",
+            "ticket_class": "ticket class",
+            "order_id": "Eventbrite order id",
+        },
+    ),
+    "chat_closed": _E(
+        "A LiveChat conversation with the contact closed.",
+        None,
+        {"chat_id": "chat id", "agent": "agent name", "rating": "good, bad or absent"},
+    ),
+    "zapier_event": _E(
+        "A Zap collected the contact's email address.",
+        "zap",
+        {"zap": "zap name", "email": "email address", "data": "other fields sent (object)"},
+    ),
 }
