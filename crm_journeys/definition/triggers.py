@@ -406,6 +406,7 @@ _AUDIENCE = [
         "tag_added",
         (_key("tag", "Tag", "tags"),),
         key_param="tag",
+        description="A specific tag is added to the contact.",
     ),
     _T(
         "tag_removed",
@@ -414,6 +415,7 @@ _AUDIENCE = [
         "tag_removed",
         (_key("tag", "Tag", "tags"),),
         key_param="tag",
+        description="A specific tag is removed from the contact.",
     ),
     _T(
         "joined_group",
@@ -422,6 +424,7 @@ _AUDIENCE = [
         "group_joined",
         (_key("group", "Group", "groups"),),
         key_param="group",
+        description="The contact is added to a specific group, list or segment.",
     ),
     _T(
         "left_group",
@@ -430,6 +433,7 @@ _AUDIENCE = [
         "group_left",
         (_key("group", "Group", "groups"),),
         key_param="group",
+        description="The contact leaves a specific group.",
     ),
     _T(
         "field_changed",
@@ -448,6 +452,7 @@ _AUDIENCE = [
         "page_visited",
         (_key("url", "Page URL"),),
         key_param="url",
+        description="The contact visits a specific page of the tracked site.",
     ),
     _T(
         "site_link_clicked",
@@ -456,6 +461,7 @@ _AUDIENCE = [
         "site_link_clicked",
         (_key("url", "Link URL"),),
         key_param="url",
+        description="The contact clicks a specific link on the tracked site.",
     ),
     _T(
         "manual_add",
@@ -475,6 +481,7 @@ _AUDIENCE = [
         "form_submitted",
         (_key("form", "Form", "forms"),),
         key_param="form",
+        description="A new or existing contact submits the form.",
     ),
     _T(
         "joined_segment",
@@ -564,7 +571,13 @@ _CART_PARAMS = (
     Param("after", "duration", label="Without checkout for", required=False, default="PT1H"),
 )
 _ECOMMERCE = [
-    _T("purchased_any", "Purchased any product", "ecommerce", "purchase"),
+    _T(
+        "purchased_any",
+        "Purchased any product",
+        "ecommerce",
+        "purchase",
+        description="A subscribed contact buys any product.",
+    ),
     _T(
         "purchased_product",
         "Purchased a specific product or category",
@@ -576,6 +589,7 @@ _ECOMMERCE = [
         ),
         conditions=_each(_contains("products", "product"), _contains("categories", "category")),
         check=_one_of("product", "category"),
+        description="The contact buys the product, or any product of the category.",
     ),
     _T(
         "time_since_last_purchase",
@@ -597,6 +611,7 @@ _ECOMMERCE = [
         entry_key="cart_id",
         keyed_by_journey=True,
         lapse=Lapse("cart_updated", "order_confirmed", "after", "cart_id"),
+        description="A cart saw no checkout for the set time. One instance per cart.",
     ),
     _T(
         "abandoned_cart_products",
@@ -629,6 +644,7 @@ _ECOMMERCE = [
             _contains("products", "exclude_products", negate=True),
         ),
         check=_one_of("include_products", "exclude_products"),
+        description="As abandoned cart, when the cart includes any of / none of the products.",
     ),
     _order("order_confirmation", "Order confirmation", "order_confirmed"),
     _order("order_cancellation", "Cancellation confirmation", "order_cancelled"),
@@ -638,8 +654,24 @@ _ECOMMERCE = [
 ]
 
 _EMAIL_GROUP = [
-    _T("email_sent", "Email sent", "email", "email_sent", (_EMAIL,), key_param="email"),
-    _T("email_opened", "Email opened", "email", "email_opened", (_EMAIL,), key_param="email"),
+    _T(
+        "email_sent",
+        "Email sent",
+        "email",
+        "email_sent",
+        (_EMAIL,),
+        key_param="email",
+        description="The contact receives the email.",
+    ),
+    _T(
+        "email_opened",
+        "Email opened",
+        "email",
+        "email_opened",
+        (_EMAIL,),
+        key_param="email",
+        description="The contact opens the email.",
+    ),
     _T(
         "email_not_opened",
         "Email not opened within a period",
@@ -649,8 +681,17 @@ _EMAIL_GROUP = [
         keyed_by_journey=True,
         conditions=_equals("email_id", "email"),
         lapse=Lapse("email_sent", "email_opened", "within", "email_id"),
+        description="The contact did not open the email within the period after it was sent.",
     ),
-    _T("email_clicked", "Clicked any link", "email", "email_clicked", (_EMAIL,), key_param="email"),
+    _T(
+        "email_clicked",
+        "Clicked any link",
+        "email",
+        "email_clicked",
+        (_EMAIL,),
+        key_param="email",
+        description="The contact clicks any link in the email.",
+    ),
     _T(
         "email_not_clicked",
         "No link clicked within a period",
@@ -660,6 +701,7 @@ _EMAIL_GROUP = [
         keyed_by_journey=True,
         conditions=_equals("email_id", "email"),
         lapse=Lapse("email_sent", "email_clicked", "within", "email_id"),
+        description="The contact clicked no link in the email within the period after it was sent.",
     ),
     _T(
         "email_link_clicked",
@@ -669,6 +711,7 @@ _EMAIL_GROUP = [
         (_EMAIL, _key("url", "Link URL")),
         key_param="email",
         conditions=_equals("url", "url"),
+        description="The contact clicks the given link in the given email.",
     ),
     _T(
         "survey_response",
@@ -677,6 +720,7 @@ _EMAIL_GROUP = [
         "survey_answered",
         (_key("survey", "Survey", "surveys"),),
         key_param="survey",
+        description="The contact answers the survey.",
     ),
 ]
 
@@ -689,6 +733,7 @@ _INTERACTION = [
         (_EMAIL,),
         key_param="email",
         interaction=True,
+        description="The email reached the contact's mailbox.",
     ),
     _T(
         "email_not_delivered",
@@ -698,6 +743,7 @@ _INTERACTION = [
         (_EMAIL,),
         key_param="email",
         interaction=True,
+        description="The email bounced or was refused.",
     ),
     _T(
         "interaction_email_opened",
@@ -707,6 +753,7 @@ _INTERACTION = [
         (_EMAIL,),
         key_param="email",
         interaction=True,
+        description="The contact opened the email (as an interaction trigger).",
     ),
 ]
 
@@ -726,6 +773,7 @@ _INTEGRATIONS = [
         "custom_event",
         (_key("name", "Event name"),),
         key_param="name",
+        description="An event with this name is posted to the events endpoint for the contact.",
     ),
     _T(
         "custom_trigger",
@@ -761,12 +809,14 @@ _INTEGRATIONS = [
             ),
         ),
         key_param="trigger",
+        description="A CRM record (sales, service) is created or updated, e.g. contact created, email updated.",
     ),
     _T(
         "eventbrite_registered_any",
         "Eventbrite: registered for any event",
         "api",
         "eventbrite_registered",
+        description="Eventbrite reports the contact registered for any event.",
     ),
     _T(
         "eventbrite_registered_event",
@@ -775,12 +825,14 @@ _INTEGRATIONS = [
         "eventbrite_registered",
         (_key("event_id", "Eventbrite event", "eventbrite_events"),),
         key_param="event_id",
+        description="Eventbrite reports the contact registered for the event.",
     ),
     _T(
         "eventbrite_ticket_any",
         "Eventbrite: bought a ticket for any event",
         "api",
         "eventbrite_ticket_bought",
+        description="Eventbrite reports the contact bought a ticket for any event.",
     ),
     _T(
         "eventbrite_ticket_event",
@@ -789,8 +841,15 @@ _INTEGRATIONS = [
         "eventbrite_ticket_bought",
         (_key("event_id", "Eventbrite event", "eventbrite_events"),),
         key_param="event_id",
+        description="Eventbrite reports the contact bought a ticket for the event.",
     ),
-    _T("livechat_chat_closed", "LiveChat: chat closed", "api", "chat_closed"),
+    _T(
+        "livechat_chat_closed",
+        "LiveChat: chat closed",
+        "api",
+        "chat_closed",
+        description="A LiveChat conversation with the contact closes.",
+    ),
     _T(
         "zapier_event",
         "Zapier custom event",
