@@ -30,6 +30,7 @@ class FactNeeds:
 
     fields: set[str] = field(default_factory=set)
     date_fields: set[str] = field(default_factory=set)
+    number_fields: set[str] = field(default_factory=set)
     tags: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
     segments: set[str] = field(default_factory=set)
@@ -41,6 +42,7 @@ class FactNeeds:
     def to_json(self) -> dict[str, Any]:
         return {
             "fields": sorted(self.fields), "date_fields": sorted(self.date_fields),
+            "number_fields": sorted(self.number_fields),
             "tags": sorted(self.tags), "groups": sorted(self.groups),
             "segments": sorted(self.segments),
             "activity": sorted([list(a) for a in self.activity]),
@@ -52,6 +54,7 @@ class FactNeeds:
     def from_json(cls, data: dict[str, Any]) -> FactNeeds:
         return cls(
             fields=set(data["fields"]), date_fields=set(data["date_fields"]),
+            number_fields=set(data.get("number_fields", [])),
             tags=set(data["tags"]), groups=set(data["groups"]), segments=set(data["segments"]),
             activity={(k, e) for k, e in data["activity"]}, text_tests=data["text_tests"],
             random_steps=list(data["random_steps"]), jump_steps=list(data["jump_steps"]),
@@ -59,8 +62,16 @@ class FactNeeds:
 
     def key_count(self) -> int:
         """How many keys a message of this journey can carry (durable_rules caps ~250)."""
-        return (len(self.fields) + len(self.date_fields) + len(self.activity)
+        return (len(self.fields) + len(self.date_fields) + len(self.number_fields) + len(self.activity)
                 + len(self.text_tests) + len(self.random_steps) + len(self.jump_steps) + 16)
+
+
+def encode_value(value: Any) -> Any:
+    """How a field value travels in a message. Booleans become tagged text, because
+    durable_rules treats ``false == 0`` and ``true == 1`` as equal and JSON does not."""
+    if isinstance(value, bool):
+        return "\u0001true" if value else "\u0001false"
+    return value
 
 
 class Lowerer:
@@ -174,9 +185,30 @@ class Lowerer:
         if op == "in" or op == "not_in":
             negate = negate != (op == "not_in")
             return self._one_of(path, list(value or []), negate)
+        if op in ("gt", "gte", "lt", "lte"):
+            if not _is_number(value):
+                return self._date_order(leaf, negate)
+            return _compare(self._number_path(leaf.field or ""), op, value, negate)
         return _compare(path, op, value, negate)
 
+    def _number_path(self, field_name: str) -> str:
+        """Ordering tests read ``contact.n``, which holds only numeric values: durable_rules
+        would otherwise order a text against a number."""
+        if field_name.startswith("event."):
+            return field_name
+        self.needs.number_fields.add(field_name)
+        return f"contact.n.{field_name}"
+
+    def _date_order(self, leaf: Leaf, negate: bool) -> dict[str, Any]:
+        """gt/lt against an ISO date compares instants, as the reference evaluator does."""
+        field_name = leaf.field or ""
+        path = field_name if field_name.startswith("event.") else f"contact.d.{field_name}"
+        if not field_name.startswith("event."):
+            self.needs.date_fields.add(field_name)
+        return _compare(path, leaf.op, _epoch_literal(leaf.value), negate)
+
     def _one_of(self, path: str, values: list[Any], negate: bool) -> dict[str, Any]:
+        values = [encode_value(v) for v in values]
         if negate:
             return {"$or": [{"$nex": {path: 1}},
                             {"$and": [{"$neq": {path: v}} for v in values] or [{"$ex": {path: 1}}]}]}
@@ -190,6 +222,7 @@ _COMPLEMENT = {"eq": "neq", "neq": "eq", "gt": "lte", "gte": "lt", "lt": "gte", 
 
 def _compare(path: str, op: str, value: Any, negate: bool) -> dict[str, Any]:
     """A comparison; a missing field makes every positive comparison false except ``neq``."""
+    value = encode_value(value)
     if negate:
         op = _COMPLEMENT[op]
         if op in ("gt", "gte", "lt", "lte", "neq"):
@@ -199,6 +232,10 @@ def _compare(path: str, op: str, value: Any, negate: bool) -> dict[str, Any]:
     if op == "neq":
         return {"$or": [{"$nex": {path: 1}}, {"$neq": {path: value}}]}
     return {f"${op}": {path: value}}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _epoch_literal(value: Any) -> float:

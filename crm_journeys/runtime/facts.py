@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_journeys.definition.dates import to_epoch
-from crm_journeys.rules.lowering import FactNeeds
+from crm_journeys.rules.lowering import FactNeeds, encode_value
 from crm_journeys.storage.models import Contact, Instance
 
 
@@ -22,9 +22,12 @@ def contact_facts(contact: Contact, needs: FactNeeds, event: dict[str, Any]) -> 
     facts: dict[str, Any] = {
         "f": {k: _scalar(fields[k]) for k in needs.fields if fields.get(k) is not None},
         "d": {k: e for k in needs.date_fields if (e := to_epoch(fields.get(k))) is not None},
-        "tags": [t for t in contact.tags or [] if t in needs.tags],
-        "groups": [g for g in contact.groups or [] if g in needs.groups],
-        "segments": [s for s in contact.segments or [] if s in needs.segments],
+        "n": {k: fields[k] for k in needs.number_fields if _is_number(fields.get(k))},
+        # Each list opens with a "" sentinel: durable_rules' all-items test is false on an
+        # empty list, and "has no tag X" must be true for a contact with no tags at all.
+        "tags": ["", *(t for t in contact.tags or [] if t in needs.tags)],
+        "groups": ["", *(g for g in contact.groups or [] if g in needs.groups)],
+        "segments": ["", *(s for s in contact.segments or [] if s in needs.segments)],
         "act": _activity(contact.activity or {}, needs),
         "x": {tid: text_test(path, op, value, fields, event)
               for tid, (path, op, value) in needs.text_tests.items()},
@@ -83,10 +86,14 @@ def _activity(activity: dict[str, Any], needs: FactNeeds) -> dict[str, Any]:
     return out
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _scalar(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         return str(value)
-    return value
+    return encode_value(value)
 
 
 def _event_value(value: Any) -> Any:
