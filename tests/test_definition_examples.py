@@ -156,3 +156,46 @@ def test_durations(text: str, delta: timedelta, canonical: str) -> None:
 def test_bad_durations(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_duration(text)
+
+
+# --- docs/journey-format.md -----------------------------------------------------------------
+
+DOC = ROOT / "docs" / "journey-format.md"
+
+
+def test_the_format_guide_names_every_type_operator_and_step() -> None:
+    from crm_journeys.definition.triggers import CANONICAL_EVENTS, CATALOG
+
+    text = DOC.read_text(encoding="utf-8")
+    names = [*CATALOG, *m.OPERATORS, *m.STEP_TYPES, *CANONICAL_EVENTS]
+    assert [n for n in names if f"`{n}`" not in text and f"### {n}:" not in text] == []
+
+
+def _json_blocks() -> list[Any]:
+    text = DOC.read_text(encoding="utf-8")
+    blocks = []
+    for block in text.split("```json\n")[1:]:
+        try:
+            blocks.append(json.loads(block.split("```", 1)[0]))
+        except json.JSONDecodeError:
+            continue  # a fragment such as "settings": {...}
+    return blocks
+
+
+def test_the_format_guide_examples_are_valid() -> None:
+    from crm_journeys.definition.schema import STEP_SCHEMAS, StartingPointSchema, parse_condition
+    from crm_journeys.definition.triggers import CATALOG
+
+    checked = 0
+    for block in _json_blocks():
+        if "format_version" in block:
+            validate_document(block)
+        elif block.get("type") in STEP_SCHEMAS and "id" in block:
+            STEP_SCHEMAS[block["type"]]().load(block)
+        elif "params" in block and "id" in block:
+            point = StartingPointSchema().load(block)
+            assert CATALOG[point.type].param_errors(point.params) == {}
+        else:
+            parse_condition(block)
+        checked += 1
+    assert checked >= 15
