@@ -1,40 +1,128 @@
 """How a worker takes work: inbox events, due wake-ups and outbox rows, in batches.
 
-On PostgreSQL rows are locked with ``FOR UPDATE SKIP LOCKED`` so any number of workers
-share one database; on SQLite one process writes at a time (BEGIN IMMEDIATE), so a
-plain ordered select is already exclusive.
+On SQLite one process writes at a time (BEGIN IMMEDIATE), so a plain ordered select is
+already exclusive.
+
+On PostgreSQL any number of workers share one database:
+
+* Rows are locked with ``FOR UPDATE SKIP LOCKED``, so workers never wait on each other's
+  batches.
+* A contact belongs to one worker at a time: for every contact in its batch the worker
+  takes ``pg_try_advisory_xact_lock(key(tenant, contact))``. A contact whose lock is held
+  elsewhere is skipped this round. Having the lock, the worker re-reads the contact's
+  pending events (a fresh snapshot: the previous holder committed before its lock went)
+  and keeps only the ones older than any pending event it did not lock, so each
+  contact's events are handled in id order, never two at once. Due wake-ups take the
+  same per-contact lock.
+* Inbox events and wake-ups are processed in the transaction that claimed them: a worker
+  that dies (even SIGKILL) loses its connection, PostgreSQL rolls the transaction back
+  and the rows and advisory locks are free at once. ``claimed_by``/``lease_until`` are
+  still written for visibility, and a row whose lease has not run out is not taken.
+* Outbox rows are claimed in a short transaction of their own (the action runs outside
+  any transaction), so their lease is what hands a dead worker's rows to another one
+  once it expires; idempotency keys make a re-run harmless.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, bindparam, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.orm import Session
 
-from crm_journeys.storage.models import InboxEvent, OutboxMessage, Wakeup
+from crm_journeys.storage.models import Contact, InboxEvent, Instance, OutboxMessage, Wakeup
 
 LEASE = timedelta(minutes=5)
 
 
+def contact_lock_key(tenant_id: int, contact_ref: str) -> int:
+    """A signed 64-bit advisory-lock key for one contact of one tenant."""
+    digest = hashlib.blake2b(f"{tenant_id}:{contact_ref}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def canonical_ref(external_id: str) -> str:
+    """The inbox's ``contact_ref`` of a mirrored contact (see ``IncomingEvent.contact_ref``)."""
+    return external_id if external_id.startswith("email:") else f"id:{external_id}"
+
+
+_TRY_LOCKS = text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(:keys) AS k").bindparams(
+    bindparam("keys", type_=ARRAY(BIGINT)))
+
+
 class Claims:
-    def __init__(self, postgres: bool):
+    def __init__(self, postgres: bool, lease: timedelta = LEASE):
         self.postgres = postgres
+        self.lease = lease
 
     def _locked(self, stmt: Select[Any]) -> Select[Any]:
         return stmt.with_for_update(skip_locked=True) if self.postgres else stmt
 
+    def _try_locks(self, session: Session, keys: list[int]) -> set[int]:
+        if not keys:
+            return set()
+        return {k for k, ok in session.execute(_TRY_LOCKS, {"keys": keys}) if ok}
+
+    # --- inbox --------------------------------------------------------------------------
     def inbox(self, session: Session, limit: int, worker: str, now: datetime) -> list[InboxEvent]:
         stmt = (select(InboxEvent).where(InboxEvent.status == "pending")
                 .order_by(InboxEvent.id).limit(limit))
-        return list(session.scalars(self._locked(stmt)))
+        if not self.postgres:
+            return list(session.scalars(stmt))
+        stmt = stmt.where(or_(InboxEvent.lease_until.is_(None), InboxEvent.lease_until < now))
+        rows = list(session.scalars(self._locked(stmt)))
+        if not rows:
+            return []
+        by_contact: OrderedDict[tuple[int, str], list[InboxEvent]] = OrderedDict()
+        for row in rows:
+            by_contact.setdefault((row.tenant_id, row.contact_ref), []).append(row)
+        keys = {c: contact_lock_key(*c) for c in by_contact}
+        held = self._try_locks(session, list(keys.values()))
+        mine = {c: evs for c, evs in by_contact.items() if keys[c] in held}
+        if not mine:
+            return []
+        # Pending events of those contacts that this batch did not lock: nothing after the
+        # first of them may be handled now, or the contact's order would break.
+        mine_ids = [e.id for evs in mine.values() for e in evs]
+        cutoff: dict[tuple[int, str], int] = {}
+        others = session.execute(
+            select(InboxEvent.id, InboxEvent.tenant_id, InboxEvent.contact_ref)
+            .where(InboxEvent.status == "pending", InboxEvent.id < max(mine_ids),
+                   tuple_(InboxEvent.tenant_id, InboxEvent.contact_ref).in_(list(mine)),
+                   InboxEvent.id.not_in(mine_ids)))
+        for oid, tenant_id, ref in others:
+            c = (tenant_id, ref)
+            cutoff[c] = min(cutoff.get(c, oid), oid)
+        taken: list[InboxEvent] = []
+        for c, evs in mine.items():
+            limit_id = cutoff.get(c)
+            taken.extend(e for e in evs if limit_id is None or e.id < limit_id)
+        taken.sort(key=lambda e: e.id)
+        for row in taken:
+            row.claimed_by = worker
+            row.lease_until = now + self.lease
+        return taken
 
+    # --- wake-ups -----------------------------------------------------------------------
     def wakeups(self, session: Session, now: datetime, limit: int) -> list[Wakeup]:
         stmt = (select(Wakeup).where(Wakeup.pending.is_(True), Wakeup.due_at <= now)
                 .order_by(Wakeup.due_at, Wakeup.id).limit(limit))
-        return list(session.scalars(self._locked(stmt)))
+        rows = list(session.scalars(self._locked(stmt)))
+        if not self.postgres or not rows:
+            return rows
+        refs = dict(session.execute(
+            select(Instance.id, Contact.external_id).join(Contact, Contact.id == Instance.contact_id)
+            .where(Instance.id.in_({w.instance_id for w in rows}))).all())
+        keys = {w.id: contact_lock_key(w.tenant_id, canonical_ref(refs.get(w.instance_id, "")))
+                for w in rows}
+        held = self._try_locks(session, sorted(set(keys.values())))
+        return [w for w in rows if keys[w.id] in held]
 
+    # --- outbox -------------------------------------------------------------------------
     def outbox(self, session: Session, now: datetime, limit: int, worker: str) -> list[OutboxMessage]:
         stmt = (select(OutboxMessage)
                 .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
@@ -43,5 +131,8 @@ class Claims:
         rows = list(session.scalars(self._locked(stmt)))
         for row in rows:
             row.claimed_by = worker
-            row.lease_until = now + LEASE
+            row.lease_until = now + self.lease
         return rows
+
+
+__all__ = ["LEASE", "Claims", "canonical_ref", "contact_lock_key"]

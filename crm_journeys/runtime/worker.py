@@ -88,3 +88,25 @@ def advance_to(worker: Worker, clock: object, until: datetime) -> None:
     if until > clock.now():
         clock.set(until)
     worker.drain()
+
+
+def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | None = None, *,
+               batch: int = 200, idle_sleep: float = 0.5, lease_seconds: float | None = None,
+               pool_size: int = 2) -> None:
+    """One scale-out worker process (``crm-journeys worker``): its own small connection
+    pool, claims shared with every other worker through the database (see ``claims``)."""
+    from datetime import timedelta
+
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.storage.db import Database
+
+    db = Database(database_url, pool_size=pool_size)
+    runtime = Runtime(db=db)
+    if lease_seconds is not None:
+        runtime.claims.lease = timedelta(seconds=lease_seconds)
+    worker = Worker(runtime, worker_id=worker_id, idle_sleep=idle_sleep, batch=batch,
+                    stop_event=stop_event or threading.Event())
+    try:
+        worker.run_forever()
+    finally:
+        db.dispose()
