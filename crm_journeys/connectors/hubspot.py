@@ -16,7 +16,7 @@ import hmac
 import json
 from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 import requests
@@ -39,7 +39,7 @@ from crm_journeys.connectors.http import (
     HttpClient,
     client_options,
 )
-from crm_journeys.connectors.mapping import iso_z, parse_time, tags_with, split_tags, to_ms
+from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with, to_ms
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
 FIELDS = {"email": "email", "first_name": "firstname", "last_name": "lastname",
@@ -244,10 +244,10 @@ class HubSpotConnector(WindowedSync, Connector):
         if new is not None:
             self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}",
                             json={"properties": {self.tags_property: new}})
-        return WriteResult(contact_ref, created=False, detail="changed" if new else "unchanged")
+        return WriteResult(contact_ref, created=False, detail="unchanged" if new is None else "changed")
 
     def _find(self, object_type: str, key: str) -> str | None:
-        record = self.http.get(f"/crm/v3/objects/{object_type}/{key}", allow_404=True,
+        record = self.http.get(f"/crm/v3/objects/{object_type}/{quote(key, safe='')}", allow_404=True,
                                params={"idProperty": self.key_property})
         return str(record["id"]) if record else None
 

@@ -163,11 +163,10 @@ class FakeCrm:
         if not self.authorized(request):
             return self.render_error(HostError(401, "authentication credentials invalid",
                                                "INVALID_AUTHENTICATION"))
-        if self.daily_limit is not None:
-            day = self.now().date().isoformat()
-            if self.daily_used.get(day, 0) >= self.daily_limit:
-                return self.budget_response()
-            self.daily_used[day] = self.daily_used.get(day, 0) + 1
+        day = self.now().date().isoformat()
+        if self.daily_limit is not None and self.daily_used.get(day, 0) >= self.daily_limit:
+            return self.budget_response()
+        self.daily_used[day] = self.daily_used.get(day, 0) + 1
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match()
