@@ -96,9 +96,10 @@ class Harness:
             publish(s, self.tenant_id, journey.id, self.clock.now(), actions=installed_actions())
             return journey.id
 
-    def event(self, type_: str, email: str, key: str = "", **props: Any) -> None:
+    def event(self, type_: str, email: str, key: str = "", contact: dict[str, Any] | None = None,
+              **props: Any) -> None:
         with self.db.unit_of_work() as s:
-            ingest(s, self.tenant_id, IncomingEvent(type=type_, key=key, contact={"email": email},
+            ingest(s, self.tenant_id, IncomingEvent(type=type_, key=key, contact={"email": email, **(contact or {})},
                                                     properties=props), self.clock.now())
 
     def snapshot(self, external_id: str, email: str, version: int, **fields: Any) -> None:
