@@ -281,3 +281,6 @@ class SandboxRecord(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
+
+
+from crm_journeys.storage import auth_models  # noqa: E402,F401

@@ -1,0 +1,85 @@
+"""Who is calling and what they may do: session users, bearer tokens, CSRF tokens.
+
+The browser UI signs users in with a session cookie; machines send
+``Authorization: Bearer cjt_...``. Both resolve to a ``Principal`` bound to one tenant,
+and every query of the web layer filters by ``principal.tenant_id``. Unsafe requests made
+with a session cookie must carry the session's CSRF token (form field or header).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import abort, g, request, session
+from sqlalchemy import select
+
+from crm_journeys.auth.accounts import Principal, can, token_principal, user_principal
+from crm_journeys.extension import state
+from crm_journeys.storage.auth_models import User
+from crm_journeys.web.errors import ApiError
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, made on first use (rendered into every form)."""
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def csrf_ok() -> bool:
+    expected = session.get("csrf")
+    given = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
+    return bool(expected) and hmac.compare_digest(str(expected), given)
+
+
+def session_principal() -> Principal | None:
+    """The signed-in user, re-read from the database (a removed user is signed out)."""
+    if "principal" in g:
+        return g.principal
+    user_id = session.get("user_id")
+    principal = None
+    if user_id is not None:
+        with state().db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.id == user_id, User.tenant_id == session.get("tenant_id"),
+                                               User.active.is_(True)))
+            principal = user_principal(user) if user else None
+    g.principal = principal
+    return principal
+
+
+def api_principal() -> Principal:
+    """Bearer token first, else the session (with CSRF on unsafe methods); 401 otherwise."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        with state().db.unit_of_work() as s:
+            principal = token_principal(s, header[7:].strip(), state().runtime.clock.now())
+        if principal is None:
+            raise ApiError(401, "unauthorized", "The API token is unknown or revoked.")
+        return principal
+    principal = session_principal()
+    if principal is None:
+        raise ApiError(401, "unauthorized", "Sign in or send an API token (Authorization: Bearer ...).")
+    if request.method in UNSAFE and not csrf_ok():
+        raise ApiError(403, "csrf_failed", f"Send the session's CSRF token in the {CSRF_HEADER} header.")
+    return principal
+
+
+def require(principal: Principal, permission: str) -> None:
+    if not can(principal.role, permission):
+        raise ApiError(403, "forbidden", f"Your role ({principal.role}) may not {permission}.")
+
+
+def ui_require(permission: str) -> Principal:
+    """For UI views: the signed-in user with ``permission``, else 403 (login is checked earlier)."""
+    principal = session_principal()
+    if principal is None:
+        abort(401)
+    if not can(principal.role, permission):
+        abort(403, f"Your role ({principal.role}) may not do this.")
+    return principal

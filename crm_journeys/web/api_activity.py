@@ -1,0 +1,126 @@
+"""What happens to contacts, over the API: events in, the journey trigger, contacts,
+instances with their timelines, analytics, and the sandbox CRM's records."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import request
+from sqlalchemy import select
+
+from crm_journeys.auth.accounts import Principal
+from crm_journeys.definition.triggers import CANONICAL_EVENTS
+from crm_journeys.extension import state
+from crm_journeys.runtime.ingest import IncomingEvent, ingest
+from crm_journeys.runtime.mirror import DELETED, SNAPSHOT
+from crm_journeys.storage.models import Journey
+from crm_journeys.web import queries
+from crm_journeys.web.api import api
+from crm_journeys.web.endpoint import endpoint
+from crm_journeys.web.errors import ApiError
+from crm_journeys.web.schemas import (
+    AnalyticsOut,
+    ContactDetailOut,
+    ContactOut,
+    ContactQuery,
+    EventIn,
+    EventOut,
+    InstanceDetailOut,
+    InstanceOut,
+    InstanceQuery,
+    RecordOut,
+    RecordQuery,
+    TriggerIn,
+)
+
+ACCEPTED_TYPES = frozenset(CANONICAL_EVENTS) | {SNAPSHOT, DELETED, "fields_updated"}
+SECRET_HEADER = "X-Journey-Secret"
+
+
+def _event_from(body: dict[str, Any]) -> IncomingEvent:
+    properties = dict(body["properties"])
+    if body.get("name"):
+        type_, key = "custom_event", body["name"]
+        properties["name"] = key
+    else:
+        type_ = body["type"]
+        if type_ not in ACCEPTED_TYPES:
+            raise ApiError(422, "invalid_request", "Unknown event type.",
+                           {"type": [f"unknown event type {type_!r}; see GET /api/catalog (events)"]})
+        spec = CANONICAL_EVENTS.get(type_)
+        key = body.get("key") or (str(properties.get(spec.key) or "") if spec and spec.key else "")
+    return IncomingEvent(type=type_, contact=dict(body["contact"]), key=key, properties=properties,
+                         occurred_at=body.get("occurred_at"), dedup_key=f"api:{body['id']}" if body.get("id") else None)
+
+
+@endpoint(api, "/events", "POST", summary="Send an event (a named custom event or a canonical type)",
+          tag="events", permission="events", body=EventIn, out=EventOut, status=202,
+          description="The contact is identified by email or by the CRM's id. An `id` makes a repeat harmless.")
+def post_event(principal: Principal, body: dict[str, Any]) -> Any:
+    event = _event_from(body)
+    with state().db.unit_of_work() as s:
+        new = ingest(s, principal.tenant_id, event, state().runtime.clock.now())
+    return {"accepted": new, "duplicate": not new, "type": event.type, "key": event.key}
+
+
+@endpoint(api, "/journeys/<int:journey_id>/trigger", "POST", summary="Add a contact through the journey's API trigger",
+          tag="events", permission=None, body=TriggerIn, out=EventOut, status=202,
+          description=f"Authenticated by the journey's trigger secret in the {SECRET_HEADER} header.")
+def trigger_journey(journey_id: int, body: dict[str, Any]) -> Any:
+    given = request.headers.get(SECRET_HEADER, "")
+    with state().db.unit_of_work() as s:
+        journey = s.scalar(select(Journey).where(Journey.id == journey_id))
+        if journey is None or not given or not hmac.compare_digest(journey.trigger_secret, given):
+            raise ApiError(401, "unauthorized", f"Send the journey's trigger secret in {SECRET_HEADER}.")
+        event = IncomingEvent(type="journey_api_call", contact=dict(body["contact"]), key=str(journey.id),
+                              properties={"journey": str(journey.id), "payload": body["payload"]},
+                              dedup_key=f"trigger:{journey.id}:{body['id']}" if body.get("id") else None)
+        new = ingest(s, journey.tenant_id, event, state().runtime.clock.now())
+    return {"accepted": new, "duplicate": not new, "type": event.type, "key": event.key}
+
+
+@endpoint(api, "/contacts", "GET", summary="Contacts the journeys know (the CRM mirror)", tag="contacts",
+          query=ContactQuery, out=ContactOut, many=True)
+def list_contacts(principal: Principal, query: dict[str, Any]) -> Any:
+    with state().db.unit_of_work() as s:
+        return queries.contacts(s, principal.tenant_id, email=query.get("email"), limit=query["limit"],
+                                offset=query["offset"])
+
+
+@endpoint(api, "/contacts/<int:contact_id>", "GET", summary="A contact with its journeys and timeline (why each branch)",
+          tag="contacts", out=ContactDetailOut)
+def get_contact(principal: Principal, contact_id: int) -> Any:
+    with state().db.unit_of_work() as s:
+        return queries.contact_detail(s, principal.tenant_id, contact_id)
+
+
+@endpoint(api, "/journeys/<int:journey_id>/instances", "GET", summary="Contacts in a journey", tag="instances",
+          query=InstanceQuery, out=InstanceOut, many=True)
+def list_instances(principal: Principal, journey_id: int, query: dict[str, Any]) -> Any:
+    with state().db.unit_of_work() as s:
+        queries.journey(s, principal.tenant_id, journey_id)
+        return queries.instance_rows(s, principal.tenant_id, journey_id=journey_id, status=query.get("status"),
+                                     limit=query["limit"], offset=query["offset"])
+
+
+@endpoint(api, "/instances/<int:instance_id>", "GET", summary="One contact's run with its timeline",
+          tag="instances", out=InstanceDetailOut)
+def get_instance(principal: Principal, instance_id: int) -> Any:
+    with state().db.unit_of_work() as s:
+        return queries.instance_detail(s, principal.tenant_id, instance_id)
+
+
+@endpoint(api, "/journeys/<int:journey_id>/analytics", "GET", summary="Counts per journey and per step, funnel, lateness",
+          tag="analytics", out=AnalyticsOut)
+def journey_analytics(principal: Principal, journey_id: int) -> Any:
+    with state().db.unit_of_work() as s:
+        return queries.analytics(s, principal.tenant_id, journey_id)
+
+
+@endpoint(api, "/sandbox/records", "GET", summary="Leads, tasks, calls and emails in the built-in sandbox CRM",
+          tag="contacts", query=RecordQuery, out=RecordOut, many=True)
+def sandbox_records(principal: Principal, query: dict[str, Any]) -> Any:
+    with state().db.unit_of_work() as s:
+        return queries.sandbox_records(s, principal.tenant_id, kind=query.get("kind"), limit=query["limit"],
+                                       offset=query["offset"])

@@ -1,0 +1,96 @@
+"""The ``@endpoint`` decorator: one declaration gives a route, its access rule, its strict
+input and output schemas, and its OpenAPI operation, so the document cannot drift from
+the implementation (``openapi.py`` reads ``OPERATIONS``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import Schema, ValidationError
+
+from crm_journeys.definition.schema import flatten_errors
+from crm_journeys.web.access import api_principal, require
+from crm_journeys.web.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Operation:
+    rule: str
+    method: str
+    summary: str
+    tag: str
+    permission: str | None  # None: public (the endpoint checks its own secret)
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    out: type[Schema] | None = None
+    many: bool = False
+    status: int = 200
+    extra_statuses: tuple[int, ...] = ()
+    description: str = ""
+    raw_out: dict[str, Any] | None = field(default=None)  # a JSON schema when no marshmallow one fits
+
+
+OPERATIONS: list[Operation] = []
+
+
+def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, permission: str | None = "read",
+             body: type[Schema] | None = None, query: type[Schema] | None = None,
+             out: type[Schema] | None = None, many: bool = False, status: int = 200,
+             extra_statuses: tuple[int, ...] = (), description: str = "",
+             raw_out: dict[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a JSON API view.
+
+    The view receives ``principal`` (unless public), ``body`` and ``query`` (loaded dicts)
+    as keyword arguments when schemas are given, and returns data for ``out`` (or a Response).
+    """
+    op = Operation(rule, method, summary, tag, permission, body, query, out, many, status,
+                   extra_statuses, description, raw_out)
+    OPERATIONS.append(op)
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(**kwargs: Any) -> Any:
+            if permission is not None:
+                principal = api_principal()
+                require(principal, permission)
+                kwargs["principal"] = principal
+            if query is not None:
+                kwargs["query"] = _load_query(query)
+            if body is not None:
+                kwargs["body"] = _load_body(body)
+            result = view(**kwargs)
+            if isinstance(result, Response):
+                return result
+            data = out(many=many).dump(result) if out is not None else result
+            response = jsonify(data)
+            response.status_code = status
+            return response
+
+        bp.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=wrapper, methods=[method])
+        return wrapper
+
+    return decorate
+
+
+def _load_body(schema: type[Schema]) -> dict[str, Any]:
+    payload = request.get_json(silent=True)
+    if payload is None:
+        if request.content_length or request.data:
+            raise ApiError(400, "bad_json", "The body is not valid JSON.")
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_request", "The body must be a JSON object.", {"": ["must be an object"]})
+    return schema().load(payload)  # ValidationError -> the one error body
+
+
+def _load_query(schema: type[Schema]) -> dict[str, Any]:
+    try:
+        return schema().load(request.args.to_dict())
+    except ValidationError as exc:
+        errors = {f"query.{path}": msgs for path, msgs in flatten_errors(exc.messages).items()}
+        raise ApiError(422, "invalid_request", "The query string has invalid parameters.", errors) from None

@@ -1,0 +1,234 @@
+"""Test mode: run a draft in a throw-away world, never touching the tenant's CRM or data.
+
+``simulate`` walks one made-up contact through a draft; ``backtest`` replays the tenant's
+recorded inbox events of the last N days against a draft. Both build a fresh SQLite
+database in a temporary folder, publish the draft there, drive the real runtime on a
+virtual clock, and read back what would have happened (branches, leads, tasks, emails).
+Actions land in a dry-run copy of the sandbox CRM, so even a HubSpot tenant sends nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_journeys.actions.registry import installed_actions
+from crm_journeys.clock import VirtualClock
+from crm_journeys.connectors.sandbox import SandboxConnector
+from crm_journeys.definition.durations import parse_duration
+from crm_journeys.definition.triggers import CATALOG
+from crm_journeys.runtime.ingest import IncomingEvent, ingest
+from crm_journeys.runtime.services import Runtime
+from crm_journeys.runtime.tenants import create_tenant
+from crm_journeys.runtime.versions import create_journey, publish
+from crm_journeys.runtime.worker import Worker, advance_to
+from crm_journeys.storage.db import Database
+from crm_journeys.storage.models import InboxEvent, Instance, OutboxMessage, SandboxContact, SandboxRecord, StepLog
+from crm_journeys.web.queries import timeline_entry
+
+
+class DryRunConnector(SandboxConnector):
+    """The sandbox CRM in the throw-away database; any contact reference is accepted."""
+
+    def _find(self, s: Session, ref: str, *, create: bool) -> SandboxContact | None:
+        if ref.startswith("email:") or ref.isdigit() and s.get(SandboxContact, int(ref)) is not None:
+            return super()._find(s, ref, create=create)
+        return super()._find(s, f"email:{ref.lower()}@dry-run.invalid", create=create)
+
+
+@dataclass
+class World:
+    db: Database
+    clock: VirtualClock
+    runtime: Runtime
+    worker: Worker
+    tenant_id: int
+    journey_id: int
+
+
+@contextmanager
+def throwaway_world(document: dict[str, Any], start: datetime) -> Iterator[World]:
+    """A fresh database with one tenant and the draft published; removed afterwards.
+
+    Raises:
+        DefinitionError: the draft cannot be published yet.
+    """
+    with tempfile.TemporaryDirectory(prefix="cj-testmode-") as folder:
+        db = Database(f"sqlite:///{Path(folder) / 'world.db'}")
+        try:
+            db.upgrade()
+            clock = VirtualClock(start)
+            runtime = Runtime(db=db, clock=clock, settings={"smtp_url": ""})
+            with db.unit_of_work() as s:
+                tenant_id = create_tenant(s, "test-mode", "Test mode", start).id
+                journey_id = create_journey(s, tenant_id, document, start).id
+                publish(s, tenant_id, journey_id, start, actions=installed_actions())
+            runtime._connectors[tenant_id] = DryRunConnector({}, {}, database=db, tenant_id=tenant_id, clock=clock)
+            yield World(db, clock, runtime, Worker(runtime, worker_id="test-mode"), tenant_id, journey_id)
+        finally:
+            db.dispose()
+
+
+def _start_event(document: dict[str, Any], starting_point: str | None, journey_id: int) -> tuple[str, str, dict[str, Any]]:
+    """The event that fires a starting point, with the parameters it routes and filters on."""
+    points = document.get("starting_points") or []
+    chosen = next((p for p in points if p.get("id") == starting_point), points[0] if points else None)
+    if chosen is None:
+        raise ValueError("the journey has no starting point")
+    kind = CATALOG[chosen["type"]]
+    params = chosen.get("params") or {}
+    key = kind.routing_key(params, str(journey_id))
+    props = {kind.key_param: params[kind.key_param]} if kind.key_param and params.get(kind.key_param) else {}
+    if kind.keyed_by_journey:
+        props["journey"] = str(journey_id)
+    return kind.event, "" if key == "*" else key, props
+
+
+def simulate(document: dict[str, Any], contact: dict[str, Any], *, start: datetime, horizon: str = "P30D",
+             starting_point: str | None = None, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One contact through a draft: its timeline, the actions queued and the CRM records."""
+    with throwaway_world(document, start) as w:
+        email = contact["email"].lower()
+        snapshot = {"email": email, "first_name": contact.get("first_name") or None,
+                    "last_name": contact.get("last_name") or None, "tags": contact.get("tags", []),
+                    "groups": contact.get("groups", []), "fields": contact.get("fields_", {}), "version": "1"}
+        with w.db.unit_of_work() as s:
+            ingest(s, w.tenant_id, IncomingEvent("contact_upserted", {"email": email}, properties=snapshot,
+                                                 dedup_key="sim:contact"), start)
+            type_, key, props = _start_event(document, starting_point, w.journey_id)
+            ingest(s, w.tenant_id, IncomingEvent(type_, {"email": email}, key=key, properties=props,
+                                                 dedup_key="sim:start"), start)
+        w.worker.drain()
+        for n, ev in enumerate(sorted(events or [], key=lambda e: parse_duration(e["after"]))):
+            at = start + parse_duration(ev["after"])
+            advance_to(w.worker, w.clock, max(at, w.clock.now()))
+            with w.db.unit_of_work() as s:
+                ingest(s, w.tenant_id, IncomingEvent(ev["type"], {"email": email}, key=ev.get("key", ""),
+                                                     properties=ev.get("properties", {}), dedup_key=f"sim:{n}"),
+                       w.clock.now())
+            w.worker.drain()
+        advance_to(w.worker, w.clock, max(start + parse_duration(horizon), w.clock.now()))
+        return _read_back(w)
+
+
+def _read_back(w: World) -> dict[str, Any]:
+    with w.db.unit_of_work() as s:
+        inst = s.scalar(select(Instance).where(Instance.tenant_id == w.tenant_id).order_by(Instance.id))
+        logs = [timeline_entry(log) for log in s.scalars(select(StepLog).order_by(StepLog.at, StepLog.id))]
+        actions = [{"step": o.step, "action": o.action, "status": o.status, "at": o.created_at,
+                    "summary": str((o.result or {}).get("summary") or o.last_error or "")}
+                   for o in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+        records = [{"id": r.id, "kind": r.kind, "contact_email": email, "data": r.data, "created_at": r.created_at}
+                   for r, email in s.execute(select(SandboxRecord, SandboxContact.email)
+                                             .join(SandboxContact, SandboxContact.id == SandboxRecord.contact_id)
+                                             .order_by(SandboxRecord.id))]
+    return {"status": inst.status if inst else "not_entered", "step": inst.step if inst else None,
+            "outcome": inst.outcome if inst else "the contact did not enter (check the starting point and filters)",
+            "timeline": logs, "actions": actions, "records": records}
+
+
+# --- backtest ---------------------------------------------------------------------------
+
+@dataclass
+class BacktestJob:
+    id: str
+    tenant_id: int
+    journey_id: int
+    status: str = "running"
+    processed: int = 0
+    total: int = 0
+    error: str = ""
+    result: dict[str, Any] | None = None
+
+    @property
+    def progress(self) -> float:
+        if self.status == "done":
+            return 1.0
+        return round(self.processed / self.total, 3) if self.total else 0.0
+
+
+@dataclass
+class BacktestJobs:
+    """Backtests running in background threads, by id (per process; results are kept briefly)."""
+
+    jobs: dict[str, BacktestJob] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    keep: int = 50
+
+    def get(self, tenant_id: int, job_id: str) -> BacktestJob | None:
+        job = self.jobs.get(job_id)
+        return job if job is not None and job.tenant_id == tenant_id else None
+
+    def start(self, tenant_id: int, journey_id: int, run: Callable[[BacktestJob], dict[str, Any]]) -> BacktestJob:
+        job = BacktestJob(uuid.uuid4().hex, tenant_id, journey_id)
+        with self.lock:
+            self.jobs[job.id] = job
+            for old in list(self.jobs)[:-self.keep]:
+                self.jobs.pop(old, None)
+
+        def target() -> None:
+            try:
+                job.result = run(job)
+                job.status = "done"
+            except Exception as exc:  # reported to the user on the progress page
+                job.error, job.status = str(exc), "failed"
+
+        threading.Thread(target=target, name=f"backtest-{job.id[:8]}", daemon=True).start()
+        return job
+
+
+def recorded_events(s: Session, tenant_id: int, since: datetime) -> list[dict[str, Any]]:
+    """The tenant's inbox since ``since``, oldest first, as plain data (copied out of the session)."""
+    rows = s.scalars(select(InboxEvent).where(InboxEvent.tenant_id == tenant_id, InboxEvent.occurred_at >= since)
+                     .order_by(InboxEvent.occurred_at, InboxEvent.id))
+    return [{"type": r.type, "key": r.key, "payload": r.payload, "occurred_at": r.occurred_at,
+             "dedup_key": r.dedup_key} for r in rows]
+
+
+def backtest(document: dict[str, Any], events: list[dict[str, Any]], *, start: datetime, end: datetime,
+             job: BacktestJob | None = None) -> dict[str, Any]:
+    """Replay events on a virtual clock against the draft; count entries, branches and records."""
+    if job is not None:
+        job.total = len(events)
+    with throwaway_world(document, start) as w:
+        for ev in events:
+            at = max(ev["occurred_at"], w.clock.now())
+            advance_to(w.worker, w.clock, at)
+            payload = ev["payload"] or {}
+            with w.db.unit_of_work() as s:
+                ingest(s, w.tenant_id, IncomingEvent(ev["type"], payload.get("contact") or {}, key=ev["key"],
+                                                     properties=payload.get("properties") or {},
+                                                     occurred_at=ev["occurred_at"], dedup_key=ev["dedup_key"]), at)
+            w.worker.drain()
+            if job is not None:
+                job.processed += 1
+        advance_to(w.worker, w.clock, max(end, w.clock.now()))
+        return _summary(w)
+
+
+def _summary(w: World) -> dict[str, Any]:
+    with w.db.unit_of_work() as s:
+        statuses = Counter(s.scalars(select(Instance.status)))
+        branches: dict[str, Counter[str]] = {}
+        for step, branch in s.execute(select(StepLog.step, StepLog.branch).where(StepLog.kind == "branch")):
+            branches.setdefault(step, Counter())[branch] += 1
+        records = Counter(s.scalars(select(SandboxRecord.kind)))
+        samples = [{"kind": r.kind, "data": r.data} for r in s.scalars(select(SandboxRecord).order_by(SandboxRecord.id).limit(20))]
+    return {"entered": sum(statuses.values()), "waiting": statuses.get("active", 0),
+            "completed": statuses.get("completed", 0), "exited": statuses.get("exited", 0),
+            "branches": {k: dict(v) for k, v in branches.items()}, "records": dict(records), "samples": samples}
+
+
+def window(now: datetime, days: int) -> tuple[datetime, datetime]:
+    return now - timedelta(days=days), now
