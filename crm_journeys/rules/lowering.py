@@ -67,10 +67,16 @@ class FactNeeds:
 
 
 def encode_value(value: Any) -> Any:
-    """How a field value travels in a message. Booleans become tagged text, because
-    durable_rules treats ``false == 0`` and ``true == 1`` as equal and JSON does not."""
+    """How a field value travels in a message, typed so durable_rules cannot coerce.
+
+    durable_rules treats ``false == 0``, ``true == 1`` and ``"" == 0`` as equal; JSON and
+    the reference evaluator do not. Text carries a \u0002 prefix and booleans are tagged
+    text, so only values of one type can ever be equal. Numbers travel as they are.
+    """
     if isinstance(value, bool):
         return "\u0001true" if value else "\u0001false"
+    if isinstance(value, str):
+        return "\u0002" + value
     return value
 
 
@@ -180,8 +186,9 @@ class Lowerer:
             op = "is_blank"
             negate = not negate
         if op == "is_blank":
-            blank = {"$or": [{"$nex": {path: 1}}, {path: ""}]}
-            return {"$and": [{"$ex": {path: 1}}, {"$neq": {path: ""}}]} if negate else blank
+            empty = encode_value("")
+            blank = {"$or": [{"$nex": {path: 1}}, {path: empty}]}
+            return {"$and": [{"$ex": {path: 1}}, {"$neq": {path: empty}}]} if negate else blank
         if op == "in" or op == "not_in":
             negate = negate != (op == "not_in")
             return self._one_of(path, list(value or []), negate)

@@ -97,7 +97,14 @@ def _scalar(value: Any) -> Any:
 
 
 def _event_value(value: Any) -> Any:
+    """Event properties as the rules read them: ISO dates become epoch seconds, nested
+    records are walked, scalars are typed like contact fields."""
+    if isinstance(value, dict):
+        return {k: _event_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return value
     if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-":
         epoch = to_epoch(value)
-        return epoch if epoch is not None else value
-    return value
+        if epoch is not None:
+            return epoch
+    return encode_value(value)

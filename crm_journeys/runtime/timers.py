@@ -7,14 +7,14 @@ longer matches its instance (the contact moved on, or exited) is closed without 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.dispatch import decide_timer
-from crm_journeys.storage.models import Instance, Journey, Wakeup
+from crm_journeys.storage.models import Instance, Journey, OutboxMessage, Wakeup
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -51,6 +51,15 @@ def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> 
 
 
 def next_due(runtime: Runtime) -> datetime | None:
-    """The earliest pending wake-up, so the worker can sleep exactly until then."""
+    """The earliest pending wake-up or outbox retry, so the worker (or a virtual clock)
+    can sleep exactly until then."""
     with runtime.db.unit_of_work() as session:
-        return session.scalar(select(func.min(Wakeup.due_at)).where(Wakeup.pending.is_(True)))
+        wake = session.scalar(select(func.min(Wakeup.due_at)).where(Wakeup.pending.is_(True)))
+        ready = case((OutboxMessage.lease_until > OutboxMessage.next_attempt_at, OutboxMessage.lease_until),
+                     else_=OutboxMessage.next_attempt_at)
+        retry = session.scalar(select(func.min(ready)).where(OutboxMessage.status == "pending"))
+        if isinstance(retry, str):  # SQLite hands back CASE over datetimes as text
+            retry = datetime.fromisoformat(retry)
+        if retry is not None and retry.tzinfo is None:
+            retry = retry.replace(tzinfo=UTC)
+    return min((t for t in (wake, retry) if t is not None), default=None)

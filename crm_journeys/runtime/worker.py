@@ -84,7 +84,8 @@ def advance_to(worker: Worker, clock: object, until: datetime) -> None:
             break
         if due > clock.now():
             clock.set(due)
-        worker.drain()
+        if not worker.drain() and due <= clock.now():
+            break  # due but not takeable (held by a live lease): nothing moves until later
     if until > clock.now():
         clock.set(until)
     worker.drain()
