@@ -429,6 +429,8 @@ class HttpClient:
         if idempotent is None:
             idempotent = method in SAFE_METHODS
         full_url = urljoin(self.base_url, url.lstrip("/")) if "://" not in url else url
+        if urlsplit(full_url).netloc != self.host:  # a link from a body must not get our token
+            raise FatalConnectorError(self.redact(f"{self.host}: refusing to follow {full_url}"))
         refreshed = False
         attempt = 0
         while True:
