@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crm_journeys.connectors.contract import ConnectorContract, drain
-from crm_journeys.connectors.hubspot import HubSpotConnector
 from crm_journeys.connectors.http import HostLimits, sleep_on
+from crm_journeys.connectors.hubspot import HubSpotConnector
 from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError
 from tests.fakes.hubspot import APP_ID, CLIENT_SECRET, FakeHubSpot
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 
+from crm_journeys.clock import Clock
 from crm_journeys.connectors.base import (
     ActivitySpec,
     CanonicalContact,
@@ -38,9 +39,8 @@ from crm_journeys.connectors.http import (
     HttpClient,
     NextLinkPaginator,
     client_options,
-    parse_retry_after,
+    long_wait_rule,
 )
-from crm_journeys.clock import Clock
 from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
@@ -51,19 +51,6 @@ ACTIVITY_SETS = {"task": ("tasks", "task"), "phone_call": ("phonecalls", "phonec
 HEADERS = {"OData-MaxVersion": "4.0", "OData-Version": "4.0", "Accept": "application/json"}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 EXPIRED_TOKEN = "0x80044352"  # "the version stamp associated with the client has expired"
-
-
-def service_protection_rule(threshold: float) -> Any:
-    """A 429 asking us to stay away for ``threshold`` seconds or more is account-wide:
-    open the circuit for that long instead of parking a worker."""
-
-    def rule(response: requests.Response, now: datetime) -> datetime | None:
-        wait = parse_retry_after(response.headers.get("Retry-After"), now)
-        if response.status_code == 429 and wait is not None and wait >= threshold:
-            return now + timedelta(seconds=wait)
-        return None
-
-    return rule
 
 
 def dataverse_message(response: requests.Response) -> str:
@@ -100,7 +87,7 @@ class DynamicsConnector(Connector):
         self.http = HttpClient(
             f"{url}/api/data/v9.2/", account=f"dynamics:{urlsplit(url).netloc}",
             auth=Auth.bearer(self.credentials["access_token"], context.get("refresh_access_token")),
-            budget_rule=service_protection_rule(self.settings.get("circuit_after_seconds", 60)),
+            budget_rule=long_wait_rule(self.settings.get("circuit_after_seconds", 60)),
             message_of=dataverse_message, default_headers=HEADERS,
             rate=self.settings.get("requests_per_second", 20.0), burst=50,
             secrets=[self.credentials.get("webhook_secret"), self.credentials.get("refresh_token")],

@@ -44,10 +44,10 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SECRET_PARAMS = ("access_token", "refresh_token", "id_token", "api_key", "apikey",
                   "hapikey", "client_secret", "password", "token", "code", "assertion",
                   "secret", "key")
-_QUERY_SECRET = re.compile(r"(?i)([?&;](?:%s)=)[^&#\s\"']+" % "|".join(_SECRET_PARAMS))
-_JSON_SECRET = re.compile(
-    r"(?i)(\"(?:%s|authorization)\"\s*:\s*\")[^\"]*" % "|".join(_SECRET_PARAMS))
-_AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=\-]{6,}")
+_NAMES = "|".join(_SECRET_PARAMS)
+_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_NAMES})=)[^&#\s\"']+")
+_JSON_SECRET = re.compile(rf"(?i)(\"(?:{_NAMES}|authorization)\"\s*:\s*\")[^\"]*")
+_AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 
 
 class Redactor:
@@ -284,6 +284,20 @@ class NextLinkPaginator(Paginator):
 
 BudgetRule = Callable[[requests.Response, datetime], datetime | None]
 """Given an error answer, the moment the host's budget resets if it says it is spent."""
+
+
+def long_wait_rule(threshold: float = 60.0) -> BudgetRule:
+    """A 429 asking us to stay away ``threshold`` seconds or more is about the account,
+    not this request: open its circuit for that long instead of parking a worker.
+    For hosts without a named daily budget (Dataverse service protection, DRF throttles)."""
+
+    def rule(response: requests.Response, now: datetime) -> datetime | None:
+        wait = parse_retry_after(response.headers.get("Retry-After"), now)
+        if response.status_code == 429 and wait is not None and wait >= threshold:
+            return now + timedelta(seconds=wait)
+        return None
+
+    return rule
 
 
 def default_message(response: requests.Response) -> str:

@@ -9,7 +9,7 @@ credentials, and openapi-core only warns about OAuth schemes.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ for candidate in (Path(__file__).resolve().parents[3] / "shared" / "specs",):
         SPECS = candidate
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_specs(pattern: str) -> tuple[OpenAPI, ...]:
     """Every description matching ``pattern`` under the shared specs, security removed."""
     apis = []
