@@ -109,7 +109,8 @@ class Claims:
 
     # --- wake-ups -----------------------------------------------------------------------
     def wakeups(self, session: Session, now: datetime, limit: int) -> list[Wakeup]:
-        stmt = (select(Wakeup).where(Wakeup.pending.is_(True), Wakeup.due_at <= now)
+        stmt = (select(Wakeup).where(Wakeup.pending.is_(True), Wakeup.due_at <= now,
+                                     Wakeup.instance_id.not_in(paused_instances()))
                 .order_by(Wakeup.due_at, Wakeup.id).limit(limit))
         rows = list(session.scalars(self._locked(stmt)))
         if not self.postgres or not rows:
@@ -136,3 +137,11 @@ class Claims:
 
 
 __all__ = ["LEASE", "Claims", "canonical_ref", "contact_lock_key"]
+
+
+def paused_instances() -> Select[Any]:
+    """Instances of paused journeys: their wake-ups wait, untaken, until a resume."""
+    from crm_journeys.storage.models import Journey
+
+    return (select(Instance.id).join(Journey, Journey.id == Instance.journey_id)
+            .where(Journey.status == "paused"))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_journeys.runtime.claims import paused_instances
 from crm_journeys.runtime.dispatch import decide_timer
 from crm_journeys.storage.models import Instance, Journey, OutboxMessage, Wakeup
 
@@ -54,7 +55,8 @@ def next_due(runtime: Runtime) -> datetime | None:
     """The earliest pending wake-up or outbox retry, so the worker (or a virtual clock)
     can sleep exactly until then."""
     with runtime.db.unit_of_work() as session:
-        wake = session.scalar(select(func.min(Wakeup.due_at)).where(Wakeup.pending.is_(True)))
+        wake = session.scalar(select(func.min(Wakeup.due_at)).where(
+            Wakeup.pending.is_(True), Wakeup.instance_id.not_in(paused_instances())))
         ready = case((OutboxMessage.lease_until > OutboxMessage.next_attempt_at, OutboxMessage.lease_until),
                      else_=OutboxMessage.next_attempt_at)
         retry = session.scalar(select(func.min(ready)).where(OutboxMessage.status == "pending"))
