@@ -1,0 +1,91 @@
+"""Odoo adapter over JSON-2 and over JSON-RPC: the contract, plus Odoo's own ways."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_journeys.connectors.base import ActivitySpec, LeadSpec
+from crm_journeys.connectors.contract import ConnectorContract
+from crm_journeys.connectors.http import HostLimits, sleep_on
+from crm_journeys.connectors.odoo import OdooConnector
+from crm_journeys.errors import FatalConnectorError
+from tests.fakes.odoo import DB, LOGIN, FakeOdoo
+
+
+@pytest.fixture
+def host():
+    with FakeOdoo() as fake:
+        yield fake
+
+
+def make(host, version=19, **settings):
+    return OdooConnector({"url": host.url, "database": DB, "version": version, "login": LOGIN,
+                          **settings},
+                         {"api_key": host.token},
+                         clock=host.clock, sleep=sleep_on(host.clock), limits=HostLimits())
+
+
+class TestOdooJson2Contract(ConnectorContract):
+    @pytest.fixture
+    def connector(self, host):
+        return make(host)
+
+
+class TestOdooJsonRpcContract(ConnectorContract):
+    @pytest.fixture
+    def connector(self, host):
+        return make(host, version=17)
+
+
+def test_json2_sends_the_key_as_a_bearer_and_names_the_database(host):
+    connector = make(host)
+    ref = host.add_contact(email="a@example.com", first_name="Ada", last_name="Lovelace")
+    assert connector.fetch_contact(ref).last_name == "Lovelace"
+    assert ("POST", "/json/2/res.partner/read") in host.requests
+    assert not any(path == "/jsonrpc" for _, path in host.requests)
+
+
+def test_jsonrpc_authenticates_once_and_maps_errors(host):
+    connector = make(host, version=17)
+    ref = host.add_contact(email="a@example.com", first_name="Ada", last_name="Lovelace")
+    with pytest.raises(FatalConnectorError, match="ValueError: Invalid field 'shoe_size'") as info:
+        connector.update_fields(ref, {"shoe_size": 44}, "k")
+    assert info.value.status == 422
+    assert connector.uid == 7
+
+
+def test_wrong_api_key_over_jsonrpc_is_fatal(host):
+    connector = OdooConnector({"url": host.url, "database": DB, "version": 16, "login": LOGIN},
+                              {"api_key": "wrong-key-123456"}, clock=host.clock,
+                              sleep=sleep_on(host.clock), limits=HostLimits())
+    with pytest.raises(FatalConnectorError, match="refused"):
+        connector.fetch_contact("1")
+
+
+def test_finished_activity_is_not_recreated(host):
+    connector = make(host)
+    ref = host.add_contact(email="a@example.com", first_name="Ada", last_name="Lovelace")
+    spec = ActivitySpec("task", "Call back", host.now())
+    first = connector.create_activity(ref, spec, "k-done")
+    # the salesperson marks it done: Odoo deletes the activity and posts its note
+    activity = host.tables["mail.activity"].pop(int(first.external_id))
+    host.call("res.partner", "message_post", {"ids": [int(ref)], "body": activity["note"]}, 2)
+    again = connector.create_activity(ref, spec, "k-done")
+    assert not again.created and host.tables["mail.activity"] == {}
+
+
+def test_lead_and_names(host):
+    connector = make(host)
+    ref = host.add_contact(email="a@example.com", first_name="Ada King", last_name="Lovelace")
+    connector.create_lead(ref, LeadSpec(title="Upsell", value=99.5), "k-l")
+    [lead] = host.written("lead", "k-l")
+    assert lead["row"]["expected_revenue"] == 99.5 and lead["row"]["type"] == "lead"
+    contact = connector.fetch_contact(ref)
+    assert (contact.first_name, contact.last_name) == ("Ada King", "Lovelace")
+    connector.update_fields(ref, {"last_name": "Byron"}, "k-n")
+    assert host.tables["res.partner"][int(ref)]["name"] == "Ada King Byron"
+
+
+def test_tag_picker_lists_categories(host):
+    host.add_contact(email="a@example.com", first_name="A", last_name="B", tags=["vip", "b2b"])
+    assert make(host).picker_values("tags") == ["b2b", "vip"]
