@@ -95,7 +95,7 @@ def engine_says(cond, facts) -> bool:  # type: ignore[no-untyped-def]
     return branches[0] == "yes"
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cond=conditions, facts=contacts)
 def test_compiled_rules_agree_with_reference_evaluator(cond, facts):
     oracle = evaluate(cond, {**facts, "event": {}, "now": NOW.timestamp()})

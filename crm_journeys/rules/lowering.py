@@ -70,13 +70,14 @@ def encode_value(value: Any) -> Any:
     """How a field value travels in a message, typed so durable_rules cannot coerce.
 
     durable_rules treats ``false == 0``, ``true == 1`` and ``"" == 0`` as equal; JSON and
-    the reference evaluator do not. Text carries a \u0002 prefix and booleans are tagged
-    text, so only values of one type can ever be equal. Numbers travel as they are.
+    the reference evaluator do not. Text carries an ``s:`` prefix and booleans become
+    ``b:true`` / ``b:false``, so only values of one type can ever be equal. Numbers travel
+    as they are. (Printable prefixes: durable_rules mishandles escaped control characters.)
     """
     if isinstance(value, bool):
-        return "\u0001true" if value else "\u0001false"
+        return "b:true" if value else "b:false"
     if isinstance(value, str):
-        return "\u0002" + value
+        return "s:" + value
     return value
 
 
@@ -232,8 +233,12 @@ def _compare(path: str, op: str, value: Any, negate: bool) -> dict[str, Any]:
     value = encode_value(value)
     if negate:
         op = _COMPLEMENT[op]
-        if op in ("gt", "gte", "lt", "lte", "neq"):
-            return {"$or": [{"$nex": {path: 1}}, _compare(path, op, value, False)]}
+        if op in ("gt", "gte", "lt", "lte"):
+            return {"$or": [{"$nex": {path: 1}}, _positive(path, op, value)]}
+    return _positive(path, op, value)
+
+
+def _positive(path: str, op: str, value: Any) -> dict[str, Any]:
     if op == "eq":
         return {path: value}
     if op == "neq":
