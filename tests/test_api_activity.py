@@ -108,6 +108,8 @@ def test_session_api_calls_need_csrf(app):
     client.post("/login", data={"email": "editor@acme.example", "password": "password-123", "csrf_token": token})
     assert client.get("/api/journeys").status_code == 200
     assert client.post("/api/journeys", json={}).json["code"] == "csrf_failed"
+    assert client.post("/api/journeys", json={}, headers={"X-CSRF-Token": token}).status_code == 403  # rotated
+    token = _csrf(client.get("/journeys").text)
     assert client.post("/api/journeys", json={}, headers={"X-CSRF-Token": token}).status_code == 201
 
 

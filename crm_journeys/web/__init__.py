@@ -9,5 +9,6 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     """(blueprint, URL prefix below the extension's prefix)."""
     from crm_journeys.web.api import api
     from crm_journeys.web.health import health
+    from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api")]
+    return [(health, ""), (api, "/api"), (ui, "")]

@@ -34,7 +34,14 @@ from crm_journeys.runtime.tenants import create_tenant
 from crm_journeys.runtime.versions import create_journey, publish
 from crm_journeys.runtime.worker import Worker, advance_to
 from crm_journeys.storage.db import Database
-from crm_journeys.storage.models import InboxEvent, Instance, OutboxMessage, SandboxContact, SandboxRecord, StepLog
+from crm_journeys.storage.models import (
+    InboxEvent,
+    Instance,
+    OutboxMessage,
+    SandboxContact,
+    SandboxRecord,
+    StepLog,
+)
 from crm_journeys.web.queries import timeline_entry
 
 

@@ -1,0 +1,291 @@
+"""The server-rendered UI: sign-in, journey list, templates, lifecycle, map, test mode,
+analytics, timelines and the sandbox CRM. The builder's editing views are in ``builder``.
+
+Every view reads the signed-in user's tenant from the session and passes it to every
+query; every POST carries the session's CSRF token (checked before the view runs).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from crm_journeys.actions.registry import installed_actions
+from crm_journeys.auth.accounts import authenticate, can
+from crm_journeys.errors import CrmJourneysError, DefinitionError
+from crm_journeys.extension import state
+from crm_journeys.runtime.tenants import tenant_by_slug
+from crm_journeys.runtime.versions import create_journey, publish, set_status
+from crm_journeys.storage.models import JourneyVersion
+from crm_journeys.web import queries
+from crm_journeys.web.access import csrf_ok, csrf_token, session_principal, ui_require
+from crm_journeys.web.api_journeys import (
+    backtest_jobs,
+    draft_errors,
+    job_out,
+    run_simulation,
+    start_backtest,
+)
+from crm_journeys.web.diff import diff_documents
+from crm_journeys.web.forms import plain
+from crm_journeys.web.gallery import template, templates
+from crm_journeys.web.journey_map import NODE_H, NODE_W, layout
+
+ui = Blueprint("crm_journeys_ui", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/crm_journeys")
+PUBLIC = ("crm_journeys_ui.login", "crm_journeys_ui.static")
+
+
+@ui.record_once
+def _cookie_settings(setup: Any) -> None:
+    """Session cookies: HttpOnly, SameSite=Lax, and Secure unless CRM_JOURNEYS_SECURE_COOKIES is False."""
+    config = setup.app.config
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = config.get("SESSION_COOKIE_SAMESITE") or "Lax"
+    if config.get("CRM_JOURNEYS_SECURE_COOKIES", True):
+        config["SESSION_COOKIE_SECURE"] = True
+
+
+@ui.app_context_processor
+def _globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "principal": session_principal, "can": can, "plain": plain}
+
+
+@ui.app_template_test("cj_under")
+def _under(path: str, prefix: str) -> bool:
+    """A document path lies inside ``prefix`` (for highlighting what a template asks to configure)."""
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
+@ui.before_request
+def _guard() -> Any:
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and not csrf_ok():
+        abort(400, "The form expired or did not come from this site. Reload the page and try again.")
+    if request.endpoint not in PUBLIC and session_principal() is None:
+        return redirect(url_for("crm_journeys_ui.login", next=request.full_path))
+    return None
+
+
+# --- sign in ----------------------------------------------------------------------------
+
+@ui.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        with state().db.unit_of_work() as s:
+            tenant_id = None
+            slug = request.form.get("tenant", "").strip()
+            if slug:
+                try:
+                    tenant_id = tenant_by_slug(s, slug).id
+                except CrmJourneysError:
+                    tenant_id = -1
+            user = authenticate(s, request.form.get("email", ""), request.form.get("password", ""), tenant_id)
+            if user is not None:
+                user.last_login_at = state().runtime.clock.now()
+                session.clear()
+                session.update(user_id=user.id, tenant_id=user.tenant_id)
+                session.permanent = True
+                target = request.args.get("next", "")
+                return redirect(target if target.startswith("/") and not target.startswith("//")
+                                else url_for("crm_journeys_ui.journeys"))
+        error = "That email and password do not match (name the workspace if you belong to several)."
+    return render_template("crm_journeys/login.html", error=error)
+
+
+@ui.post("/logout")
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("crm_journeys_ui.login"))
+
+
+# --- journeys ---------------------------------------------------------------------------
+
+@ui.get("/")
+def home() -> Any:
+    return redirect(url_for("crm_journeys_ui.journeys"))
+
+
+@ui.get("/journeys")
+def journeys() -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        rows = queries.journeys(s, p.tenant_id)
+        numbers = queries.version_numbers(s, p.tenant_id)
+        counts = queries.counts(s, p.tenant_id)
+    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts)
+
+
+@ui.get("/templates")
+def gallery() -> Any:
+    ui_require("read")
+    return render_template("crm_journeys/gallery.html", templates=templates())
+
+
+@ui.post("/journeys/new")
+def new_journey() -> Any:
+    p = ui_require("edit")
+    from crm_journeys.web.api_journeys import BLANK
+
+    chosen = request.form.get("template")
+    document = template(chosen)["document"] if chosen else dict(BLANK, name=request.form.get("name") or "Untitled journey")
+    with state().db.unit_of_work() as s:
+        journey = create_journey(s, p.tenant_id, document, state().runtime.clock.now())
+    if chosen:
+        session[f"configure:{journey.id}"] = template(chosen)["configure"]
+        flash("Your copy of the template is ready. The highlighted fields are yours to set.")
+    return redirect(url_for("crm_journeys_ui.builder", journey_id=journey.id))
+
+
+@ui.post("/journeys/<int:journey_id>/<any(publish, pause, resume, archive):action>")
+def lifecycle(journey_id: int, action: str) -> Any:
+    p = ui_require("publish")
+    now = state().runtime.clock.now()
+    with state().db.unit_of_work() as s:
+        journey = queries.journey(s, p.tenant_id, journey_id)
+        try:
+            if action == "publish":
+                migration = {k[10:]: v for k, v in request.form.items() if k.startswith("migration.") and v}
+                publish(s, p.tenant_id, journey.id, now, actions=installed_actions(), migration=migration or None)
+            else:
+                set_status(s, p.tenant_id, journey.id, {"pause": "paused", "resume": "live", "archive": "archived"}[action], now)
+        except DefinitionError:
+            flash("The journey is not ready to publish: fix the points marked below.", "error")
+            return redirect(url_for("crm_journeys_ui.builder", journey_id=journey_id, check=1))
+    flash({"publish": "Published. New contacts now enter the new version.", "pause": "Paused.",
+           "resume": "Live again.", "archive": "Archived; contacts in flight have left."}[action])
+    return redirect(url_for("crm_journeys_ui.builder", journey_id=journey_id))
+
+
+@ui.get("/journeys/<int:journey_id>/map")
+def journey_map(journey_id: int) -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        journey = queries.journey(s, p.tenant_id, journey_id)
+        stats = queries.analytics(s, p.tenant_id, journey_id)
+    per_step = {st["id"]: st for st in stats["steps"]}
+    document = journey.draft
+    if journey.live_version_id:
+        with state().db.unit_of_work() as s:
+            live = s.get(JourneyVersion, journey.live_version_id)
+            document = live.document if live and request.args.get("draft") is None else document
+    return render_template("crm_journeys/map.html", journey=journey, stats=stats,
+                           layout=layout(document, per_step), node_w=NODE_W, node_h=NODE_H)
+
+
+@ui.get("/journeys/<int:journey_id>/versions")
+def versions(journey_id: int) -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        journey = queries.journey(s, p.tenant_id, journey_id)
+        rows = list(s.scalars(select(JourneyVersion).where(JourneyVersion.tenant_id == p.tenant_id,
+                                                           JourneyVersion.journey_id == journey_id)
+                              .order_by(JourneyVersion.version.desc())))
+    docs = {str(v.version): v.document for v in rows} | {"draft": journey.draft}
+    before, after = request.args.get("from"), request.args.get("to", "draft")
+    changes = diff_documents(docs[before], docs[after]) if before in docs and after in docs else None
+    return render_template("crm_journeys/versions.html", journey=journey, versions=rows, changes=changes,
+                           before=before, after=after)
+
+
+# --- test mode --------------------------------------------------------------------------
+
+@ui.route("/journeys/<int:journey_id>/test", methods=["GET", "POST"])
+def test_mode(journey_id: int) -> Any:
+    p = ui_require("read")
+    result, error = None, None
+    with state().db.unit_of_work() as s:
+        journey = queries.journey(s, p.tenant_id, journey_id)
+    problems = draft_errors(journey.draft)
+    if request.method == "POST":
+        ui_require("test")
+        form = request.form
+        events = [{"after": form.get(f"event{i}.after") or "PT0S", "type": form[f"event{i}.type"],
+                   "key": form.get(f"event{i}.key", ""), "properties": {}}
+                  for i in range(3) if form.get(f"event{i}.type")]
+        body = {"contact": {"email": form.get("email") or "test@example.com", "first_name": form.get("first_name", ""),
+                            "last_name": "", "fields_": {}, "groups": [],
+                            "tags": [t.strip() for t in form.get("tags", "").split(",") if t.strip()]},
+                "horizon": form.get("horizon") or "P30D", "events": events,
+                "starting_point": form.get("starting_point") or None}
+        try:
+            result = run_simulation(journey.draft, body)
+        except DefinitionError:
+            error = "Fix the journey's problems before simulating it."
+        except CrmJourneysError as exc:
+            error = str(exc)
+        except ValueError as exc:
+            error = str(exc)
+    from crm_journeys.web.catalog import event_types
+
+    return render_template("crm_journeys/test.html", journey=journey, result=result, error=error,
+                           problems=problems, event_types=event_types())
+
+
+@ui.post("/journeys/<int:journey_id>/backtest")
+def backtest(journey_id: int) -> Any:
+    p = ui_require("test")
+    days = request.form.get("days", "7")
+    try:
+        job = start_backtest(p, journey_id, max(1, min(365, int(days))))
+    except (DefinitionError, ValueError):
+        flash("Fix the journey's problems (and give a number of days) before backtesting.", "error")
+        return redirect(url_for("crm_journeys_ui.test_mode", journey_id=journey_id))
+    return redirect(url_for("crm_journeys_ui.backtest_progress", journey_id=journey_id, job_id=job.id))
+
+
+@ui.get("/journeys/<int:journey_id>/backtests/<job_id>")
+def backtest_progress(journey_id: int, job_id: str) -> Any:
+    p = ui_require("read")
+    job = backtest_jobs().get(p.tenant_id, job_id)
+    if job is None or job.journey_id != journey_id:
+        abort(404)
+    with state().db.unit_of_work() as s:
+        journey = queries.journey(s, p.tenant_id, journey_id)
+    return render_template("crm_journeys/backtest.html", journey=journey, job=job_out(job))
+
+
+# --- analytics, timelines, contacts -----------------------------------------------------
+
+@ui.get("/journeys/<int:journey_id>/analytics")
+def analytics(journey_id: int) -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        journey = queries.journey(s, p.tenant_id, journey_id)
+        stats = queries.analytics(s, p.tenant_id, journey_id)
+        instances = queries.instance_rows(s, p.tenant_id, journey_id=journey_id, limit=50)
+    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances)
+
+
+@ui.get("/instances/<int:instance_id>")
+def instance(instance_id: int) -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        detail = queries.instance_detail(s, p.tenant_id, instance_id)
+        journey = queries.journey(s, p.tenant_id, detail["journey_id"])
+    return render_template("crm_journeys/instance.html", instance=detail, journey=journey)
+
+
+@ui.get("/contacts")
+def contacts() -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        crm_contacts = queries.sandbox_contacts(s, p.tenant_id)
+        records = queries.sandbox_records(s, p.tenant_id, limit=200)
+        mirror = queries.contacts(s, p.tenant_id, limit=200)
+    return render_template("crm_journeys/contacts.html", crm_contacts=crm_contacts, records=records,
+                           mirror=mirror, since=state().runtime.clock.now() - timedelta(days=1))
+
+
+@ui.get("/contacts/<int:contact_id>")
+def contact(contact_id: int) -> Any:
+    p = ui_require("read")
+    with state().db.unit_of_work() as s:
+        detail = queries.contact_detail(s, p.tenant_id, contact_id)
+    return render_template("crm_journeys/contact.html", contact=detail)
+
+
+from crm_journeys.web import builder  # noqa: E402,F401  (registers the builder's views on ``ui``)
