@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from crm_journeys.actions.registry import installed_actions
 from crm_journeys.auth.accounts import authenticate, can
-from crm_journeys.errors import CrmJourneysError, DefinitionError
+from crm_journeys.errors import CrmJourneysError, DefinitionError, NotFound
 from crm_journeys.extension import state
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.runtime.versions import create_journey, publish, set_status
@@ -67,6 +67,12 @@ def _guard() -> Any:
     if request.endpoint not in PUBLIC and session_principal() is None:
         return redirect(url_for("crm_journeys_ui.login", next=request.full_path))
     return None
+
+
+@ui.errorhandler(NotFound)
+def _not_found(exc: NotFound) -> Any:
+    return render_template("crm_journeys/message.html", title="Not found",
+                           message="There is nothing here, or it belongs to another workspace."), 404
 
 
 # --- sign in ----------------------------------------------------------------------------
