@@ -1,0 +1,122 @@
+"""A business user in a real Chromium: sign in, build the welcome journey from its
+template, fix the validation error, publish, send a signup through the events API, and
+see the contact on the map and in analytics. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from crm_journeys.app import create_app
+from crm_journeys.auth import create_api_token, create_user
+from crm_journeys.runtime.tenants import create_tenant
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The app with its embedded worker, served by werkzeug on 127.0.0.1 in a thread."""
+    app = create_app({"CRM_JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "SECRET_KEY": uuid.uuid4().hex,
+                      "CRM_JOURNEYS_RUN_WORKER": True})
+    state = app.extensions["crm_journeys"]
+    with state.db.unit_of_work() as s:
+        tenant = create_tenant(s, "demo", "Demo shop", state.runtime.clock.now())
+        create_user(s, tenant.id, "maria@shop.example", "correct-horse", "editor")
+        token = create_api_token(s, tenant.id, "website")
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": f"http://127.0.0.1:{httpd.server_port}", "token": token}
+    httpd.shutdown()
+    state.stop_worker()
+    state.db.dispose()
+
+
+@pytest.fixture
+def page(server: dict[str, str]) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(base_url=server["url"], viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        tab.set_default_timeout(15_000)
+        yield tab
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_welcome_journey_from_template_to_analytics(server, page):
+    from playwright.sync_api import expect
+
+    page.goto("/login")
+    page.fill("#email", "maria@shop.example")
+    page.fill("#password", "correct-horse")
+    shot(page, "01-login")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Journeys")
+
+    page.click("text=Templates")
+    shot(page, "02-templates")
+    page.locator("[data-template=welcome_promo] button").click()
+    expect(page.locator("#problems")).to_contain_text("1 thing to fix before publishing")
+    page.click("#publish-form button[type=submit]")
+    expect(page.locator(".flash.error")).to_contain_text("not ready to publish")
+    shot(page, "03-builder-with-error")
+
+    page.locator("#problems a").first.click()
+    body_field = page.locator(".field:has(textarea[name='params.body'])")
+    expect(body_field.locator(".error")).to_have_text("This can't be empty.")
+    shot(page, "04-step-error-next-to-field")
+    page.fill("textarea[name='params.body']", "Use code WELCOME10 at checkout.")
+    page.click("#step-form button:has-text('Save step')")
+    expect(page.locator("#problems")).to_have_count(0)
+    page.click("#publish-form button[type=submit]")
+    expect(page.locator(".flash")).to_contain_text("Published")
+    expect(page.locator(".badge.live")).to_be_visible()
+
+    response = page.request.post("/api/events", headers={"Authorization": f"Bearer {server['token']}"},
+                                 data={"type": "subscribed", "contact": {"email": "ada@example.com"},
+                                       "properties": {"list": "newsletter", "first_name": "Ada"}, "id": "signup-1"})
+    assert response.status == 202, response.text()
+
+    page.click("text=Map")
+    waiting = page.locator("a[data-step=opened_welcome] .counts")
+    for _ in range(40):  # the embedded worker picks the event up within a second or two
+        if "1 waiting" in waiting.text_content():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(waiting).to_contain_text("1 waiting")
+    expect(page.locator("a[data-step=welcome] .counts")).to_contain_text("1 passed")
+    shot(page, "05-map-with-contact")
+
+    page.click("nav.tabs >> text=Analytics")
+    expect(page.locator("[data-count=entered]")).to_have_text("1")
+    expect(page.locator("[data-count=waiting]")).to_have_text("1")
+    expect(page.locator("table").last).to_contain_text("ada@example.com")
+    shot(page, "06-analytics")
+    page.click("text=Timeline")
+    expect(page.locator(".timeline")).to_contain_text("starting point 'subscribed'")
+    shot(page, "07-timeline")
+
+    page.click("text=Contacts & CRM")
+    expect(page.locator("#records")).to_contain_text("Welcome")
+    shot(page, "08-sandbox-crm")
