@@ -1,0 +1,90 @@
+"""BottleCRM adapter: the contract, the activity feed and its overrun, against its fake."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_journeys.connectors.base import ActivitySpec, LeadSpec
+from crm_journeys.connectors.bottlecrm import BottleCrmConnector
+from crm_journeys.connectors.contract import ConnectorContract, drain
+from crm_journeys.connectors.cursor import SyncState
+from crm_journeys.connectors.http import HostLimits, sleep_on
+from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError
+from tests.fakes.bottlecrm import INTEGRATION_USER, FakeBottleCrm
+
+
+@pytest.fixture
+def host():
+    with FakeBottleCrm() as fake:
+        yield fake
+        assert fake.spec_violations == []
+
+
+def make(host, **settings):
+    return BottleCrmConnector({"url": host.url, "integration_user_id": INTEGRATION_USER["id"],
+                               **settings}, {"token": host.token},
+                              clock=host.clock, sleep=sleep_on(host.clock), limits=HostLimits())
+
+
+@pytest.fixture
+def connector(host):
+    return make(host)
+
+
+class TestBottleCrmContract(ConnectorContract):
+    pass
+
+
+def test_an_overrun_feed_falls_back_to_a_full_scan(host, connector):
+    ids = [host.add_contact(email=f"p{i}@example.com", first_name="P", last_name=str(i))
+           for i in range(5)]
+    _, cursor, _ = drain(connector, None, 10)
+    host.advance(600)
+    host.change_contact(ids[2], first_name="Lost in the noise")
+    for i in range(60):  # more than the feed's 50 entries, none about ids[2]
+        host.change_contact(ids[0], last_name=f"noise {i}")
+        host.advance(1)
+    contacts, cursor, _ = drain(connector, cursor, 10)
+    assert {c.external_id for c in contacts} == {ids[0], ids[2]}
+    assert ("GET", "/api/contacts/?offset=0&limit=10") in host.requests
+    host.advance(60)
+    host.change_contact(ids[4], first_name="Back on the feed")
+    again, _, _ = drain(connector, cursor, 10)
+    assert [c.external_id for c in again] == [ids[4]]
+    assert SyncState.decode(cursor).phase == "feed"
+
+
+def test_lead_is_found_again_by_title_email_and_marker(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    other = host.add_contact(email="bob@example.com", first_name="Bob", last_name="B")
+    theirs = connector.create_lead(other, LeadSpec(title="Welcome"), "k-bob")
+    ours = connector.create_lead(ref, LeadSpec(title="Welcome", value=10), "k-ada")
+    assert ours.created and ours.external_id != theirs.external_id
+    row = host.leads[ours.external_id]
+    assert (row["email"], row["opportunity_amount"], row["source"]) == (
+        "ada@example.com", "10.00", "other")
+
+
+def test_appointment_becomes_a_task_with_a_note(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    spec = ActivitySpec("appointment", "Demo", host.now())
+    connector.create_activity(ref, spec, "k-demo")
+    [task] = host.written("appointment", "k-demo")
+    assert task["row"]["description"].startswith("Appointment at ")
+
+
+def test_validation_error_is_fatal_with_the_field_errors(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    with pytest.raises(FatalConnectorError, match="not-an-email") as info:
+        connector.update_fields(ref, {"email": "not-an-email"}, "k")
+    assert info.value.status == 400
+    assert len(host.spec_violations) == 1  # refused at the door, as the server would
+    host.spec_violations.clear()
+
+
+def test_daily_throttle_opens_the_circuit(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    host.exhaust_daily_budget()
+    with pytest.raises(BudgetExhaustedError) as info:
+        connector.fetch_contact(ref)
+    assert info.value.retry_after == 86400
