@@ -1,3 +1,4 @@
+# ruff: noqa: F811  -- pytest fixtures imported from test_api_journeys are redefined as arguments
 """Events in, the journey trigger, contacts, instances, analytics and the OpenAPI document."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  -- pytest fixtures imported from test_api_journeys are redefined as arguments
 """The server-rendered UI through Flask's test client: sign-in, CSRF, the builder's forms,
 errors next to fields, lifecycle, map, test mode, analytics and the sandbox CRM."""
 

@@ -242,8 +242,8 @@ def add_step(journey_id: int) -> Any:
 
 
 def _blank_step(kind: str, action: str) -> dict[str, Any]:
-    yes_no = {"branches": {"yes": None, "no": None}}
-    return {
+    yes_no: dict[str, Any] = {"branches": {"yes": None, "no": None}}
+    blanks: dict[str, dict[str, Any]] = {
         "action": {"action": action, "params": {}, "next": None, "run_multiple_times": False},
         "wait": {"duration": "P1D", "next": None},
         "wait_until": {"time": "09:00", "next": None},
@@ -255,7 +255,8 @@ def _blank_step(kind: str, action: str) -> dict[str, Any]:
         "random_split": {"paths": [{"name": "A", "percent": 50, "next": None}, {"name": "B", "percent": 50, "next": None}]},
         "jump": {"to": "", "max_times": 1, "next": None},
         "exit": {},
-    }[kind]
+    }
+    return blanks[kind]
 
 
 def _step_index(doc: dict[str, Any], step_id: str) -> int:

@@ -66,7 +66,7 @@ def layout(document: dict[str, Any], stats: dict[str, dict[str, int]] | None = N
     edges: list[Edge] = []
     queue: deque[str] = deque()
     for sp in starts:
-        first = sp.get("next") or document.get("first_step")
+        first = str(sp.get("next") or document.get("first_step") or "")
         if first in steps:
             edges.append(Edge(f"start:{sp.get('id')}", first, ""))
             if first not in depth:
@@ -75,14 +75,14 @@ def layout(document: dict[str, Any], stats: dict[str, dict[str, int]] | None = N
     while queue:
         current = queue.popleft()
         for name, target in targets(steps[current]):
-            if target in steps and target not in depth and name != "back":
+            if target is not None and target in steps and target not in depth and name != "back":
                 depth[target] = depth[current] + 1
                 queue.append(target)
     for sid in steps:  # unreachable steps still appear, at the bottom
         depth.setdefault(sid, max(depth.values(), default=0) + 1)
     for sid, step in steps.items():
         for name, target in targets(step):
-            if target in steps:
+            if target is not None and target in steps:
                 edges.append(Edge(sid, target, name, back=depth[target] <= depth[sid]))
     rows: dict[int, list[Node]] = {0: [Node(f"start:{sp.get('id')}", str(sp.get("type", "")), "start") for sp in starts]}
     for sid, step in steps.items():

@@ -55,7 +55,7 @@ class _Builder:
     def field(self, fld: fields.Field) -> dict[str, Any]:
         if isinstance(fld, fields.Nested):
             nested = fld.nested if isinstance(fld.nested, type) else type(fld.nested)
-            out = self.ref(nested)  # type: ignore[arg-type]
+            out = self.ref(nested)
         elif isinstance(fld, fields.List):
             out = {"type": "array", "items": self.field(fld.inner)}
         elif isinstance(fld, fields.Dict):

@@ -99,7 +99,7 @@ def analytics(s: Session, tenant_id: int, journey_id: int) -> dict[str, Any]:
     for step, ms in s.execute(select(Wakeup.step, Wakeup.lateness_ms).join(Instance, Instance.id == Wakeup.instance_id)
                               .where(Wakeup.tenant_id == tenant_id, Instance.journey_id == journey_id,
                                      Wakeup.lateness_ms.is_not(None))):
-        lateness[step].append(ms)
+        lateness[step].append(int(ms or 0))
     steps = [{"id": st.get("id", ""), "label": st.get("label") or st.get("id", ""), "type": st.get("type", ""),
               "entered": len(visited.get(st.get("id", ""), ())), "waiting": int(waiting.get(st.get("id"), 0)),
               "exited": exits.get(st.get("id", ""), 0), "branches": dict(branches.get(st.get("id", ""), {})),
