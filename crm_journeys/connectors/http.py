@@ -596,7 +596,10 @@ def client_options(context: dict[str, Any]) -> dict[str, Any]:
     ``limits``, ``retry`` or ``session``. Unknown context keys are ignored.
     """
     keys = ("clock", "sleep", "rng", "limits", "retry", "session", "timeout")
-    return {key: context[key] for key in keys if context.get(key) is not None}
+    options = {key: context[key] for key in keys if context.get(key) is not None}
+    if "sleep" not in options and hasattr(options.get("clock"), "advance"):
+        options["sleep"] = sleep_on(options["clock"])  # virtual time must not wait for real
+    return options
 
 
 def sleep_on(clock: Any) -> Callable[[float], None]:
