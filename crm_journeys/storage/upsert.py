@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 def insert_ignoring_conflicts(session: Session, model: Any, rows: list[dict[str, Any]],
                               conflict_columns: list[str]) -> int:
-    """Insert rows, skipping those that collide on ``conflict_columns``; returns rows added
-    (exact for a single row, a best effort for many)."""
+    """Insert rows, skipping those that collide on ``conflict_columns``; returns how many
+    were added, counted from RETURNING (driver rowcounts disagree on skipped rows)."""
     if not rows:
         return 0
     table = model.__table__
@@ -23,6 +23,8 @@ def insert_ignoring_conflicts(session: Session, model: Any, rows: list[dict[str,
         stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
     else:  # pragma: no cover
         stmt = insert(table)
-    result = session.execute(stmt, rows if len(rows) > 1 else rows[0])
-    count = result.rowcount
-    return len(rows) if count is None or count < 0 else count
+    if dialect in ("postgresql", "sqlite"):
+        stmt = stmt.returning(table.c.id)
+        return len(session.execute(stmt, rows if len(rows) > 1 else rows[0]).all())
+    result = session.execute(stmt, rows if len(rows) > 1 else rows[0])  # pragma: no cover
+    return len(rows) if result.rowcount is None or result.rowcount < 0 else result.rowcount
