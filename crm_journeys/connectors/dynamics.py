@@ -42,6 +42,7 @@ from crm_journeys.connectors.http import (
     long_wait_rule,
 )
 from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with
+from crm_journeys.connectors.oauth import dynamics_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
 FIELDS = {"email": "emailaddress1", "first_name": "firstname", "last_name": "lastname",
@@ -86,7 +87,7 @@ class DynamicsConnector(Connector):
         url = self.settings["environment_url"].rstrip("/")
         self.http = HttpClient(
             f"{url}/api/data/v9.2/", account=f"dynamics:{urlsplit(url).netloc}",
-            auth=Auth.bearer(self.credentials["access_token"], context.get("refresh_access_token")),
+            auth=Auth.bearer(self.credentials["access_token"], self._refresher()),
             budget_rule=long_wait_rule(self.settings.get("circuit_after_seconds", 60)),
             message_of=dataverse_message, default_headers=HEADERS,
             rate=self.settings.get("requests_per_second", 20.0), burst=50,
@@ -97,6 +98,14 @@ class DynamicsConnector(Connector):
     def select(self) -> str:
         return ",".join(["contactid", *FIELDS.values(), self.tags_column, "createdon",
                          "modifiedon", "versionnumber", "_modifiedby_value", *self.custom_fields])
+
+    def _refresher(self) -> Any:
+        """Renews the access token after a 401: the runtime's hook, else OAuth refresh."""
+        app = dynamics_app(self.settings["environment_url"],
+                           self.settings.get("entra_tenant", "organizations"),
+                           self.settings.get("login_url", "https://login.microsoftonline.com"))
+        return self.context.get("refresh_access_token") or keeper_for(
+            app, self.credentials, self.context)
 
     # --- reading --------------------------------------------------------------------
     def sync_page(self, cursor: str | None, page_size: int = 100) -> SyncPage:

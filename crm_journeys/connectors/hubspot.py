@@ -40,6 +40,7 @@ from crm_journeys.connectors.http import (
     client_options,
 )
 from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with, to_ms
+from crm_journeys.connectors.oauth import hubspot_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
 FIELDS = {"email": "email", "first_name": "firstname", "last_name": "lastname",
@@ -93,7 +94,7 @@ class HubSpotConnector(WindowedSync, Connector):
         self.http = HttpClient(
             self.settings.get("base_url", "https://api.hubapi.com"),
             account=f"hubspot:{self.settings.get('portal_id') or hashlib.sha256(token.encode()).hexdigest()[:12]}",
-            auth=Auth.bearer(token, context.get("refresh_access_token")),
+            auth=Auth.bearer(token, self._refresher()),
             budget_rule=daily_budget_rule(self.settings.get("time_zone", "UTC")),
             rate=self.settings.get("requests_per_second", 9.0), burst=10,
             secrets=[self.credentials.get("client_secret"), self.credentials.get("refresh_token")],
@@ -103,6 +104,13 @@ class HubSpotConnector(WindowedSync, Connector):
     def contact_properties(self) -> list[str]:
         return [*FIELDS.values(), self.tags_property, "createdate", self.modified_property,
                 *self.custom_fields]
+
+    def _refresher(self) -> Any:
+        """Renews the access token after a 401: the runtime's hook, else OAuth refresh."""
+        api = self.settings.get("base_url", "https://api.hubapi.com")
+        app = hubspot_app(self.settings.get("oauth_api_url", api))
+        return self.context.get("refresh_access_token") or keeper_for(
+            app, self.credentials, self.context)
 
     # --- reading --------------------------------------------------------------------
     def full_page(self, token: Any, page_size: int) -> Chunk:

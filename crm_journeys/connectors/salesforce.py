@@ -31,6 +31,7 @@ from crm_journeys.connectors.base import (
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
 from crm_journeys.connectors.http import Auth, HttpClient, client_options
 from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with
+from crm_journeys.connectors.oauth import keeper_for, salesforce_app
 from crm_journeys.errors import FatalConnectorError
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class SalesforceConnector(WindowedSync, Connector):
         self.http = HttpClient(
             f"{instance.rstrip('/')}/services/data/{self.api_version}/",
             account=f"salesforce:{org}", message_of=salesforce_message,
-            auth=Auth.bearer(token, context.get("refresh_access_token")),
+            auth=Auth.bearer(token, self._refresher()),
             budget_rule=request_limit_rule(
                 timedelta(minutes=self.settings.get("budget_cooloff_minutes", 60))),
             rate=self.settings.get("requests_per_second", 10.0), burst=20,
@@ -120,6 +121,12 @@ class SalesforceConnector(WindowedSync, Connector):
     def contact_fields(self) -> list[str]:
         return ["Id", *FIELDS.values(), self.tags_field, "CreatedDate", "SystemModstamp",
                 "LastModifiedById", "IsDeleted", *self.custom_fields]
+
+    def _refresher(self) -> Any:
+        """Renews the access token after a 401: the runtime's hook, else OAuth refresh."""
+        app = salesforce_app(self.settings.get("login_url", "https://login.salesforce.com"))
+        return self.context.get("refresh_access_token") or keeper_for(
+            app, self.credentials, self.context)
 
     # --- reading --------------------------------------------------------------------
     def _soql(self, where: str, order: str, limit: int, everything: bool = False) -> list[dict]:
