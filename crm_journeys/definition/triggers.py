@@ -931,6 +931,7 @@ _ORDER_PROPS = {
     "categories": "list of category ids",
     "total": "order total (number)",
     "currency": "ISO 4217 code",
+    "cart_id": "the cart the order completes, when it came from one (ends that cart's journey)",
 }
 _CART_PROPS = {
     "cart_id": "the cart's id",
@@ -1006,7 +1007,14 @@ CANONICAL_EVENTS: dict[str, CanonicalEvent] = {
     "segment_joined": _E(
         "The contact became a member of a saved segment.",
         "segment",
-        {"segment": "segment id", "existing": "true when emitted at publish for a current member"},
+        {
+            "segment": "segment id",
+            "existing": "true when emitted at publish for a current member",
+            "journey": "with existing: the journey published (only it admits the event)",
+        },
+    ),
+    "segment_left": _E(
+        "The contact stopped matching a saved segment.", "segment", {"segment": "segment id"}
     ),
     "date_due": _E(
         "A date-based starting point is due for the contact (from the date index).",

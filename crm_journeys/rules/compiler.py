@@ -26,6 +26,7 @@ MAX_RULES = 4000
 MAX_MESSAGE_KEYS = 240
 
 HELD_KINDS = ("event", "update", "timer")
+CART_DONE_EVENTS = ("order_confirmed", "purchase")  # carry the cart_id they complete
 
 
 @dataclass
@@ -89,6 +90,8 @@ class _Builder:
         routes = []
         for sp in self.journey.starting_points:
             tt = trigger_type(sp.type)
+            if tt.interaction and not self.journey.settings.interaction_triggers_start:
+                continue
             routes.append({"event": tt.event, "key": tt.routing_key(sp.params, self.journey_key),
                            "starting_point": sp.id,
                            "entry_key": tt.entry_key or ""})
@@ -121,10 +124,21 @@ class _Builder:
         return alternatives
 
     def _exits(self) -> None:
+        self._cart_exits()
         for rule in self.journey.exit_rules:
             for tests in self._continuous(rule.condition, rule.event):
                 self.add(tests, {"op": "exit", "reason": f"exit rule {rule.id}"}, PRI_EXIT,
                          f"exit rule '{rule.id}' matched")
+
+    def _cart_exits(self) -> None:
+        """Implicit exit: a cart's instance leaves when an order for that cart completes."""
+        if not any(trigger_type(sp.type).entry_key == "cart_id" for sp in self.journey.starting_points):
+            return
+        for event in CART_DONE_EVENTS:
+            self.listens.add(event)
+            self.add([{"kind": "event"}, {"type": event}, {"event.cart_id": {"$m": "inst.entry_key"}}],
+                     {"op": "exit", "reason": f"order completed ({event})"}, PRI_EXIT,
+                     f"the order for this cart completed ({event})")
 
     def _goals(self) -> None:
         for goal in self.journey.goals:
@@ -136,11 +150,18 @@ class _Builder:
         policy = _policy_tests(self.journey.entry)
         for order, sp in enumerate(self.journey.starting_points):
             tt = trigger_type(sp.type)
+            if tt.interaction and not self.journey.settings.interaction_triggers_start:
+                continue  # interaction triggers only branch unless the journey lets them start it
             tests: list[dict[str, Any]] = [{"kind": "trigger"}, {"type": tt.event}]
             key = tt.routing_key(sp.params, self.journey_key)
             if key != "*":
                 tests.append({"key": key})
             tests += [self.low.condition(c) for c in tt.event_conditions(sp.params)]
+            if tt.name == "joined_segment" and self.journey_key:
+                # members entered at publish are addressed to one journey only
+                tests.append(self.low.condition(m.Group("any", (
+                    m.Group("not", (m.Leaf("is_true", "event.existing"),)),
+                    m.Leaf("eq", "event.journey", str(self.journey_key))))))
             for cond in (sp.filter, self.journey.entry_filter):
                 if cond is not None:
                     tests.append(self.low.condition(cond))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import facts
 from crm_journeys.runtime.mirror import Signal, apply_event
+from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
 from crm_journeys.runtime.versions import LoadedVersion
 from crm_journeys.storage.models import Contact, InboxEvent, Instance, Journey, JourneyVersion, Route
@@ -57,6 +58,7 @@ class Dispatcher:
         contact, created = self._contact(session, event, now)
         props = event.payload.get("properties") or {}
         change = apply_event(contact, event.type, event.key, props, now, created=created)
+        observe(self.rt, session, contact, event, change, now)  # segments, date index, lapses
         session.flush()
         in_flight = self._in_flight(session, contact)
         for signal in change.signals:

@@ -49,9 +49,10 @@ def message(kind: str, *, contact: Contact, needs: FactNeeds, now: datetime,
     }
     if instance is not None:
         msg["inst"] = {"step": instance.step or "",
-                       "loops": {s: int((instance.loops or {}).get(s, 0)) for s in needs.jump_steps}}
+                       "loops": {s: int((instance.loops or {}).get(s, 0)) for s in needs.jump_steps},
+                       "entry_key": _event_value(instance.entry_key or "")}
     else:
-        msg["inst"] = {"step": "", "loops": {s: 0 for s in needs.jump_steps}}
+        msg["inst"] = {"step": "", "loops": {s: 0 for s in needs.jump_steps}, "entry_key": ""}
     msg["dice"] = {s: dice(journey_id, contact.id, s) for s in needs.random_steps}
     return msg
 

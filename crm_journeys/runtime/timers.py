@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.claims import paused_instances
 from crm_journeys.runtime.dispatch import decide_timer
+from crm_journeys.runtime.starting_points import next_due as starting_points_due
 from crm_journeys.storage.models import Instance, Journey, OutboxMessage, Wakeup
 
 if TYPE_CHECKING:
@@ -64,4 +65,5 @@ def next_due(runtime: Runtime) -> datetime | None:
             retry = datetime.fromisoformat(retry)
         if retry is not None and retry.tzinfo is None:
             retry = retry.replace(tzinfo=UTC)
-    return min((t for t in (wake, retry) if t is not None), default=None)
+        starting = starting_points_due(session)  # date schedules and lapses
+    return min((t for t in (wake, retry, starting) if t is not None), default=None)

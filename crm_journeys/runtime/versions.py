@@ -20,6 +20,8 @@ from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
 from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
 
+from crm_journeys.runtime import starting_points  # noqa: E402  (after the models it uses)
+
 STATUSES = ("draft", "live", "paused", "archived")
 
 
@@ -89,6 +91,7 @@ def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
     journey.status = "live"
     journey.updated_at = now
     write_routes(session, journey, version, compiled)
+    starting_points.on_publish(session, journey, version, model, compiled, now)  # dates, lapses, segments
     return version
 
 
@@ -133,6 +136,7 @@ def set_status(session: Session, tenant_id: int, journey_id: int, status: str, n
     version = session.get(JourneyVersion, journey.live_version_id)
     assert version is not None
     write_routes(session, journey, version, CompiledJourney.from_json(version.compiled))
+    starting_points.on_status(session, journey, version, now)
     if status == "archived":
         session.execute(update(Instance).where(Instance.journey_id == journey.id,
                                                Instance.status == "active")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from crm_journeys.runtime.dispatch import Dispatcher
 from crm_journeys.runtime.outbox import OutboxRunner
+from crm_journeys.runtime.starting_points import fire_due as fire_starting_points
 from crm_journeys.runtime.timers import fire_due, next_due
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Worker:
     def step(self) -> int:
         """One pass over all three queues; returns how much work it found."""
         done = fire_due(self.runtime, self.batch)
+        done += fire_starting_points(self.runtime, self.batch)  # due dates and lapses -> inbox
         done += self.dispatcher.run_once(self.batch, self.worker_id)
         done += self.outbox.run_once(self.batch)
         return done

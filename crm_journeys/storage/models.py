@@ -284,3 +284,4 @@ class SandboxRecord(Base):
 
 
 from crm_journeys.storage import auth_models  # noqa: E402,F401
+from crm_journeys.storage import journey_models  # noqa: E402,F401
