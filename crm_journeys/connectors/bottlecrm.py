@@ -12,7 +12,7 @@ the contact's email (leads) and that marker; phone calls and appointments become
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from crm_journeys.connectors.http import (
     client_options,
     long_wait_rule,
 )
-from crm_journeys.connectors.mapping import marker, parse_time, with_marker
+from crm_journeys.connectors.mapping import canonical, marker, parse_time, with_marker
 from crm_journeys.errors import RetriableConnectorError
 
 FIELDS = ("email", "first_name", "last_name", "phone")
@@ -100,14 +100,14 @@ class BottleCrmConnector(Connector):
         seen = set(state.extra.get("feed_seen", []))
         floor = mark - self.overlap if mark else None
         continuous = (len(feed) < FEED_SIZE or mark is None
-                      or any(parse_time(a["timestamp"]) <= mark for a in feed))
+                      or any(_at(a) <= mark for a in feed))
         if not continuous:  # the window was overrun: scan everything changed since the mark
             state.phase, state.token = "scan", None
             state.since = floor.isoformat() if floor else None
             state.extra["scan_mark"] = self._feed_mark(feed)
             return
         fresh = [a for a in reversed(feed) if a["id"] not in seen
-                 and (floor is None or parse_time(a["timestamp"]) >= floor)]
+                 and (floor is None or _at(a) >= floor)]
         pending: dict[str, list[Any]] = {}
         for entry in fresh:  # oldest first; the last word on each contact wins
             ours = bool(self.integration_user) and entry["user"]["id"] == self.integration_user
@@ -158,9 +158,10 @@ class BottleCrmConnector(Connector):
             self._tags = None  # a tag made since we last looked
         names = {v: k for k, v in self._tag_ids().items()}
         owners = row.get("assigned_to") or []
-        return CanonicalContact(
-            external_id=row["id"], **{f: row.get(f) or None for f in FIELDS},
-            owner=owners[0]["id"] if owners else None,
+        values = {f: row.get(f) for f in FIELDS}
+        values["owner"] = owners[0]["id"] if owners else None
+        return canonical(
+            row["id"], values,
             created_at=parse_time(row.get("created_at")),
             modified_at=parse_time(row.get("updated_at")), version=row.get("updated_at"),
             tags=[names[t] for t in row.get("tags") or [] if t in names],
@@ -255,3 +256,8 @@ class BottleCrmConnector(Connector):
 
     def picker_values(self, picker: str) -> list[str]:
         return sorted(self._tag_ids()) if picker == "tags" else []
+
+
+def _at(entry: dict[str, Any]) -> datetime:
+    """A feed entry's time; an entry without one sorts as the oldest possible."""
+    return parse_time(entry.get("timestamp")) or datetime.min.replace(tzinfo=UTC)

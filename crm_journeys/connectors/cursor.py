@@ -92,6 +92,7 @@ class SyncState:
     def next_window(self, overlap: timedelta) -> None:
         """The running query is exhausted: the next poll starts a new overlapping window."""
         marks = [_dt(s) for s in (self.high_water, self.started) if s]
+        bound: datetime | None
         if self.phase == "full" and self.started:
             bound = min(marks)  # changes during the scan may have been missed
         else:

@@ -41,7 +41,7 @@ from crm_journeys.connectors.http import (
     client_options,
     long_wait_rule,
 )
-from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with
+from crm_journeys.connectors.mapping import canonical, iso_z, parse_time, split_tags, tags_with
 from crm_journeys.connectors.oauth import dynamics_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
@@ -135,8 +135,8 @@ class DynamicsConnector(Connector):
         if str(row.get("@odata.context", "")).endswith("$deletedEntity"):
             return CanonicalContact(external_id=row["id"], deleted=True,
                                     modified_at=self.clock.now(), version=f"deleted:{row['id']}")
-        return CanonicalContact(
-            external_id=row["contactid"], **{name: row.get(c) for name, c in FIELDS.items()},
+        return canonical(
+            row["contactid"], {name: row.get(c) for name, c in FIELDS.items()},
             created_at=parse_time(row.get("createdon")),
             modified_at=parse_time(row.get("modifiedon")),
             version=str(row.get("versionnumber")), tags=split_tags(row.get(self.tags_column)),
@@ -161,7 +161,7 @@ class DynamicsConnector(Connector):
         context = self._context(request)
         user = context.get("InitiatingUserId") or context.get("UserId")
         message = str(context.get("MessageName", "")).lower()
-        target = next((p["value"] for p in context.get("InputParameters", [])
+        target: dict[str, Any] = next((p["value"] for p in context.get("InputParameters", [])
                        if p.get("key") == "Target" and isinstance(p.get("value"), dict)), {})
         return [WebhookHint(
             event_id=str(context.get("OperationId") or context.get("RequestId")),
@@ -221,6 +221,8 @@ class DynamicsConnector(Connector):
         ``statecode`` read before ``SendEmail`` makes a repeated row harmless."""
         body = self._email_body(contact_ref, email)
         sender = self.settings.get("sender_user_id") or self.integration_user
+        if not sender:
+            raise FatalConnectorError("dynamics: set sender_user_id to send email")
         body["email_activity_parties"] = [
             {"partyid_systemuser@odata.bind": f"/systemusers({guid(sender)})",
              "participationtypemask": 1},

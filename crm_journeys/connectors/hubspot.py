@@ -39,7 +39,14 @@ from crm_journeys.connectors.http import (
     HttpClient,
     client_options,
 )
-from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with, to_ms
+from crm_journeys.connectors.mapping import (
+    canonical,
+    iso_z,
+    parse_time,
+    split_tags,
+    tags_with,
+    to_ms,
+)
 from crm_journeys.connectors.oauth import hubspot_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
@@ -142,9 +149,8 @@ class HubSpotConnector(WindowedSync, Connector):
 
     def _contact(self, record: dict[str, Any]) -> CanonicalContact:
         props = record.get("properties") or {}
-        values = {name: props.get(prop) or None for name, prop in FIELDS.items()}
-        return CanonicalContact(
-            external_id=str(record["id"]), **values,
+        return canonical(
+            str(record["id"]), {name: props.get(prop) for name, prop in FIELDS.items()},
             created_at=parse_time(record.get("createdAt") or props.get("createdate")),
             modified_at=parse_time(props.get(self.modified_property) or record.get("updatedAt")),
             version=props.get(self.modified_property) or record.get("updatedAt"),
@@ -215,7 +221,7 @@ class HubSpotConnector(WindowedSync, Connector):
                         idempotency_key: str) -> WriteResult:
         start = spec.due_at
         end = start + timedelta(minutes=spec.duration_minutes)
-        props = {
+        props: dict[str, Any] = {
             "task": {"hs_task_subject": spec.subject, "hs_task_body": spec.description,
                      "hs_task_status": "NOT_STARTED", "hs_task_type": "TODO"},
             "phone_call": {"hs_call_title": spec.subject, "hs_call_body": spec.description,
@@ -263,9 +269,9 @@ class HubSpotConnector(WindowedSync, Connector):
                        key: str) -> WriteResult:
         """Look up by key first (a repeat must not reset what a salesperson changed), else
         upsert by key (safe under concurrent retries); then link to the contact (a PUT)."""
-        record_id = self._find(object_type, key)
-        created = record_id is None
-        if created:
+        found = self._find(object_type, key)
+        record_id, created = found or "", found is None
+        if found is None:
             body = {"inputs": [{"id": key, "idProperty": self.key_property,
                                 "properties": _clean(props)}]}
             result = self.http.post(f"/crm/v3/objects/{object_type}/batch/upsert", json=body,

@@ -8,10 +8,25 @@ records it creates with its idempotency key when the host has no upsert by exter
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
+
+from crm_journeys.connectors.base import CanonicalContact
 
 _MS_DATE = re.compile(r"/Date\((-?\d+)\)/")
+CANONICAL_NAMES = ("email", "first_name", "last_name", "phone", "owner", "time_zone",
+                   "language", "birthday")
+
+
+def canonical(external_id: str, values: Mapping[str, Any], **rest: Any) -> CanonicalContact:
+    """A ``CanonicalContact`` from canonical-name values (blank host values become ``None``)
+    and any other of its fields as keywords."""
+    contact = CanonicalContact(external_id=external_id, **rest)
+    for name in CANONICAL_NAMES:
+        value = values.get(name)
+        setattr(contact, name, None if value in (None, "", False) else str(value))
+    return contact
 
 
 def parse_time(value: object) -> datetime | None:

@@ -160,7 +160,7 @@ class OdooConnector(WindowedSync, Connector):
             modified_at=parse_time(row.get("write_date")), version=row.get("write_date"),
             tags=[tag_names[t] for t in row.get("category_id") or [] if t in tag_names],
             deleted=row.get("active") is False,
-            echo=bool(writer) and writer[0] == self.uid)
+            echo=isinstance(writer, list) and writer[0] == self.uid)
 
     # --- writing --------------------------------------------------------------------
     def create_lead(self, contact_ref: str, spec: LeadSpec, idempotency_key: str) -> WriteResult:

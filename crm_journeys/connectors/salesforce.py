@@ -30,7 +30,7 @@ from crm_journeys.connectors.base import (
 )
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
 from crm_journeys.connectors.http import Auth, HttpClient, client_options
-from crm_journeys.connectors.mapping import iso_z, parse_time, split_tags, tags_with
+from crm_journeys.connectors.mapping import canonical, iso_z, parse_time, split_tags, tags_with
 from crm_journeys.connectors.oauth import keeper_for, salesforce_app
 from crm_journeys.errors import FatalConnectorError
 
@@ -150,7 +150,8 @@ class SalesforceConnector(WindowedSync, Connector):
             where = f"SystemModstamp >= {iso_z(since)}"
         rows = self._soql(where, "SystemModstamp, Id", page_size, everything=True)
         more = len(rows) == page_size
-        nxt = [iso_z(parse_time(rows[-1]["SystemModstamp"])), rows[-1]["Id"]] if more else None
+        last = parse_time(rows[-1]["SystemModstamp"]) if more else None
+        nxt = [iso_z(last), rows[-1]["Id"]] if last else None
         return Chunk([self._contact(r) for r in rows], nxt)
 
     def fetch_contact(self, external_id: str) -> CanonicalContact | None:
@@ -159,8 +160,8 @@ class SalesforceConnector(WindowedSync, Connector):
         return self._contact(row) if row and not row.get("IsDeleted") else None
 
     def _contact(self, row: dict[str, Any]) -> CanonicalContact:
-        return CanonicalContact(
-            external_id=row["Id"], **{name: row.get(f) for name, f in FIELDS.items()},
+        return canonical(
+            row["Id"], {name: row.get(f) for name, f in FIELDS.items()},
             created_at=parse_time(row.get("CreatedDate")),
             modified_at=parse_time(row.get("SystemModstamp")),
             version=row.get("SystemModstamp"), tags=split_tags(row.get(self.tags_field)),
