@@ -20,6 +20,11 @@ from crm_journeys.connectors.base import CanonicalContact, SyncPage
 from crm_journeys.errors import FatalConnectorError
 
 
+# Versions remembered inside the overlap window. Past this (a bulk import) the oldest are
+# forgotten and may be delivered twice; the runtime's inbox de-duplicates by version too.
+MAX_SEEN = 2_000
+
+
 @dataclass
 class Chunk:
     """What one page reader returns: contacts, the host's next-page token, a total if known."""
@@ -88,6 +93,9 @@ class SyncState:
         if self.high_water:
             floor = _dt(self.high_water) - overlap
             self.seen = {k: v for k, v in self.seen.items() if _dt(v[1]) >= floor}
+        if len(self.seen) > MAX_SEEN:  # a bulk update: keep the cursor small, the newest win
+            newest = sorted(self.seen.items(), key=lambda kv: kv[1][1])[-MAX_SEEN:]
+            self.seen = dict(newest)
 
     def next_window(self, overlap: timedelta) -> None:
         """The running query is exhausted: the next poll starts a new overlapping window."""
