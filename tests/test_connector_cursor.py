@@ -49,4 +49,4 @@ def test_a_bulk_change_does_not_grow_the_cursor_without_bound():
     state.observe([contact(str(i), i / 1000) for i in range(MAX_SEEN + 500)],
                   timedelta(minutes=5))
     assert len(state.seen) == MAX_SEEN and str(MAX_SEEN + 499) in state.seen
-    assert len(state.encode()) < 250_000
+    assert len(state.encode()) < 100_000

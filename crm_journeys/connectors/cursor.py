@@ -10,6 +10,7 @@ repeated journeys. It does no I/O of its own.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -19,10 +20,9 @@ from crm_journeys.clock import Clock
 from crm_journeys.connectors.base import CanonicalContact, SyncPage
 from crm_journeys.errors import FatalConnectorError
 
-
 # Versions remembered inside the overlap window. Past this (a bulk import) the oldest are
 # forgotten and may be delivered twice; the runtime's inbox de-duplicates by version too.
-MAX_SEEN = 2_000
+MAX_SEEN = 1_000
 
 
 @dataclass
@@ -44,7 +44,7 @@ class SyncState:
         since: lower bound (ISO) of the running "changes" query.
         high_water: newest modified time (ISO) delivered so far.
         started: when the full scan began; changes made during it are re-read.
-        seen: ``id -> [version, modified ISO]`` for records inside the overlap window.
+        seen: ``id -> [version digest, modified epoch]`` inside the overlap window.
         extra: adapter-specific state (a delta link, a feed position, ...).
     """
 
@@ -53,7 +53,7 @@ class SyncState:
     since: str | None = None
     high_water: str | None = None
     started: str | None = None
-    seen: dict[str, list[str]] = field(default_factory=dict)
+    seen: dict[str, list[Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> str:
@@ -76,7 +76,7 @@ class SyncState:
         out = []
         for contact in contacts:
             known = self.seen.get(contact.external_id)
-            if known and contact.version is not None and known[0] == contact.version:
+            if known and contact.version is not None and known[0] == _digest(contact.version):
                 continue
             out.append(contact)
         return out
@@ -89,10 +89,11 @@ class SyncState:
             stamp = contact.modified_at.isoformat()
             if self.high_water is None or contact.modified_at > _dt(self.high_water):
                 self.high_water = stamp
-            self.seen[contact.external_id] = [contact.version or stamp, stamp]
+            version = contact.version or stamp
+            self.seen[contact.external_id] = [_digest(version), contact.modified_at.timestamp()]
         if self.high_water:
-            floor = _dt(self.high_water) - overlap
-            self.seen = {k: v for k, v in self.seen.items() if _dt(v[1]) >= floor}
+            floor = (_dt(self.high_water) - overlap).timestamp()
+            self.seen = {k: v for k, v in self.seen.items() if v[1] >= floor}
         if len(self.seen) > MAX_SEEN:  # a bulk update: keep the cursor small, the newest win
             newest = sorted(self.seen.items(), key=lambda kv: kv[1][1])[-MAX_SEEN:]
             self.seen = dict(newest)
@@ -111,6 +112,11 @@ class SyncState:
 
 def _dt(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def _digest(version: str) -> str:
+    """Versions are compared, never read back: 8 bytes of hash keep the cursor small."""
+    return hashlib.blake2b(version.encode(), digest_size=8).hexdigest()
 
 
 class WindowedSync:
