@@ -107,7 +107,7 @@ class BottleCrmConnector(Connector):
             state.extra["scan_mark"] = self._feed_mark(feed)
             return
         fresh = [a for a in reversed(feed) if a["id"] not in seen
-                 and (floor is None or _at(a) >= floor)]
+                 and (floor is None or _at(a) >= floor) and not _delivered(state, a)]
         pending: dict[str, list[Any]] = {}
         for entry in fresh:  # oldest first; the last word on each contact wins
             ours = bool(self.integration_user) and entry["user"]["id"] == self.integration_user
@@ -261,3 +261,10 @@ class BottleCrmConnector(Connector):
 def _at(entry: dict[str, Any]) -> datetime:
     """A feed entry's time; an entry without one sorts as the oldest possible."""
     return parse_time(entry.get("timestamp")) or datetime.min.replace(tzinfo=UTC)
+
+
+def _delivered(state: SyncState, entry: dict[str, Any]) -> bool:
+    """Whether a version at least as new as this feed entry already went out (the scan or
+    an earlier poll delivered it), so the contact need not be fetched again."""
+    known = state.seen.get(entry["entity_id"])
+    return bool(known) and entry["action"] != "DELETE" and known[1] >= _at(entry).timestamp()

@@ -195,7 +195,8 @@ class DynamicsConnector(Connector):
                 "firstname": person.get("firstname"), "lastname": person.get("lastname"),
                 "emailaddress1": person.get("emailaddress1"), "estimatedamount": spec.value,
                 "parentcontactid@odata.bind": f"/contacts({contact_ref})"}
-        return self._create_once("leads", "leadid", idempotency_key, body, spec.owner)
+        return self._create_once("leads", "leadid", idempotency_key, body, spec.owner,
+                                 looked=True)
 
     def create_activity(self, contact_ref: str, spec: ActivitySpec,
                         idempotency_key: str) -> WriteResult:
@@ -273,8 +274,8 @@ class DynamicsConnector(Connector):
         return row[id_column] if row else None
 
     def _create_once(self, entity_set: str, id_column: str, key: str, body: dict[str, Any],
-                     owner: str | None) -> WriteResult:
-        found = self._find(entity_set, id_column, key)
+                     owner: str | None, looked: bool = False) -> WriteResult:
+        found = None if looked else self._find(entity_set, id_column, key)
         if found:
             return WriteResult(found, created=False)
         payload = {k: v for k, v in body.items() if v is not None}
