@@ -13,15 +13,23 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import facts
 from crm_journeys.runtime.mirror import Signal, apply_event
-from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
 from crm_journeys.runtime.versions import LoadedVersion
-from crm_journeys.storage.models import Contact, InboxEvent, Instance, Journey, JourneyVersion, Route
+from crm_journeys.storage.models import (
+    Contact,
+    InboxEvent,
+    Instance,
+    Journey,
+    JourneyVersion,
+    OutboxMessage,
+    Route,
+)
+from crm_journeys.storage.upsert import insert_ignoring_conflicts
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -35,7 +43,24 @@ class Dispatcher:
         self.rt = runtime
 
     def run_once(self, limit: int = 200, worker_id: str = "local") -> int:
-        """Process up to ``limit`` pending events; returns how many were handled."""
+        """Process up to ``limit`` pending events; returns how many were handled.
+
+        The fast path handles the whole batch in one transaction without savepoints, with
+        the batch's contacts, instances and routes read in a few queries up front. If any
+        event fails, that transaction is rolled back and the batch is redone event by
+        event, each in its own savepoint, so a poison event is marked failed alone.
+        """
+        try:
+            with self.rt.db.unit_of_work() as session:
+                events = self.rt.claims.inbox(session, limit, worker_id, self.rt.clock.now())
+                batch = BatchCache(session, events)
+                now = self.rt.clock.now()
+                for event in events:
+                    self.process(session, event, now, batch)
+                batch.finish()
+                return len(events)
+        except Exception:
+            log.info("a batch failed; redoing it event by event", exc_info=True)
         with self.rt.db.unit_of_work() as session:
             events = self.rt.claims.inbox(session, limit, worker_id, self.rt.clock.now())
             for event in events:
@@ -54,29 +79,39 @@ class Dispatcher:
             event.error = f"{type(exc).__name__}: {exc}"[:2000]
             event.processed_at = now
 
-    def process(self, session: Session, event: InboxEvent, now: datetime) -> None:
-        contact, created = self._contact(session, event, now)
+    def process(self, session: Session, event: InboxEvent, now: datetime,
+                batch: BatchCache | None = None) -> None:
+        contact, created = self._contact(session, event, now, batch)
         props = event.payload.get("properties") or {}
         change = apply_event(contact, event.type, event.key, props, now, created=created)
-        observe(self.rt, session, contact, event, change, now)  # segments, date index, lapses
-        session.flush()
-        in_flight = self._in_flight(session, contact)
+        if batch is None:
+            session.flush()
+        in_flight = self._in_flight(session, contact, batch)
         for signal in change.signals:
             for inst in in_flight:
-                self._react(session, inst, contact, signal, now)
-            self._enter(session, contact, signal, now)
+                self._react(session, inst, contact, signal, now, batch)
+            self._enter(session, contact, signal, now, batch)
         if change.updated:
             for inst in in_flight:
-                self._update(session, inst, contact, now)
+                self._update(session, inst, contact, now, batch)
         event.status = "done"
         event.processed_at = now
         event.attempts += 1
 
     # --- contacts ---------------------------------------------------------------------
-    def _contact(self, session: Session, event: InboxEvent, now: datetime) -> tuple[Contact, bool]:
+    def _contact(self, session: Session, event: InboxEvent, now: datetime,
+                 batch: BatchCache | None = None) -> tuple[Contact, bool]:
         ident: dict[str, Any] = event.payload.get("contact") or {}
         external_id = str(ident.get("id") or ident.get("external_id") or "")
         email = (ident.get("email") or "").lower() or None
+        if batch is not None:
+            hit = batch.contact(event.tenant_id, external_id, email)
+            if hit is not None:
+                return hit, False
+            if batch.complete(event.tenant_id, external_id, email):
+                contact = self._new_contact(session, event, ident, external_id, email, now, batch)
+                batch.add_contact(contact, new=True)
+                return contact, True
         query = select(Contact).where(Contact.tenant_id == event.tenant_id)
         found = None
         if external_id:
@@ -84,16 +119,31 @@ class Dispatcher:
         if found is None and email:
             found = session.scalar(query.where(Contact.email == email).limit(1))
         if found is not None:
+            if batch is not None:
+                batch.add_contact(found, new=False)
             return found, False
+        contact = self._new_contact(session, event, ident, external_id, email, now)
+        if batch is not None:
+            batch.add_contact(contact, new=True)
+        return contact, True
+
+    def _new_contact(self, session: Session, event: InboxEvent, ident: dict[str, Any], external_id: str,
+                     email: str | None, now: datetime, batch: BatchCache | None = None) -> Contact:
         fields = {k: ident[k] for k in CONTACT_KEYS if ident.get(k)}
         contact = Contact(tenant_id=event.tenant_id, external_id=external_id or f"email:{email}",
                           email=email, fields=fields, tags=[], groups=[], segments=[], activity={},
                           updated_at=now)
+        new_id = batch.new_id(Contact) if batch is not None else None
         session.add(contact)
-        session.flush()
-        return contact, True
+        if new_id is not None:
+            contact.id = new_id
+        else:
+            session.flush()
+        return contact
 
-    def _in_flight(self, session: Session, contact: Contact) -> list[Instance]:
+    def _in_flight(self, session: Session, contact: Contact, batch: BatchCache | None = None) -> list[Instance]:
+        if batch is not None:
+            return batch.in_flight(contact.id)
         return list(session.scalars(
             select(Instance).join(Journey, Journey.id == Instance.journey_id)
             .where(Instance.tenant_id == contact.tenant_id, Instance.contact_id == contact.id,
@@ -101,51 +151,233 @@ class Dispatcher:
             .order_by(Instance.id)))
 
     # --- decisions --------------------------------------------------------------------
-    def _react(self, session: Session, inst: Instance, contact: Contact, signal: Signal, now: datetime) -> None:
+    def _react(self, session: Session, inst: Instance, contact: Contact, signal: Signal, now: datetime,
+               batch: BatchCache | None = None) -> None:
         if inst.status != "active":
             return
         version = self.rt.versions.get(session, inst.version_id)
         listens = version.compiled.listens
         if signal.type not in listens and "*" not in listens:
             return
-        self._decide(session, version, contact, inst, "event", signal, now)
+        self._decide(session, version, contact, inst, "event", signal, now, batch=batch)
 
-    def _update(self, session: Session, inst: Instance, contact: Contact, now: datetime) -> None:
+    def _update(self, session: Session, inst: Instance, contact: Contact, now: datetime,
+                batch: BatchCache | None = None) -> None:
         if inst.status != "active":
             return
         version = self.rt.versions.get(session, inst.version_id)
         if "*" in version.compiled.listens:
-            self._decide(session, version, contact, inst, "update", Signal("contact_updated"), now)
+            self._decide(session, version, contact, inst, "update", Signal("contact_updated"), now, batch=batch)
 
-    def _enter(self, session: Session, contact: Contact, signal: Signal, now: datetime) -> None:
-        for version in self._routed(session, contact.tenant_id, signal):
+    def _enter(self, session: Session, contact: Contact, signal: Signal, now: datetime,
+               batch: BatchCache | None = None) -> None:
+        for version in self._routed(session, contact.tenant_id, signal, batch):
             for route in version.compiled.entry_routes:
                 if route["event"] == signal.type and route["key"] in ("*", signal.key):
                     entry_key = str(signal.props.get(route["entry_key"], "")) if route["entry_key"] else ""
                     break
             else:
                 continue
-            hist = history(session, version.journey_id, contact.id, entry_key, now)
+            if batch is not None:
+                hist = batch.history(version.journey_id, contact.id, entry_key, now)
+            else:
+                hist = history(session, version.journey_id, contact.id, entry_key, now)
             self._decide(session, version, contact, None, "trigger", signal, now, hist=hist,
-                         entry_key=entry_key)
+                         entry_key=entry_key, batch=batch)
 
-    def _routed(self, session: Session, tenant_id: int, signal: Signal) -> list[LoadedVersion]:
-        ids = session.scalars(
-            select(Route.version_id).join(JourneyVersion, JourneyVersion.id == Route.version_id)
-            .where(Route.tenant_id == tenant_id, Route.event == signal.type,
-                   or_(Route.key == signal.key, Route.key == "*"), JourneyVersion.active.is_(True))
-            .distinct()).all()
+    def _routed(self, session: Session, tenant_id: int, signal: Signal,
+                batch: BatchCache | None = None) -> list[LoadedVersion]:
+        if batch is not None:
+            ids = batch.routed(tenant_id, signal.type, signal.key)
+        else:
+            ids = session.scalars(
+                select(Route.version_id).join(JourneyVersion, JourneyVersion.id == Route.version_id)
+                .where(Route.tenant_id == tenant_id, Route.event == signal.type,
+                       or_(Route.key == signal.key, Route.key == "*"), JourneyVersion.active.is_(True))
+                .distinct()).all()
         return [self.rt.versions.get(session, vid) for vid in sorted(ids)]
 
     def _decide(self, session: Session, version: LoadedVersion, contact: Contact, inst: Instance | None,
                 kind: str, signal: Signal, now: datetime, *, hist: dict[str, Any] | None = None,
-                entry_key: str = "") -> None:
+                entry_key: str = "", batch: BatchCache | None = None) -> None:
         msg = facts.message(kind, contact=contact, needs=version.compiled.needs, now=now,
                             event_type=signal.type, key=signal.key, props=signal.props,
                             instance=inst, hist=hist, journey_id=version.journey_id)
         firings = self.rt.engine.decide(version.compiled, msg)
         if firings:
-            Applier(session, version, contact, now).apply(firings, inst, entry_key)
+            known = batch.instances_of(contact.id) if batch is not None else None
+            Applier(session, version, contact, now, known=known, batch=batch).apply(firings, inst, entry_key)
+
+
+class BatchCache:
+    """What one batch of events reads, loaded in a few queries inside the batch's own
+    transaction (so it is exactly as fresh as per-event queries would be): the contacts
+    the events name, all their instances (for in-flight reactions, entry history and
+    rotations), the live/paused status of those instances' journeys, and each tenant's
+    routes. Contacts and instances created during the batch are added as they appear."""
+
+    def __init__(self, session: Session, events: list[InboxEvent]):
+        self.session = session
+        self._by_ext: dict[tuple[int, str], Contact] = {}
+        self._by_email: dict[tuple[int, str], Contact] = {}
+        self._asked_ext: set[tuple[int, str]] = set()
+        self._asked_email: set[tuple[int, str]] = set()
+        self._instances: dict[int, list[Instance]] = {}
+        self._journey_live: dict[int, bool] = {}
+        self._routes: dict[int, dict[tuple[str, str], set[int]]] = {}
+        self._next_ids: dict[Any, int] = {}
+        self._outbox: list[dict[str, Any]] = []
+        self._outbox_keys: set[tuple[int, str]] = set()
+        wanted: dict[int, tuple[set[str], set[str]]] = {}
+        for event in events:
+            ident = event.payload.get("contact") or {}
+            exts, emails = wanted.setdefault(event.tenant_id, (set(), set()))
+            ext = str(ident.get("id") or ident.get("external_id") or "")
+            email = (ident.get("email") or "").lower()
+            if ext:
+                exts.add(ext)
+            if email:
+                emails.add(email)
+        for tenant_id, (exts, emails) in wanted.items():
+            self._asked_ext.update((tenant_id, e) for e in exts)
+            self._asked_email.update((tenant_id, e) for e in emails)
+            found: list[Contact] = []
+            for column, values in ((Contact.external_id, exts), (Contact.email, emails)):
+                for chunk in _chunks(sorted(values)):
+                    found.extend(session.scalars(select(Contact).where(Contact.tenant_id == tenant_id,
+                                                                       column.in_(chunk))))
+            for contact in sorted(found, key=lambda c: c.id, reverse=True):  # lowest id wins an email
+                self._index(contact)
+        ids = sorted({c.id for c in self._by_ext.values()} | {c.id for c in self._by_email.values()})
+        for chunk in _chunks(ids):
+            for inst in session.scalars(select(Instance).where(Instance.contact_id.in_(chunk))
+                                        .order_by(Instance.id)):
+                self._instances.setdefault(inst.contact_id, []).append(inst)
+        journeys = sorted({i.journey_id for lst in self._instances.values() for i in lst})
+        for chunk in _chunks(journeys):
+            for jid, status in session.execute(select(Journey.id, Journey.status).where(Journey.id.in_(chunk))):
+                self._journey_live[jid] = status == "live"
+        for contact_id in ids:
+            self._instances.setdefault(contact_id, [])
+
+    # --- writes -------------------------------------------------------------------------
+    def new_id(self, model: Any) -> int | None:
+        """The next primary key of ``model`` without a flush, on SQLite only: its writer
+        holds the database (BEGIN IMMEDIATE) and would pick max(id) + 1 itself. On
+        PostgreSQL the caller flushes and the sequence decides."""
+        if self.session.get_bind().dialect.name != "sqlite":
+            return None
+        last = self._next_ids.get(model)
+        if last is None:
+            with self.session.no_autoflush:
+                last = self.session.scalar(select(func.max(model.id))) or 0
+        self._next_ids[model] = last + 1
+        return last + 1
+
+    def queue_outbox(self, row: dict[str, Any]) -> int:
+        """Queue one outbox row for the batch's single insert; 1 when it is new, 0 when a
+        row with its idempotency key exists (as ``insert_ignoring_conflicts`` reports)."""
+        key = (row["tenant_id"], row["idempotency_key"])
+        if key in self._outbox_keys:
+            return 0
+        with self.session.no_autoflush:
+            exists = self.session.scalar(select(OutboxMessage.id).where(
+                OutboxMessage.tenant_id == row["tenant_id"],
+                OutboxMessage.idempotency_key == row["idempotency_key"]).limit(1))
+        if exists is not None:
+            return 0
+        self._outbox_keys.add(key)
+        self._outbox.append(row)
+        return 1
+
+    def finish(self) -> None:
+        """Write what was queued: the instances first (the outbox rows refer to them)."""
+        if self._outbox:
+            self.session.flush()
+            insert_ignoring_conflicts(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"])
+            self._outbox = []
+
+    def _index(self, contact: Contact) -> None:
+        self._by_ext[(contact.tenant_id, contact.external_id)] = contact
+        if contact.email:
+            self._by_email[(contact.tenant_id, contact.email)] = contact
+
+    # --- contacts -----------------------------------------------------------------------
+    def contact(self, tenant_id: int, external_id: str, email: str | None) -> Contact | None:
+        """The contact the per-event lookup would find (by id first, then by email)."""
+        if external_id:
+            hit = self._by_ext.get((tenant_id, external_id))
+            if hit is not None and hit.external_id == external_id:
+                return hit
+        if email:
+            hit = self._by_email.get((tenant_id, email))
+            if hit is not None and hit.email == email:
+                return hit
+        return None
+
+    def complete(self, tenant_id: int, external_id: str, email: str | None) -> bool:
+        """True when a miss is certain: both keys were looked up for this batch and no
+        contact seen since has changed identity (else ask the database)."""
+        return ((not external_id or (tenant_id, external_id) in self._asked_ext)
+                and (not email or (tenant_id, email) in self._asked_email)
+                and not self._identity_changed())
+
+    def _identity_changed(self) -> bool:
+        for (tenant_id, ext), c in self._by_ext.items():
+            if c.external_id != ext:
+                return True
+        for (tenant_id, email), c in self._by_email.items():
+            if c.email != email:
+                return True
+        return False
+
+    def add_contact(self, contact: Contact, *, new: bool) -> None:
+        """A contact created in this batch (no instances yet) or found by a query."""
+        self._index(contact)
+        if new:
+            self._instances.setdefault(contact.id, [])
+        elif contact.id not in self._instances:
+            self._instances[contact.id] = list(self.session.scalars(
+                select(Instance).where(Instance.contact_id == contact.id).order_by(Instance.id)))
+
+    # --- instances ----------------------------------------------------------------------
+    def instances_of(self, contact_id: int) -> list[Instance]:
+        return self._instances.setdefault(contact_id, [])
+
+    def _live(self, journey_id: int) -> bool:
+        live = self._journey_live.get(journey_id)
+        if live is None:
+            live = self.session.scalar(select(Journey.status).where(Journey.id == journey_id)) == "live"
+            self._journey_live[journey_id] = live
+        return live
+
+    def in_flight(self, contact_id: int) -> list[Instance]:
+        return [i for i in self.instances_of(contact_id) if i.status == "active" and self._live(i.journey_id)]
+
+    def history(self, journey_id: int, contact_id: int, entry_key: str, now: datetime) -> dict[str, Any]:
+        """As ``transitions.history``, from the batch's instances."""
+        mine = [i for i in self.instances_of(contact_id) if i.journey_id == journey_id and i.entry_key == entry_key]
+        last = max((i.entered_at for i in mine), default=None)
+        since = (now - last).total_seconds() if last else 0
+        return {"entries": len(mine), "active": sum(1 for i in mine if i.status == "active"),
+                "since_entry": since}
+
+    # --- routes -------------------------------------------------------------------------
+    def routed(self, tenant_id: int, event: str, key: str) -> set[int]:
+        routes = self._routes.get(tenant_id)
+        if routes is None:
+            routes = {}
+            for ev, k, vid in self.session.execute(
+                    select(Route.event, Route.key, Route.version_id)
+                    .join(JourneyVersion, JourneyVersion.id == Route.version_id)
+                    .where(Route.tenant_id == tenant_id, JourneyVersion.active.is_(True))):
+                routes.setdefault((ev, k), set()).add(vid)
+            self._routes[tenant_id] = routes
+        return routes.get((event, key), set()) | routes.get((event, "*"), set())
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: datetime) -> None:

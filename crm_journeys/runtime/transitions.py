@@ -48,12 +48,17 @@ def history(session: Session, journey_id: int, contact_id: int, entry_key: str, 
 class Applier:
     """One per decision: walks the firings in order and writes what they mean."""
 
-    def __init__(self, session: Session, version: LoadedVersion, contact: Contact, now: datetime):
+    def __init__(self, session: Session, version: LoadedVersion, contact: Contact, now: datetime, *,
+                 known: list[Instance] | None = None, batch: Any = None):
         self.session = session
         self.version = version
         self.contact = contact
         self.now = now
         self.outcome = Outcome(None)
+        self.known = known  # all of the contact's instances, when the caller tracks them
+        # The dispatcher's batch (``dispatch.BatchCache``) when it runs one: it hands out
+        # row ids without a flush and queues outbox rows for one insert per batch.
+        self.batch = batch
 
     def apply(self, firings: list[Firing], instance: Instance | None, entry_key: str = "") -> Outcome:
         self.outcome.instance = instance
@@ -69,16 +74,26 @@ class Applier:
 
     # --- intents ----------------------------------------------------------------------
     def _enter(self, firing: Firing, entry_key: str) -> None:
-        rotation = self.session.scalar(
-            select(func.count(Instance.id)).where(Instance.version_id == self.version.id,
-                                                  Instance.contact_id == self.contact.id,
-                                                  Instance.entry_key == entry_key)) or 0
+        if self.known is not None:
+            rotation = sum(1 for i in self.known if i.version_id == self.version.id and i.entry_key == entry_key)
+        else:
+            rotation = self.session.scalar(
+                select(func.count(Instance.id)).where(Instance.version_id == self.version.id,
+                                                      Instance.contact_id == self.contact.id,
+                                                      Instance.entry_key == entry_key)) or 0
         inst = Instance(tenant_id=self.version.tenant_id, journey_id=self.version.journey_id,
                         version_id=self.version.id, contact_id=self.contact.id, entry_key=entry_key,
                         rotation=rotation, status="active", step=None, loops={}, visits=0,
                         entered_at=self.now, updated_at=self.now)
-        self.session.add(inst)
-        self.session.flush()
+        new_id = self.batch.new_id(Instance) if self.batch is not None else None
+        if new_id is not None:
+            inst.id = new_id
+            self.session.add(inst)
+        else:
+            self.session.add(inst)
+            self.session.flush()
+        if self.known is not None:
+            self.known.append(inst)
         self.outcome.instance = inst
         self._log(inst, "entered", "", firing, branch=firing.intent["starting_point"])
         if not firing.intent.get("to"):
@@ -90,12 +105,16 @@ class Applier:
         assert isinstance(step, m.ActionStep)
         self._arrive(inst, step.id)
         key = self._idempotency_key(inst, step)
-        added = insert_ignoring_conflicts(self.session, OutboxMessage, [{
+        row = {
             "tenant_id": inst.tenant_id, "instance_id": inst.id, "contact_id": self.contact.id,
             "step": step.id, "idempotency_key": key, "action": step.action, "params": step.params,
             "status": "pending", "attempts": 0, "next_attempt_at": self.now, "last_error": "",
             "result": {}, "created_at": self.now,
-        }], ["tenant_id", "idempotency_key"])
+        }
+        if self.batch is not None:
+            added = self.batch.queue_outbox(row)
+        else:
+            added = insert_ignoring_conflicts(self.session, OutboxMessage, [row], ["tenant_id", "idempotency_key"])
         self.outcome.outbox_rows += added
         self._log(inst, "action", step.id, firing, extra={"action": step.action, "queued": bool(added),
                                                            "key": key})

@@ -1,0 +1,115 @@
+"""``python -m bench [--quick] [--only P1,P3] [--no-write]``: runs the figures of issue 6
+and writes the table into docs/benchmarks.md (between the generated-table markers; the
+hand-written analysis around them is kept)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import machine
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _f(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return str(x)
+
+
+def row(r: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+    fig = r["figure"]
+    if r.get("skipped"):
+        return fig, "skipped", "", "", "", r["skipped"]
+    if fig == "P1":
+        measured = f"{_f(r['e2e_per_s'])} events/s end to end ({_f(r['events'])} events)"
+        base = (f"engine alone {_f(r['engine_per_s'])}/s, SQL alone {_f(r['sql_per_s'])}/s, "
+                f"combined serially {_f(r['combined_per_s'])}/s")
+    elif fig == "P2":
+        measured = f"{_f(r['many_per_s'])} events/s with {_f(r['journeys'])} journeys"
+        base = f"{_f(r['one_per_s'])} events/s with 1 journey"
+    elif fig == "P3":
+        measured = (f"{_f(r['drain_per_s'])} wake-ups/s draining {_f(r['wakeups'])} due at once; "
+                    f"steady {r['steady_rate']}/s: p50 {_f(r['p50_lateness_ms'])} ms, "
+                    f"p99 {_f(r['p99_lateness_ms'])} ms late")
+        base = "goal 10,000/s"
+    elif fig == "P4":
+        measured = (f"RSS {_f(r['rss_big_kb'] / 1024)} MiB with {_f(r['waiting_big'])} waiting; "
+                    f"{_f(r['db_bytes_per_waiting'])} B/instance (instance + wake-up rows), "
+                    f"{_f(r['db_bytes_per_waiting_all'])} B with its inbox event, outbox row, log and contact")
+        base = f"RSS {_f(r['rss_small_kb'] / 1024)} MiB with 1,000 waiting"
+    elif fig == "P5":
+        measured = f"{_f(r['two_workers_per_s'])} events/s with 2 workers ({_f(r['events'])} events)"
+        base = f"{_f(r['one_worker_per_s'])} events/s with 1 worker"
+    else:
+        measured = (f"p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms webhook -> outbox row committed "
+                    f"({_f(r['outbox_rows'])} rows, sent at {_f(r['sent_rate'])}/s, HTTP p50 {_f(r['http_p50_ms'])} ms)")
+        base = f"target load {r['target_rate']}/s"
+    holds = {True: "yes", False: "**no**", None: "n/a"}[r["holds"]]
+    return fig, measured, base, f"{r['ratio']:.2f}", r["goal"], holds
+
+
+def render(results: list[dict[str, Any]], command: str, started: datetime) -> str:
+    m = machine()
+    lines = [BEGIN, "",
+             f"- Date: {started:%Y-%m-%d %H:%M} UTC",
+             f"- Command: `{command}`",
+             f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM; Python {m['python']}, "
+             f"SQLite {m['sqlite']}",
+             "",
+             "| Figure | Measured | Baseline (same run) | Ratio | Goal | Holds |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append("| " + " | ".join(row(r)) + " |")
+    lines += ["", "<details><summary>raw results</summary>", "", "```json",
+              json.dumps(results, indent=1, default=str), "```", "</details>", "", END]
+    return "\n".join(lines)
+
+
+def write_doc(block: str) -> None:
+    if DOC.exists() and BEGIN in DOC.read_text():
+        text = DOC.read_text()
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1] if END in rest else ""
+        DOC.write_text(head + block + tail)
+    else:
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        DOC.write_text("# Benchmarks\n\n" + block + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.figures import FIGURES
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
+    parser.add_argument("--only", default="", help="comma-separated figures, e.g. P1,P3")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    chosen = [f.strip().upper() for f in args.only.split(",") if f.strip()] or list(FIGURES)
+    started = datetime.now(UTC)
+    results = []
+    for name in chosen:
+        t0 = time.monotonic()
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        result = FIGURES[name](args.quick)
+        result["wall_s"] = round(time.monotonic() - t0, 1)
+        results.append(result)
+        fig, measured, base, ratio, goal, holds = row(result)
+        print(f"{fig}: {measured} | baseline: {base} | ratio {ratio} | goal: {goal} | holds: {holds}", flush=True)
+    if not args.no_write:
+        command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_doc(render(results, command.strip(), started))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
