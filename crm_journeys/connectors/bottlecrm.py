@@ -267,4 +267,6 @@ def _delivered(state: SyncState, entry: dict[str, Any]) -> bool:
     """Whether a version at least as new as this feed entry already went out (the scan or
     an earlier poll delivered it), so the contact need not be fetched again."""
     known = state.seen.get(entry["entity_id"])
-    return bool(known) and entry["action"] != "DELETE" and known[1] >= _at(entry).timestamp()
+    if not known or entry["action"] == "DELETE":
+        return False
+    return bool(known[1] >= _at(entry).timestamp())
