@@ -140,9 +140,10 @@ class Connector(ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
-    # Known capabilities: "webhooks" (verify/parse_webhook), "deletes" (sync reports
-    # deletions), "echo" (sync flags our own changes), "log_email", "send_email",
-    # "phone_call", "appointment" (native activity kinds, else mapped to tasks).
+    # Known capabilities: "webhooks" (verify/parse_webhook), "signed_webhooks" (the
+    # signature covers the body), "deletes" (sync reports deletions), "echo" (sync flags
+    # our own changes), "log_email", "send_email", "phone_call", "appointment" (native
+    # activity kinds, else mapped to tasks).
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: dict[str, Any] | None = None,
