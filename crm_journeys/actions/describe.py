@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, missing
 from marshmallow.validate import OneOf, Range
 
 _TYPES = [
@@ -23,7 +23,7 @@ def describe_schema(schema_cls: type[Schema]) -> list[dict[str, Any]]:
         for key in ("picker", "help", "widget"):
             if key in fld.metadata:
                 entry[key] = fld.metadata[key]
-        if fld.load_default is not None and not callable(fld.load_default):
+        if fld.load_default is not None and fld.load_default is not missing and not callable(fld.load_default):
             entry["default"] = fld.load_default
         for validator in fld.validators:
             if isinstance(validator, OneOf):

@@ -39,6 +39,10 @@ class Runtime:
                 self._connectors[tenant_id] = build_connector(tenant, self)
         return self._connectors[tenant_id]
 
+    def use_connector(self, tenant_id: int, connector: Connector) -> None:
+        """Put a specific connector in place (test mode's dry-run CRM, a bench fake)."""
+        self._connectors[tenant_id] = connector
+
     def forget_connector(self, tenant_id: int) -> None:
         self._connectors.pop(tenant_id, None)
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from crm_journeys.clock import VirtualClock
+from crm_journeys.connectors.sandbox import SandboxConnector
 from crm_journeys.definition.dates import parse_datetime
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.runtime.services import Runtime
@@ -24,7 +28,54 @@ from crm_journeys.runtime.tenants import create_tenant
 from crm_journeys.runtime.versions import create_journey, publish
 from crm_journeys.runtime.worker import Worker, advance_to
 from crm_journeys.storage.db import Database
-from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog
+from crm_journeys.storage.models import Contact, Instance, OutboxMessage, SandboxContact, StepLog
+
+
+class DryRunConnector(SandboxConnector):
+    """The sandbox CRM in the throw-away database; any contact reference is accepted, so
+    a journey of a HubSpot tenant can be tried without sending anything anywhere."""
+
+    def _find(self, s: Session, ref: str, *, create: bool) -> SandboxContact | None:
+        if ref.startswith("email:") or ref.isdigit() and s.get(SandboxContact, int(ref)) is not None:
+            return super()._find(s, ref, create=create)
+        return super()._find(s, f"email:{ref.lower()}@dry-run.invalid", create=create)
+
+
+@dataclass
+class World:
+    """A throw-away database with one tenant and one published journey."""
+
+    db: Database
+    clock: VirtualClock
+    runtime: Runtime
+    worker: Worker
+    tenant_id: int
+    journey_id: int
+
+
+@contextmanager
+def throwaway_world(document: dict[str, Any], start: datetime, name: str = "simulation") -> Iterator[World]:
+    """Publish ``document`` in a fresh SQLite database on a virtual clock; removed afterwards.
+
+    Raises:
+        DefinitionError: the document cannot be published.
+    """
+    from crm_journeys.actions.registry import installed_actions
+
+    with tempfile.TemporaryDirectory(prefix=f"cj-{name}-") as folder:
+        db = Database(f"sqlite:///{Path(folder) / 'world.db'}")
+        try:
+            db.upgrade()
+            clock = VirtualClock(start)
+            runtime = Runtime(db=db, clock=clock, settings={"smtp_url": ""})
+            with db.unit_of_work() as s:
+                tenant_id = create_tenant(s, name, name.title(), start).id
+                journey_id = create_journey(s, tenant_id, document, start).id
+                publish(s, tenant_id, journey_id, start, actions=installed_actions())
+            runtime.use_connector(tenant_id, DryRunConnector({}, {}, database=db, tenant_id=tenant_id, clock=clock))
+            yield World(db, clock, runtime, Worker(runtime, worker_id=name), tenant_id, journey_id)
+        finally:
+            db.dispose()
 
 
 @dataclass
@@ -54,35 +105,19 @@ class Simulation:
     events: list[ScriptedEvent] = field(default_factory=list)
 
     def run(self) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="cj-sim-") as tmp:
-            db = Database(f"sqlite:///{Path(tmp) / 'sim.db'}")
-            try:
-                db.upgrade()
-                return self._run(db)
-            finally:
-                db.dispose()
-
-    def _run(self, db: Database) -> dict[str, Any]:
-        from crm_journeys.actions.registry import installed_actions
-
-        clock = VirtualClock(self.start)
-        runtime = Runtime(db=db, clock=clock)
-        worker = Worker(runtime, worker_id="simulator")
-        with db.unit_of_work() as s:
-            tenant_id = create_tenant(s, "simulation", "Simulation", clock.now()).id
-            journey = create_journey(s, tenant_id, self.document, clock.now())
-            publish(s, tenant_id, journey.id, clock.now(), actions=installed_actions())
-            for contact in self.contacts:
-                ingest(s, tenant_id, _contact_snapshot(contact), clock.now())
-        worker.drain()
-        for scripted in sorted(self.events, key=lambda e: e.at):
-            if scripted.at > clock.now():
-                advance_to(worker, clock, scripted.at)
-            with db.unit_of_work() as s:
-                ingest(s, tenant_id, scripted.event, clock.now())
-            worker.drain()
-        advance_to(worker, clock, max(self.until, clock.now()))
-        return report(db, tenant_id, self.start, clock.now())
+        with throwaway_world(self.document, self.start) as w:
+            with w.db.unit_of_work() as s:
+                for contact in self.contacts:
+                    ingest(s, w.tenant_id, _contact_snapshot(contact), w.clock.now())
+            w.worker.drain()
+            for scripted in sorted(self.events, key=lambda e: e.at):
+                if scripted.at > w.clock.now():
+                    advance_to(w.worker, w.clock, scripted.at)
+                with w.db.unit_of_work() as s:
+                    ingest(s, w.tenant_id, scripted.event, w.clock.now())
+                w.worker.drain()
+            advance_to(w.worker, w.clock, max(self.until, w.clock.now()))
+            return report(w.db, w.tenant_id, self.start, w.clock.now())
 
 
 def _contact_snapshot(contact: dict[str, Any]) -> IncomingEvent:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import missing
-
 from crm_journeys.actions.registry import installed_actions
 from crm_journeys.definition.triggers import CANONICAL_EVENTS, catalog_as_json
 
@@ -78,14 +76,7 @@ STEP_FORMS: dict[str, dict[str, Any]] = {
 
 
 def actions_json() -> list[dict[str, Any]]:
-    out = []
-    for cls in installed_actions().values():
-        described = cls.describe()
-        for param in described["params"]:
-            if param.get("default", None) is missing:  # describe() may pass marshmallow's marker on
-                del param["default"]
-        out.append(described)
-    return out
+    return [cls.describe() for cls in installed_actions().values()]
 
 
 def catalog() -> dict[str, Any]:

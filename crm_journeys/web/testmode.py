@@ -9,31 +9,22 @@ Actions land in a dry-run copy of the sandbox CRM, so even a HubSpot tenant send
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_journeys.actions.registry import installed_actions
-from crm_journeys.clock import VirtualClock
-from crm_journeys.connectors.sandbox import SandboxConnector
 from crm_journeys.definition.durations import parse_duration
 from crm_journeys.definition.triggers import CATALOG
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
-from crm_journeys.runtime.services import Runtime
-from crm_journeys.runtime.tenants import create_tenant
-from crm_journeys.runtime.versions import create_journey, publish
-from crm_journeys.runtime.worker import Worker, advance_to
-from crm_journeys.storage.db import Database
+from crm_journeys.runtime.simulate import World, throwaway_world
+from crm_journeys.runtime.worker import advance_to
 from crm_journeys.storage.models import (
     InboxEvent,
     Instance,
@@ -43,48 +34,6 @@ from crm_journeys.storage.models import (
     StepLog,
 )
 from crm_journeys.web.queries import timeline_entry
-
-
-class DryRunConnector(SandboxConnector):
-    """The sandbox CRM in the throw-away database; any contact reference is accepted."""
-
-    def _find(self, s: Session, ref: str, *, create: bool) -> SandboxContact | None:
-        if ref.startswith("email:") or ref.isdigit() and s.get(SandboxContact, int(ref)) is not None:
-            return super()._find(s, ref, create=create)
-        return super()._find(s, f"email:{ref.lower()}@dry-run.invalid", create=create)
-
-
-@dataclass
-class World:
-    db: Database
-    clock: VirtualClock
-    runtime: Runtime
-    worker: Worker
-    tenant_id: int
-    journey_id: int
-
-
-@contextmanager
-def throwaway_world(document: dict[str, Any], start: datetime) -> Iterator[World]:
-    """A fresh database with one tenant and the draft published; removed afterwards.
-
-    Raises:
-        DefinitionError: the draft cannot be published yet.
-    """
-    with tempfile.TemporaryDirectory(prefix="cj-testmode-") as folder:
-        db = Database(f"sqlite:///{Path(folder) / 'world.db'}")
-        try:
-            db.upgrade()
-            clock = VirtualClock(start)
-            runtime = Runtime(db=db, clock=clock, settings={"smtp_url": ""})
-            with db.unit_of_work() as s:
-                tenant_id = create_tenant(s, "test-mode", "Test mode", start).id
-                journey_id = create_journey(s, tenant_id, document, start).id
-                publish(s, tenant_id, journey_id, start, actions=installed_actions())
-            runtime._connectors[tenant_id] = DryRunConnector({}, {}, database=db, tenant_id=tenant_id, clock=clock)
-            yield World(db, clock, runtime, Worker(runtime, worker_id="test-mode"), tenant_id, journey_id)
-        finally:
-            db.dispose()
 
 
 def _start_event(document: dict[str, Any], starting_point: str | None, journey_id: int) -> tuple[str, str, dict[str, Any]]:
