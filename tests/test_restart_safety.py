@@ -75,8 +75,11 @@ def _install_resilience(h, crashes: list[int]) -> None:  # type: ignore[no-untyp
         raise AssertionError("kept dying")
 
     h.run_resilient = lambda: resilient(h.run)
-    h.advance_resilient = lambda **d: resilient(
-        lambda target=h.clock.now() + timedelta(**d): advance_to(h.worker, h.clock, target))
+    def advance(**delta: float) -> None:
+        target = h.clock.now() + timedelta(**delta)
+        resilient(lambda: advance_to(h.worker, h.clock, target))
+
+    h.advance_resilient = advance
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 FORMAT_VERSION = 1
 
@@ -47,7 +47,7 @@ class Group:
     items: tuple[Condition, ...]
 
 
-Condition = Union[Leaf, Group]
+Condition = Leaf | Group
 
 
 @dataclass(frozen=True)
