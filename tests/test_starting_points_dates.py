@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from crm_journeys.definition.triggers import CATALOG
 from crm_journeys.definition.model import StartingPoint
+from crm_journeys.definition.triggers import CATALOG
 from crm_journeys.runtime.dates import anniversary, next_occurrence
 from crm_journeys.storage.journey_models import DateSchedule
 from tests.sp_helpers import entries, journey, sp
@@ -137,7 +137,7 @@ def test_birthday_filter_and_time_zone_change_reindexes(harness):
 def test_date_index_is_one_row_per_contact_and_point(harness):
     harness.publish(journey([sp("birthday"), sp("signup_anniversary", id_="anniv")]))
     for i in range(5):
-        harness.snapshot(f"x{i}", f"x{i}@example.com", 1, birthday="1990-07-0%d" % (i + 1),
+        harness.snapshot(f"x{i}", f"x{i}@example.com", 1, birthday=f"1990-07-0{i + 1}",
                          signup_date="2020-01-01")
     harness.run()
     with harness.db.unit_of_work() as s:

@@ -196,7 +196,8 @@ def _fire(runtime: Runtime, session: Session, row: DateSchedule, now: datetime) 
     version = runtime.versions.get(session, row.version_id) if version_row is not None else None
     sp = next((s for s in version.journey.starting_points if s.id == row.starting_point), None) \
         if version is not None else None
-    if sp is None or contact is None or trigger_type(sp.type).schedule == "once" or not live:
+    if version is None or sp is None or contact is None or trigger_type(sp.type).schedule == "once" \
+            or not live:
         row.pending = False
         return
     tt = trigger_type(sp.type)

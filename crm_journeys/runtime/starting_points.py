@@ -49,7 +49,7 @@ def observe(runtime: Runtime, session: Session, contact: Contact, event: InboxEv
     if created:
         changed |= set(contact.fields or {}) | {"*"}
     if changed:
-        names = [dates.ROUTE_PREFIX + f for f in changed] + [dates.ROUTE_PREFIX + dates.FIXED]
+        names: list[str] | None = [dates.ROUTE_PREFIX + f for f in changed] + [dates.ROUTE_PREFIX + dates.FIXED]
         if "time_zone" in changed:
             names = None  # every date schedule of the contact moves
         dates.on_contact_change(session, _versions(runtime, session, contact.tenant_id, names, None,

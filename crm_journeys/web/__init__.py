@@ -11,4 +11,6 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     from crm_journeys.web.health import health
     from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api"), (ui, "")]
+    from crm_journeys.web.integrations import hooks
+
+    return [(health, ""), (api, "/api"), (ui, ""), (hooks, "")]
