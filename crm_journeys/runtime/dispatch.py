@@ -13,11 +13,12 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import facts
 from crm_journeys.runtime.mirror import Signal, apply_event
+from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
 from crm_journeys.runtime.versions import LoadedVersion
 from crm_journeys.storage.models import (
@@ -28,6 +29,7 @@ from crm_journeys.storage.models import (
     JourneyVersion,
     OutboxMessage,
     Route,
+    StepLog,
 )
 from crm_journeys.storage.upsert import insert_ignoring_conflicts
 
@@ -84,6 +86,9 @@ class Dispatcher:
         contact, created = self._contact(session, event, now, batch)
         props = event.payload.get("properties") or {}
         change = apply_event(contact, event.type, event.key, props, now, created=created)
+        if batch is not None:
+            batch.note(contact)
+        observe(self.rt, session, contact, event, change, now)  # segments, date index, lapses
         if batch is None:
             session.flush()
         in_flight = self._in_flight(session, contact, batch)
@@ -226,6 +231,10 @@ class BatchCache:
         self._journey_live: dict[int, bool] = {}
         self._routes: dict[int, dict[tuple[str, str], set[int]]] = {}
         self._next_ids: dict[Any, int] = {}
+        self._new_contacts: set[int] = set()
+        self._logs: list[dict[str, Any]] = []
+        self._keys: dict[int, tuple[str, str | None]] = {}
+        self._identity_moved = False
         self._outbox: list[dict[str, Any]] = []
         self._outbox_keys: set[tuple[int, str]] = set()
         wanted: dict[int, tuple[set[str], set[str]]] = {}
@@ -280,24 +289,36 @@ class BatchCache:
         key = (row["tenant_id"], row["idempotency_key"])
         if key in self._outbox_keys:
             return 0
-        with self.session.no_autoflush:
-            exists = self.session.scalar(select(OutboxMessage.id).where(
-                OutboxMessage.tenant_id == row["tenant_id"],
-                OutboxMessage.idempotency_key == row["idempotency_key"]).limit(1))
-        if exists is not None:
-            return 0
+        if row["contact_id"] not in self._new_contacts:  # a new contact has no outbox rows yet
+            with self.session.no_autoflush:
+                exists = self.session.connection().execute(_OUTBOX_KEY, {"t": key[0], "k": key[1]}).first()
+            if exists is not None:
+                return 0
         self._outbox_keys.add(key)
         self._outbox.append(row)
         return 1
 
+    def queue_log(self, row: dict[str, Any]) -> None:
+        self._logs.append(row)
+
     def finish(self) -> None:
-        """Write what was queued: the instances first (the outbox rows refer to them)."""
+        """Write what was queued: the instances first (outbox rows and logs refer to them)."""
+        self.session.flush()
         if self._outbox:
-            self.session.flush()
             insert_ignoring_conflicts(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"])
             self._outbox = []
+        if self._logs:
+            self.session.execute(insert(StepLog), self._logs)
+            self._logs = []
+
+    def note(self, contact: Contact) -> None:
+        """After an event changed ``contact``: keep the lookups right if its identity moved."""
+        if self._keys.get(contact.id) != (contact.external_id, contact.email):
+            self._identity_moved = True
+            self._index(contact)
 
     def _index(self, contact: Contact) -> None:
+        self._keys[contact.id] = (contact.external_id, contact.email)
         self._by_ext[(contact.tenant_id, contact.external_id)] = contact
         if contact.email:
             self._by_email[(contact.tenant_id, contact.email)] = contact
@@ -323,18 +344,13 @@ class BatchCache:
                 and not self._identity_changed())
 
     def _identity_changed(self) -> bool:
-        for (tenant_id, ext), c in self._by_ext.items():
-            if c.external_id != ext:
-                return True
-        for (tenant_id, email), c in self._by_email.items():
-            if c.email != email:
-                return True
-        return False
+        return self._identity_moved
 
     def add_contact(self, contact: Contact, *, new: bool) -> None:
         """A contact created in this batch (no instances yet) or found by a query."""
         self._index(contact)
         if new:
+            self._new_contacts.add(contact.id)
             self._instances.setdefault(contact.id, [])
         elif contact.id not in self._instances:
             self._instances[contact.id] = list(self.session.scalars(
@@ -374,6 +390,11 @@ class BatchCache:
                 routes.setdefault((ev, k), set()).add(vid)
             self._routes[tenant_id] = routes
         return routes.get((event, key), set()) | routes.get((event, "*"), set())
+
+
+_OUTBOX_KEY = (select(OutboxMessage.id)
+               .where(OutboxMessage.tenant_id == bindparam("t"), OutboxMessage.idempotency_key == bindparam("k"))
+               .limit(1))
 
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:

@@ -180,9 +180,9 @@ class Applier:
         inst.outcome = outcome
         inst.ended_at = self.now
         inst.updated_at = self.now
-        self.session.add(StepLog(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
-                                 at=self.now, step=inst.step or "", kind="done", branch=status,
-                                 detail={"outcome": outcome}))
+        self._add_log(dict(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
+                           at=self.now, step=inst.step or "", kind="done", branch=status,
+                           detail={"outcome": outcome}))
 
     def _idempotency_key(self, inst: Instance, step: m.ActionStep) -> str:
         """Once per contact unless the element may run multiple times (then per visit)."""
@@ -194,8 +194,14 @@ class Applier:
              extra: dict[str, Any] | None = None) -> None:
         detail = {"rule": firing.rule, "why": firing.intent.get("why", ""), "facts": _facts(firing.message)}
         detail.update(extra or {})
-        self.session.add(StepLog(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
-                                 at=self.now, step=step, kind=kind, branch=branch, detail=detail))
+        self._add_log(dict(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
+                           at=self.now, step=step, kind=kind, branch=branch, detail=detail))
+
+    def _add_log(self, row: dict[str, Any]) -> None:
+        if self.batch is not None:
+            self.batch.queue_log(row)  # one insert per batch
+        else:
+            self.session.add(StepLog(**row))
 
 
 def _facts(message: dict[str, Any]) -> dict[str, Any]:
