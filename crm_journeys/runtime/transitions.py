@@ -138,8 +138,11 @@ class Applier:
         self._arrive(inst, step.id)
         hold = self.version.compiled.holds[step.id]
         due = wake_time(step, hold, self.now, self.contact.fields or {}, self.version.journey)
-        self.session.add(Wakeup(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id,
-                                visit=inst.visits, due_at=due, pending=True))
+        wakeup = Wakeup(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id,
+                        visit=inst.visits, due_at=due, pending=True)
+        if self.batch is not None:
+            wakeup.id = self.batch.new_id(Wakeup)
+        self.session.add(wakeup)
         self.outcome.wakeups += 1
         self._log(inst, "hold", step.id, firing, extra={"until": due.isoformat()})
 
@@ -172,6 +175,8 @@ class Applier:
             self._cancel_wakeups(inst)
 
     def _cancel_wakeups(self, inst: Instance) -> None:
+        if self.batch is not None and self.batch.cancel_wakeups(inst.id):
+            return  # one UPDATE for the whole batch, covering the wake-ups that exist now
         self.session.execute(update(Wakeup).where(Wakeup.instance_id == inst.id, Wakeup.pending.is_(True))
                              .values(pending=False))
 
@@ -207,7 +212,8 @@ class Applier:
 def _facts(message: dict[str, Any]) -> dict[str, Any]:
     """What the rule saw, minus bookkeeping: shown in the contact's timeline."""
     contact = message.get("contact") or {}
-    out = {k: v for k, v in contact.items() if v}
+    out = {k: [i for i in v if i != ""] if isinstance(v, list) else v for k, v in contact.items()}
+    out = {k: v for k, v in out.items() if v}
     if message.get("type"):
         out["event"] = {"type": message["type"], "key": message.get("key", ""), **(message.get("event") or {})}
     return out
