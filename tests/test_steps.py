@@ -189,3 +189,4 @@ def test_every_firing_is_explained_in_the_log(harness):
         branch = s.scalar(select(StepLog).where(StepLog.kind == "branch"))
     assert branch.branch == "yes" and branch.detail["why"] == "condition true"
     assert branch.detail["facts"]["tags"] == ["VIP"]
+    assert branch.detail["facts"]["event"]["type"] == "form_submitted"

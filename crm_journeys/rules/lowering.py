@@ -81,6 +81,15 @@ def encode_value(value: Any) -> Any:
     return value
 
 
+def decode_value(value: Any) -> Any:
+    """The inverse of ``encode_value``, for showing facts to people."""
+    if value in ("b:true", "b:false"):
+        return value == "b:true"
+    if isinstance(value, str) and value.startswith("s:"):
+        return value[2:]
+    return value
+
+
 class Lowerer:
     """Turns conditions into durable tests while recording the facts they need."""
 

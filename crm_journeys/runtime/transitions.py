@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.definition import model as m
 from crm_journeys.rules.engine import Firing
+from crm_journeys.rules.lowering import decode_value
 from crm_journeys.runtime.schedule import wake_time
 from crm_journeys.runtime.versions import LoadedVersion
 from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog, Wakeup
@@ -212,8 +213,18 @@ class Applier:
 def _facts(message: dict[str, Any]) -> dict[str, Any]:
     """What the rule saw, minus bookkeeping: shown in the contact's timeline."""
     contact = message.get("contact") or {}
-    out = {k: [i for i in v if i != ""] if isinstance(v, list) else v for k, v in contact.items()}
+    out = {k: _shown(v) for k, v in contact.items()}
     out = {k: v for k, v in out.items() if v}
     if message.get("type"):
-        out["event"] = {"type": message["type"], "key": message.get("key", ""), **(message.get("event") or {})}
+        out["event"] = {"type": message["type"], "key": message.get("key", ""),
+                        **_shown(message.get("event") or {})}
     return out
+
+
+def _shown(value: Any) -> Any:
+    """Facts as a person reads them: no list sentinels, no type prefixes."""
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [i for i in value if i != ""]
+    return decode_value(value)
