@@ -12,12 +12,12 @@ from typing import Any
 import click
 
 from crm_journeys.errors import DefinitionError
+from crm_journeys.storage.db import Database, default_url
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _db(url: str | None):  # type: ignore[no-untyped-def]
-    from crm_journeys.storage.db import Database, default_url
+def _db(url: str | None) -> Database:
 
     return Database(url or os.environ.get("CRM_JOURNEYS_DATABASE_URL")
                     or default_url(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")))
@@ -198,8 +198,8 @@ def simulate(journey: str, events_file: str, contacts_file: str | None, start: s
     from crm_journeys.runtime.simulate import ScriptedEvent, Simulation
 
     raw = [json.loads(line) for line in Path(events_file).read_text().splitlines() if line.strip()]
-    first = parse_datetime(start) or min((parse_datetime(e.get("at")) for e in raw if e.get("at")),
-                                         default=None) or datetime.now(UTC)
+    stamps = [t for e in raw if (t := parse_datetime(e.get("at"))) is not None]
+    first = parse_datetime(start) or min(stamps, default=None) or datetime.now(UTC)
     events = [ScriptedEvent.from_json(e, first) for e in raw]
     last = max((e.at for e in events), default=first)
     end = parse_datetime(until) or last + timedelta(days=30)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.tenants import ensure_tenant
 from crm_journeys.storage.models import Journey, SandboxContact
@@ -57,14 +58,9 @@ def seed_demo(runtime: Runtime, tenant: str = "default", *, only_if_empty: bool 
     yield f"synced {read} sandbox contacts into tenant '{tenant}'"
 
 
-def _admin_login(session, tenant_id: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    try:
-        from crm_journeys.auth import create_user  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from crm_journeys.web.auth import create_user  # type: ignore[no-redef]
-        except ImportError:
-            return
+def _admin_login(session: Session, tenant_id: int) -> Iterator[str]:
+    from crm_journeys.auth import create_user
+
     password = os.environ.get("CRM_JOURNEYS_DEMO_PASSWORD", "demo-password")
     try:
         create_user(session, tenant_id, "admin@example.com", password, "admin")

@@ -74,7 +74,7 @@ class Action(Generic[P]):
     params_schema: ClassVar[type[Schema]]
 
     def load_params(self, raw: dict[str, Any]) -> P:
-        return self.params_schema().load(raw)  # type: ignore[return-value]
+        return self.params_schema().load(raw)
 
     def execute(self, ctx: ActionContext, params: P) -> ActionResult:
         raise NotImplementedError

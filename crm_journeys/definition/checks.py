@@ -22,7 +22,8 @@ from crm_journeys.errors import DefinitionError
 class ActionInfo(Protocol):
     """What checks need of an installed action: the marshmallow schema of its params."""
 
-    params_schema: type[Schema] | None
+    @property
+    def params_schema(self) -> type[Schema] | None: ...
 
 
 class Report:

@@ -9,6 +9,7 @@ durable lives in the engine (no timers, no persistence callbacks, no background 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import threading
@@ -47,7 +48,7 @@ class _QuietHost(dr.Host):
     def _run(self) -> None:  # no engine threads: we only ever post synchronously
         pass
 
-    def get_action(self, action_name: str):  # type: ignore[no-untyped-def]
+    def get_action(self, action_name: str) -> Any:
         return self._owner.action_for(action_name)
 
 
@@ -108,7 +109,7 @@ class RulesEngine:
             raise RuleEngineError(f"could not drop session {sid} of {name}: {exc}") from exc
 
     # --- consequents ------------------------------------------------------------------
-    def action_for(self, action_name: str):  # type: ignore[no-untyped-def]
+    def action_for(self, action_name: str) -> Any:
         ruleset_name, rule_id = action_name.rsplit("/", 1)
         if rule_id == NOOP_RULE:
             return lambda c: None
@@ -130,10 +131,9 @@ class RulesEngine:
             raise RuleEngineError(f"more than {MAX_CHAIN} steps in one evaluation: a loop without a wait")
         target = intent.get("to")
         if intent["op"] in ("enter", "goto", "action", "jump", "goal") and target:
-            try:
+            # A step with no rule for this arrival ends the chain there.
+            with contextlib.suppress(dr.MessageNotHandledException):
                 c.post(_arrival(message, intent, target))
-            except dr.MessageNotHandledException:
-                pass  # a step with no rule for this arrival: the chain stops there
 
 
 def _arrival(message: dict[str, Any], intent: dict[str, Any], target: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ durable_rules' own regex dialect cannot express faithfully), ``event.<prop>`` an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from crm_journeys.definition.model import Condition, Group, Leaf
 
@@ -116,7 +116,7 @@ class Lowerer:
         if isinstance(cond, Group):
             if cond.mode == "not":
                 return self.condition(cond.items[0])
-            flipped = "any" if cond.mode == "all" else "all"
+            flipped: Literal["all", "any"] = "any" if cond.mode == "all" else "all"
             return self._group(Group(flipped, tuple(Group("not", (c,)) for c in cond.items)))
         return self._leaf(cond, negate=True)
 
@@ -173,6 +173,7 @@ class Lowerer:
             self.needs.date_fields.add(field_name)
             path = f"contact.d.{field_name}"
         now = {"$m": "now"}
+        test: dict[str, Any]
         if leaf.op in ("date_before", "date_after"):
             bound = _epoch_literal(leaf.value)
             test = {"$lt" if leaf.op == "date_before" else "$gt": {path: bound}}
@@ -183,7 +184,7 @@ class Lowerer:
             test = {"$and": [{"$gte": {path: now}},
                              {"$lte": {path: {"$add": {"$l": now, "$r": (leaf.days or 0) * DAY}}}}]}
         if negate:
-            bounds = test["$and"] if "$and" in test else [test]
+            bounds = test.get("$and", [test])
             return {"$or": [{"$nex": {path: 1}}, *[_flip_bound(t) for t in bounds]]}
         return test
 

@@ -122,7 +122,7 @@ class Simulation:
 
 def _contact_snapshot(contact: dict[str, Any]) -> IncomingEvent:
     ident = str(contact.get("id") or contact.get("email"))
-    props = {"external_id": ident, "email": contact.get("email"), "tags": contact.get("tags", []),
+    props: dict[str, Any] = {"external_id": ident, "email": contact.get("email"), "tags": contact.get("tags", []),
              "groups": contact.get("groups", []), "fields": contact.get("fields", {}),
              **{k: contact[k] for k in ("first_name", "last_name", "language", "time_zone", "birthday")
                 if k in contact}}

@@ -283,5 +283,5 @@ class SandboxRecord(Base):
     created_at: Mapped[datetime]
 
 
-from crm_journeys.storage import auth_models  # noqa: E402,F401
-from crm_journeys.storage import journey_models  # noqa: E402,F401
+# Models of other modules share this metadata (migrations see every cj_ table).
+from crm_journeys.storage import auth_models, journey_models  # noqa: E402,F401,I001

@@ -17,14 +17,10 @@ def insert_ignoring_conflicts(session: Session, model: Any, rows: list[dict[str,
         return 0
     table = model.__table__
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
-    else:  # pragma: no cover
-        stmt = insert(table)
+    params: Any = rows if len(rows) > 1 else rows[0]
     if dialect in ("postgresql", "sqlite"):
-        stmt = stmt.returning(table.c.id)
-        return len(session.execute(stmt, rows if len(rows) > 1 else rows[0]).all())
-    result = session.execute(stmt, rows if len(rows) > 1 else rows[0])  # pragma: no cover
+        dml = postgresql if dialect == "postgresql" else sqlite
+        stmt = dml.insert(table).on_conflict_do_nothing(index_elements=conflict_columns).returning(table.c.id)
+        return len(session.execute(stmt, params).all())
+    result: Any = session.execute(insert(table), params)  # pragma: no cover - other databases
     return len(rows) if result.rowcount is None or result.rowcount < 0 else result.rowcount
