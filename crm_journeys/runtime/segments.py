@@ -13,7 +13,9 @@ the compiler admits only into that journey.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from marshmallow import ValidationError
@@ -38,8 +40,14 @@ def contact_facts(contact: Contact, now: datetime, segments: list[str] | None = 
 
 
 def _parse(condition: dict[str, Any]) -> Any:
+    return _parse_text(json.dumps(condition, sort_keys=True))
+
+
+@lru_cache(maxsize=1024)
+def _parse_text(text: str) -> Any:
+    """Parsed once per distinct condition: membership checks run on every contact change."""
     try:
-        return parse_condition(condition)
+        return parse_condition(json.loads(text))
     except ValidationError as exc:
         raise DefinitionError(flatten_errors(exc.messages, "condition")) from None
 
