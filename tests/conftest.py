@@ -82,6 +82,7 @@ class Harness:
         self.clock = clock
         self.runtime = Runtime(db=db, clock=clock)
         self.worker = Worker(self.runtime)
+        self._sandbox_ids: dict[str, str] = {}
         with db.unit_of_work() as s:
             self.tenant_id = create_tenant(s, f"t-{uuid.uuid4().hex[:8]}", "Test tenant", clock.now()).id
 
@@ -103,13 +104,27 @@ class Harness:
                                                     properties=props), self.clock.now())
 
     def snapshot(self, external_id: str, email: str, version: int, **fields: Any) -> None:
+        """The host CRM reports this contact as it is now. On the sandbox host a contact's
+        id is its sandbox row's id, so ``external_id`` names a sandbox contact made once."""
+        ref = self._sandbox_ref(external_id, email)
         tags = fields.pop("tags", [])
-        props = {"external_id": external_id, "email": email, "tags": tags, "version": str(version),
-                 "fields": fields}
+        props = {"external_id": ref, "email": email, "tags": tags, "version": str(version), "fields": fields}
         with self.db.unit_of_work() as s:
-            ingest(s, self.tenant_id, IncomingEvent(type="contact_upserted", contact={"id": external_id,
-                   "email": email}, properties=props, dedup_key=f"snap:{external_id}:{version}"),
+            ingest(s, self.tenant_id, IncomingEvent(type="contact_upserted", contact={"id": ref, "email": email},
+                                                    properties=props, dedup_key=f"snap:{ref}:{version}"),
                    self.clock.now())
+
+    def _sandbox_ref(self, name: str, email: str) -> str:
+        from crm_journeys.storage.models import SandboxContact
+
+        if name not in self._sandbox_ids:
+            with self.db.unit_of_work() as s:
+                row = SandboxContact(tenant_id=self.tenant_id, email=email, fields={}, tags=[], groups=[],
+                                     created_at=self.clock.now(), modified_at=self.clock.now())
+                s.add(row)
+                s.flush()
+                self._sandbox_ids[name] = str(row.id)
+        return self._sandbox_ids[name]
 
     # --- running --------------------------------------------------------------------------
     def run(self) -> None:

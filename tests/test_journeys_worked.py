@@ -147,3 +147,16 @@ def test_multi_start_filtered_by_two_tags(harness):
 
         entries = s.scalars(select(StepLog.branch).where(StepLog.kind == "entered").order_by(StepLog.id)).all()
     assert sorted(entries) == ["opened", "tagged"]
+
+
+def test_birthday_greetings_every_year_for_german_speakers(harness):
+    harness.publish("birthday_greetings.json")
+    harness.snapshot("c1", "kai@example.de", 1, first_name="Kai", language="de", birthday="1990-03-15")
+    harness.snapshot("c2", "liv@example.com", 1, first_name="Liv", language="en", birthday="1991-03-16")
+    harness.run()
+    harness.advance(days=400)
+    sent = [(r.data["subject"], r.created_at.isoformat()) for r in harness.crm_records("email")]
+    # 09:00 in Berlin: CET (UTC+1) on 15 March 2026 and 2027.
+    assert sent == [("Alles Gute zum Geburtstag, Kai!", "2026-03-15T08:00:00+00:00"),
+                    ("Alles Gute zum Geburtstag, Kai!", "2027-03-15T08:00:00+00:00")]
+    assert harness.actions_for("liv@example.com") == []
