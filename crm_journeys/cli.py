@@ -72,24 +72,29 @@ def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
 
 @main.command()
 @click.option("--id", "worker_id", default=None, help="Worker name (default: host-pid).")
+@click.option("--batch", default=200, show_default=True, help="Rows claimed per pass.")
+@click.option("--lease", "lease_seconds", default=None, type=float,
+              help="Seconds before a dead worker's claims are taken over (default 300).")
 @click.pass_context
-def worker(ctx: click.Context, worker_id: str | None) -> None:
+def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds: float | None) -> None:
     """Run a worker: wake-ups, inbox, outbox. Start several on PostgreSQL to scale out."""
     import signal
     import socket
+    import threading
 
-    from crm_journeys.runtime.services import Runtime
-    from crm_journeys.runtime.worker import Worker
+    from crm_journeys.runtime.worker import run_worker
 
-    db = _db(ctx.obj["url"])
-    db.upgrade()
-    w = Worker(Runtime(db=db), worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}")
-    signal.signal(signal.SIGTERM, lambda *_: w.stop())
-    click.echo(f"worker {w.worker_id} on {db.engine.dialect.name}")
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    database.dispose()
+    name = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"worker {name} on {database.engine.dialect.name}")
     try:
-        w.run_forever()
+        run_worker(database.url, name, stop, batch=batch, lease_seconds=lease_seconds)
     except KeyboardInterrupt:
-        w.stop()
+        stop.set()
 
 
 @main.group()
