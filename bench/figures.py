@@ -264,7 +264,7 @@ def _steady_lateness(quick: bool) -> dict[str, Any]:
 
 # --- P4: memory ---------------------------------------------------------------------------
 def p4(quick: bool) -> dict[str, Any]:
-    big = 20_000 if quick else int(os.environ.get("CJ_BENCH_P4_WAITING", 1_000_000))
+    big = 20_000 if quick else int(os.environ.get("CJ_BENCH_P4_WAITING", 200_000))
     out: dict[str, Any] = {"figure": "P4", "waiting_small": 1_000, "waiting_big": big}
     for label, n in (("small", 1_000), ("big", big)):
         with sqlite_db() as db:

@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import facts
@@ -30,6 +30,7 @@ from crm_journeys.storage.models import (
     OutboxMessage,
     Route,
     StepLog,
+    Wakeup,
 )
 from crm_journeys.storage.upsert import insert_ignoring_conflicts
 
@@ -233,6 +234,7 @@ class BatchCache:
         self._next_ids: dict[Any, int] = {}
         self._new_contacts: set[int] = set()
         self._logs: list[dict[str, Any]] = []
+        self._cancels: list[dict[str, int]] = []
         self._keys: dict[int, tuple[str, str | None]] = {}
         self._identity_moved = False
         self._outbox: list[dict[str, Any]] = []
@@ -298,6 +300,20 @@ class BatchCache:
         self._outbox.append(row)
         return 1
 
+    def cancel_wakeups(self, instance_id: int) -> bool:
+        """Defer "close the instance's pending wake-ups" to the end of the batch, bounded
+        by the wake-up ids handed out so far so that later holds stay pending. SQLite
+        only (ids come from ``new_id``); False tells the caller to update right away."""
+        if self.session.get_bind().dialect.name != "sqlite":
+            return False
+        mark = self._next_ids.get(Wakeup)  # the last id handed out
+        if mark is None:
+            with self.session.no_autoflush:
+                mark = self.session.scalar(select(func.max(Wakeup.id))) or 0
+            self._next_ids[Wakeup] = mark
+        self._cancels.append({"iid": instance_id, "mark": mark})
+        return True
+
     def queue_log(self, row: dict[str, Any]) -> None:
         self._logs.append(row)
 
@@ -310,6 +326,9 @@ class BatchCache:
         if self._logs:
             self.session.execute(insert(StepLog), self._logs)
             self._logs = []
+        if self._cancels:
+            self.session.connection().execute(_CANCEL_WAKEUPS, self._cancels)
+            self._cancels = []
 
     def note(self, contact: Contact) -> None:
         """After an event changed ``contact``: keep the lookups right if its identity moved."""
@@ -392,6 +411,8 @@ class BatchCache:
         return routes.get((event, key), set()) | routes.get((event, "*"), set())
 
 
+_CANCEL_WAKEUPS = (update(Wakeup).where(Wakeup.instance_id == bindparam("iid"), Wakeup.pending.is_(True),
+                                       Wakeup.id <= bindparam("mark")).values(pending=False))
 _OUTBOX_KEY = (select(OutboxMessage.id)
                .where(OutboxMessage.tenant_id == bindparam("t"), OutboxMessage.idempotency_key == bindparam("k"))
                .limit(1))
@@ -401,7 +422,8 @@ def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: datetime) -> None:
+def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: datetime,
+                 batch: BatchCache | None = None) -> None:
     """A due wake-up: the instance's step decides what the timeout means."""
     version = runtime.versions.get(session, inst.version_id)
     contact = session.get(Contact, inst.contact_id)
@@ -410,4 +432,4 @@ def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: dateti
                         event_type="timer", key=inst.step or "", instance=inst,
                         journey_id=version.journey_id)
     firings = runtime.engine.decide(version.compiled, msg)
-    Applier(session, version, contact, now).apply(firings, inst)
+    Applier(session, version, contact, now, batch=batch).apply(firings, inst)

@@ -1,0 +1,28 @@
+"""The benchmark suite imports, and a --quick run of P1 completes (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def test_bench_modules_import() -> None:
+    for name in ("bench", "bench.__main__", "bench.common", "bench.figures", "bench.workload",
+                 "bench.p6_server", "bench.p6_load"):
+        importlib.import_module(name)
+    from bench.figures import FIGURES
+
+    assert list(FIGURES) == ["P1", "P2", "P3", "P4", "P5", "P6"]
+
+
+def test_quick_p1_runs_and_renders(tmp_path: Path, monkeypatch) -> None:
+    import bench.__main__ as main
+
+    monkeypatch.setattr(main, "DOC", tmp_path / "benchmarks.md")
+    assert main.main(["--quick", "--only", "P1"]) == 0
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "| P1 |" in text and "events/s end to end" in text and "CPUs" in text
