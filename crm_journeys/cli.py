@@ -256,5 +256,145 @@ def sync(ctx: click.Context, tenant: str, page_size: int) -> None:
     click.echo(f"{count} contacts read")
 
 
+
+# --- users and API tokens (the first admin of a workspace is made here) ------------------
+
+_ROLE_CHOICE = click.Choice(["admin", "editor", "viewer"])
+
+
+@main.group()
+def user() -> None:
+    """Users who sign in to a workspace."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option("--role", type=_ROLE_CHOICE, default="editor", show_default=True)
+@click.option("--tenant", default="default", show_default=True, help="Workspace slug (made if missing).")
+@click.password_option(help="Prompted for (twice) when left out.")
+@click.pass_context
+def user_create(ctx: click.Context, email: str, role: str, tenant: str, password: str) -> None:
+    """Add a user with a role to a workspace."""
+    from crm_journeys.auth import create_user
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    try:
+        with database.unit_of_work() as s:
+            create_user(s, _tenant_id(s, tenant), email, password, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the unique (tenant, email) constraint
+        if "unique" in str(exc).lower():
+            raise click.ClickException(f"{email} is already a user of {tenant}") from None
+        raise
+    click.echo(f"{email.strip().lower()}: {role} of {tenant}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for machines (events API, CRM hooks)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--role", type=_ROLE_CHOICE, default="editor", show_default=True)
+@click.option("--tenant", default="default", show_default=True, help="Workspace slug (made if missing).")
+@click.pass_context
+def token_create(ctx: click.Context, name: str, role: str, tenant: str) -> None:
+    """Create a token and print its secret (shown only this once; only a hash is kept)."""
+    from crm_journeys.auth import create_api_token
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    with database.unit_of_work() as s:
+        plaintext = create_api_token(s, _tenant_id(s, tenant), name, role)
+    click.echo(plaintext)
+
+
+
+def _pairs(items: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``key=value`` options; values that read as JSON (numbers, lists, true) are typed."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE", param_hint=what)
+        try:
+            out[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in (
+                "true", "false") else value
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@main.command("install")
+@click.argument("host")
+@click.option("--tenant", required=True, help="Workspace slug for this CRM account.")
+@click.option("--name", default="", help="Display name (default: the slug).")
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A host setting (see plugin_manifest.json); repeat.")
+@click.option("--credential", "credentials", multiple=True, metavar="KEY=VALUE",
+              help="A credential: api_key (Odoo), token (BottleCRM), access_token (a "
+                   "HubSpot private app, or tokens from an OAuth flow run elsewhere).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Prepare the host and read one page to prove the credentials.")
+@click.pass_context
+def install_cmd(ctx: click.Context, host: str, tenant: str, name: str, settings: tuple[str, ...],
+                credentials: tuple[str, ...], check: bool) -> None:
+    """Install into a CRM account with credentials given here (the browser flow for OAuth
+    hosts is /install/HOST)."""
+    from crm_journeys.install import InstallError, install_tenant
+    from crm_journeys.runtime.services import Runtime
+
+    database = _db(ctx.obj["url"])
+    database.upgrade()
+    try:
+        tenant_id = install_tenant(Runtime(db=database), host, tenant, name,
+                                   _pairs(settings, "--setting"),
+                                   _pairs(credentials, "--credential"), check=check)
+    except InstallError as exc:
+        for field, message in exc.errors.items():
+            click.echo(f"  {field}: {message}", err=True)
+        raise click.ClickException(f"{host}: not installed") from None
+    click.echo(f"installed {host} as tenant {tenant!r} (id {tenant_id}); "
+               f"webhooks: POST /hooks/crm/{tenant}; run `crm-journeys sync --tenant {tenant}`")
+
+
+@main.command("uninstall")
+@click.option("--tenant", required=True)
+@click.confirmation_option(prompt="Delete every journey, contact and event of this tenant?")
+@click.pass_context
+def uninstall_cmd(ctx: click.Context, tenant: str) -> None:
+    """Remove a tenant and all its data (the CRM's own records stay)."""
+    from crm_journeys.install import uninstall
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.tenants import tenant_by_slug
+
+    database = _db(ctx.obj["url"])
+    with database.unit_of_work() as s:
+        tenant_id = tenant_by_slug(s, tenant).id
+    deleted = uninstall(Runtime(db=database), tenant_id)
+    click.echo(f"uninstalled {tenant}: " + ", ".join(f"{t} {n}" for t, n in sorted(deleted.items())))
+
+
+@main.command("manifest")
+@click.option("--check", is_flag=True, help="Fail if plugin_manifest.json is not current.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write (default: plugin_manifest.json at the project root).")
+def manifest_cmd(check: bool, output: str | None) -> None:
+    """Generate plugin_manifest.json from the connector and action registries."""
+    from crm_journeys.manifest import MANIFEST_PATH, render
+
+    path = Path(output) if output else MANIFEST_PATH
+    text = render()
+    if check:
+        if not path.exists() or path.read_text() != text:
+            raise click.ClickException(f"{path} is stale: run `crm-journeys manifest`")
+        click.echo(f"{path} is current")
+        return
+    path.write_text(text)
+    click.echo(f"wrote {path}")
+
 if __name__ == "__main__":  # pragma: no cover
     main()

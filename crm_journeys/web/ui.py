@@ -294,4 +294,4 @@ def contact(contact_id: int) -> Any:
     return render_template("crm_journeys/contact.html", contact=detail)
 
 
-from crm_journeys.web import builder  # noqa: E402,F401  (registers the builder's views on ``ui``)
+from crm_journeys.web import admin, builder  # noqa: E402,F401  (register their views on ``ui``)
