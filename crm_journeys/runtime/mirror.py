@@ -93,6 +93,8 @@ def _apply_snapshot(contact: Contact, snap: dict[str, Any], now: datetime, *, cr
     if created:
         return Change([Signal("record_changed", "contact", {"op": "created"}),
                        Signal("contact_created", "", {})] + signals, True)
+    if snap.get("echo"):
+        return Change([], False)  # our own change coming back: facts kept, nothing triggers
     if signals:
         signals.insert(0, Signal("record_changed", "contact", {"op": "updated"}))
     return Change(signals, bool(signals))

@@ -34,14 +34,25 @@ def snapshot_event(contact: CanonicalContact) -> IncomingEvent:
 def sync_tenant(runtime: Runtime, tenant_id: int, *, page_size: int = 100,
                 progress: Callable[[int, int | None], None] | None = None) -> int:
     """Read pages from the saved cursor until the host says done; returns contacts read."""
+    seen, _ = sync_pages(runtime, tenant_id, page_size=page_size, progress=progress)
+    return seen
+
+
+def sync_pages(runtime: Runtime, tenant_id: int, *, page_size: int = 100,
+               max_pages: int | None = None,
+               progress: Callable[[int, int | None], None] | None = None) -> tuple[int, bool]:
+    """Read at most ``max_pages`` pages from the saved cursor (the worker's bounded share);
+    returns (contacts read, whether the host said done). Each page commits its events
+    with the cursor after it, so a crash resumes where the last page ended."""
     connector = runtime.connector_for(tenant_id)
     with runtime.db.unit_of_work() as s:
         tenant = s.get(Tenant, tenant_id)
         assert tenant is not None
         cursor = tenant.sync_cursor
-    seen = 0
-    while True:
+    seen = pages = 0
+    while max_pages is None or pages < max_pages:
         page = connector.sync_page(cursor, page_size)
+        pages += 1
         with runtime.db.unit_of_work() as s:
             ingest_many(s, tenant_id, [snapshot_event(c) for c in page.contacts], runtime.clock.now())
             tenant = s.get(Tenant, tenant_id)
@@ -52,4 +63,5 @@ def sync_tenant(runtime: Runtime, tenant_id: int, *, page_size: int = 100,
         if progress:
             progress(seen, page.total)
         if page.done:
-            return seen
+            return seen, True
+    return seen, False

@@ -16,6 +16,7 @@ from crm_journeys.runtime.dispatch import Dispatcher
 from crm_journeys.runtime.outbox import OutboxRunner
 from crm_journeys.runtime.starting_points import fire_due as fire_starting_points
 from crm_journeys.runtime.timers import fire_due, next_due
+from crm_journeys.runtime.upkeep import CrmUpkeep
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -34,11 +35,13 @@ class Worker:
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.runtime)
         self.outbox = OutboxRunner(self.runtime, self.worker_id)
+        self.upkeep = CrmUpkeep(self.runtime, self.worker_id)
 
     def step(self) -> int:
         """One pass over all three queues; returns how much work it found."""
         done = fire_due(self.runtime, self.batch)
         done += fire_starting_points(self.runtime, self.batch)  # due dates and lapses -> inbox
+        done += self.upkeep.run_once(self.batch)  # webhook hints fetched, scheduled syncs -> inbox
         done += self.dispatcher.run_once(self.batch, self.worker_id)
         done += self.outbox.run_once(self.batch)
         return done

@@ -9,8 +9,9 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     """(blueprint, URL prefix below the extension's prefix)."""
     from crm_journeys.web.api import api
     from crm_journeys.web.health import health
+    from crm_journeys.web.install import install
     from crm_journeys.web.ui import ui
 
     from crm_journeys.web.integrations import hooks
 
-    return [(health, ""), (api, "/api"), (ui, ""), (hooks, "")]
+    return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, "")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import unquote
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -220,7 +221,8 @@ class FakeSalesforce(FakeCrm):
                                      content_type="application/json").get_environ()
             inner = Request(environ)
             try:
-                endpoint, args = self.url_map.bind("127.0.0.1").match(path, sub["method"])
+                # Salesforce decodes a sub-request URL as it decodes any path
+                endpoint, args = self.url_map.bind("127.0.0.1").match(unquote(path), sub["method"])
                 answer = endpoint(inner, **args)
             except HostError as error:
                 answer = self.render_error(error)

@@ -1,0 +1,209 @@
+"""Installing the add-on into a CRM account, and removing it: one tenant per account.
+
+OAuth hosts (HubSpot, Salesforce, Dynamics 365) go through the authorization-code flow:
+``begin_oauth`` returns the host's authorize URL and what the browser session must keep
+(``state``, the PKCE verifier); ``finish_oauth`` checks the state, exchanges the code and
+installs. API-key hosts (Odoo, BottleCRM) call ``install_tenant`` with what the admin
+typed. Either way the settings are validated against the manifest's settings schema,
+credentials are stored encrypted, the connector prepares the host (``ensure_schema``) and
+reads one page to prove the credentials work; a failed check leaves no tenant behind.
+``uninstall`` deletes every ``cj_`` row of the tenant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select
+
+from crm_journeys.connectors.oauth import OAuthClient, new_state, pkce_pair
+from crm_journeys.errors import ConnectorError, CrmJourneysError, PluginNotFound
+from crm_journeys.hosts import HostProfile, profile_for
+from crm_journeys.manifest import schema_errors
+from crm_journeys.runtime.tenants import SLUG, create_tenant
+from crm_journeys.secrets import decrypt_json, encrypt_json
+from crm_journeys.storage.models import Base, Tenant
+
+if TYPE_CHECKING:
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.storage.db import Database
+
+_SF_IDENTITY = re.compile(r"/id/(?P<org>[A-Za-z0-9]{15,18})/(?P<user>[A-Za-z0-9]{15,18})$")
+
+
+class InstallError(CrmJourneysError):
+    """The install cannot go on; ``errors`` maps a field (``settings.url``) to a message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True)
+class OAuthClientConfig:
+    """The plug-in's registered app at one host (from configuration, never from a tenant)."""
+
+    client_id: str
+    client_secret: str | None = None
+    app_id: str | None = None  # HubSpot: our changes carry it (echo suppression)
+
+
+def client_config(host: str, config: dict[str, Any] | None = None) -> OAuthClientConfig:
+    """From ``CRM_JOURNEYS_OAUTH_CLIENTS[host]`` or ``CRM_JOURNEYS_<HOST>_CLIENT_ID`` etc."""
+    given = dict((config or {}).get(host) or {})
+    env = f"CRM_JOURNEYS_{host.upper()}_"
+    client_id = given.get("client_id") or os.environ.get(env + "CLIENT_ID")
+    if not client_id:
+        raise InstallError({"host": f"{host}: no OAuth client configured "
+                                    f"(set {env}CLIENT_ID and {env}CLIENT_SECRET)"})
+    return OAuthClientConfig(client_id, given.get("client_secret")
+                             or os.environ.get(env + "CLIENT_SECRET"),
+                             given.get("app_id") or os.environ.get(env + "APP_ID"))
+
+
+def host_profile(host: str) -> HostProfile:
+    try:
+        profile = profile_for(host)
+    except PluginNotFound as exc:
+        raise InstallError({"host": str(exc)}) from None
+    if profile.auth == "none":
+        raise InstallError({"host": f"{host} is built in and needs no install"})
+    return profile
+
+
+def check_request(session: Any, host: str, slug: str, settings: dict[str, Any],
+                  credentials: dict[str, Any] | None = None) -> HostProfile:
+    """Validate what an install was asked with; raises ``InstallError`` listing it all."""
+    profile = host_profile(host)
+    errors: dict[str, str] = {}
+    if not SLUG.match(slug or ""):
+        errors["tenant"] = "use lowercase letters, digits and '-' (up to 80)"
+    elif session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+        errors["tenant"] = f"{slug!r} is taken"
+    errors.update({f"settings.{k.removeprefix('$')}".rstrip("."): v
+                   for k, v in schema_errors(settings, profile.settings_schema()).items()})
+    if credentials is not None:
+        errors.update({f"credentials.{k}": v for k, v in
+                       schema_errors(credentials, profile.credentials_schema()).items()})
+    if errors:
+        raise InstallError(errors)
+    return profile
+
+
+# --- OAuth hosts ---------------------------------------------------------------------------
+def begin_oauth(runtime: Runtime, host: str, slug: str, name: str, settings: dict[str, Any],
+                redirect_uri: str, client: OAuthClientConfig) -> tuple[str, dict[str, Any]]:
+    """The authorize URL to send the admin to, and what the session keeps until the callback."""
+    with runtime.db.unit_of_work() as s:
+        profile = check_request(s, host, slug, settings)
+    app = profile.oauth_app(settings)
+    if app is None:
+        raise InstallError({"host": f"{host} does not install through OAuth"})
+    oauth = OAuthClient(app, client.client_id, client.client_secret, clock=runtime.clock)
+    state = new_state()
+    verifier, challenge = pkce_pair() if app.pkce else (None, None)
+    pending = {"host": host, "slug": slug, "name": name or slug, "settings": settings,
+               "state": state, "verifier": verifier, "redirect_uri": redirect_uri}
+    return oauth.authorization_url(redirect_uri, state, challenge), pending
+
+
+def finish_oauth(runtime: Runtime, pending: dict[str, Any] | None, state: str | None,
+                 code: str | None, client: OAuthClientConfig) -> int:
+    """Check the callback belongs to the session's flow, exchange the code, install."""
+    if not pending or not state or not secrets.compare_digest(str(pending["state"]), state):
+        raise InstallError({"state": "this sign-in did not start here, or it expired; "
+                                     "start the install again"})
+    if not code:
+        raise InstallError({"code": "the CRM did not grant access"})
+    host, settings = pending["host"], dict(pending["settings"])
+    app = host_profile(host).oauth_app(settings)
+    assert app is not None  # begin_oauth checked it
+    oauth = OAuthClient(app, client.client_id, client.client_secret, clock=runtime.clock)
+    try:
+        tokens = oauth.exchange_code(code, pending["redirect_uri"], pending.get("verifier"))
+    except ConnectorError as exc:
+        raise InstallError({"code": f"the token exchange failed: {exc}"}) from None
+    credentials = {**tokens.as_credentials(), "client_id": client.client_id}
+    if client.client_secret:
+        credentials["client_secret"] = client.client_secret
+    settings.update(_settings_from_tokens(host, credentials, client))
+    if host == "dynamics":
+        credentials["webhook_secret"] = secrets.token_urlsafe(24)
+    return install_tenant(runtime, host, pending["slug"], pending["name"], settings, credentials)
+
+
+def _settings_from_tokens(host: str, credentials: dict[str, Any],
+                          client: OAuthClientConfig) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if host == "hubspot" and client.app_id:
+        found["app_id"] = client.app_id
+    if host == "salesforce":
+        match = _SF_IDENTITY.search(str(credentials.get("id") or ""))
+        if match:  # the identity URL names the org and the integration user
+            found.update(org_id=match["org"], integration_user_id=match["user"])
+    return found
+
+
+# --- every host ----------------------------------------------------------------------------
+def install_tenant(runtime: Runtime, host: str, slug: str, name: str, settings: dict[str, Any],
+                   credentials: dict[str, Any], *, check: bool = True) -> int:
+    """Create the tenant, prepare the host and prove the credentials; returns its id."""
+    with runtime.db.unit_of_work() as s:
+        check_request(s, host, slug, settings, credentials)
+        tenant = create_tenant(s, slug, name or slug, runtime.clock.now(), connector=host,
+                               settings=settings, credentials=credentials)
+        tenant_id = tenant.id
+    if not check:
+        return tenant_id
+    try:
+        connector = runtime.connector_for(tenant_id)
+        connector.ensure_schema()
+        connector.sync_page(None, 1)  # can read contacts: the credentials work
+    except Exception as exc:
+        uninstall(runtime, tenant_id)  # a failed install leaves nothing behind
+        if isinstance(exc, ConnectorError):
+            raise InstallError({"credentials": f"{host} refused the connection: {exc}"}) from None
+        raise
+    return tenant_id
+
+
+def update_credentials(db: Database, tenant_id: int, changes: dict[str, Any]) -> None:
+    """Merge ``changes`` into the tenant's encrypted credentials (refreshed tokens, a
+    rotated webhook secret)."""
+    with db.unit_of_work() as s:
+        tenant = s.get(Tenant, tenant_id)
+        if tenant is None:
+            return  # uninstalled meanwhile: nothing to keep
+        tenant.credentials = encrypt_json({**decrypt_json(tenant.credentials), **changes})
+
+
+def tenant_rows(db: Database, tenant_id: int) -> dict[str, int]:
+    """How many rows each ``cj_`` table holds for the tenant (the tenant row included)."""
+    counts = {}
+    with db.unit_of_work() as s:
+        for table in Base.metadata.sorted_tables:
+            column = table.c.id if table.name == "cj_tenant" else table.c.get("tenant_id")
+            if column is not None:
+                counts[table.name] = s.scalar(select(func.count()).select_from(table)
+                                              .where(column == tenant_id)) or 0
+    return counts
+
+
+def uninstall(runtime: Runtime, tenant_id: int) -> dict[str, int]:
+    """Delete everything of the tenant, children first; returns rows deleted per table."""
+    runtime.forget_connector(tenant_id)
+    deleted = {}
+    with runtime.db.unit_of_work() as s:
+        for table in reversed(Base.metadata.sorted_tables):
+            column = table.c.id if table.name == "cj_tenant" else table.c.get("tenant_id")
+            if column is None:
+                continue
+            result: Any = s.execute(delete(table).where(column == tenant_id))
+            count = result.rowcount
+            if count:
+                deleted[table.name] = count
+    return deleted

@@ -1,0 +1,211 @@
+"""Installing into a CRM from the browser: pick the host, sign in there (OAuth) or paste a
+key, and the tenant exists; uninstalling removes it. Also the CRM-side links (cards, tabs)
+land here and are sent on to the right page.
+
+``GET /install`` lists hosts; ``GET|POST /install/<host>`` shows and takes the form;
+OAuth hosts continue at ``/install/<host>/callback`` with ``state`` checked against this
+browser's session. ``POST /install/tenants/<slug>/uninstall`` needs the tenant's admin
+(session or API token). The CRM webhook endpoint (``web.hooks``) is nested here so the
+add-on registers as one blueprint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import select
+
+from crm_journeys.auth.accounts import can, create_api_token
+from crm_journeys.errors import NotFound
+from crm_journeys.extension import state
+from crm_journeys.hosts import BUILT_IN, HostProfile
+from crm_journeys.install import (
+    InstallError,
+    begin_oauth,
+    client_config,
+    finish_oauth,
+    host_profile,
+    install_tenant,
+    uninstall,
+)
+from crm_journeys.runtime.tenants import tenant_by_slug
+from crm_journeys.storage.models import Contact, Tenant
+from crm_journeys.web.access import api_principal, csrf_ok, csrf_token
+from crm_journeys.web.errors import ApiError
+from crm_journeys.web.hooks import crm_hooks
+
+install = Blueprint("crm_journeys_install", __name__)
+install.register_blueprint(crm_hooks)
+PENDING = "cj_install"
+
+
+def _wants_json() -> bool:
+    return request.is_json or request.accept_mimetypes.best == "application/json"
+
+
+def _submitted(profile: HostProfile) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """(slug, name, settings, credentials) from a JSON body or the form."""
+    if request.is_json:
+        body = request.get_json(silent=True) or {}
+        return (str(body.get("tenant", "")), str(body.get("name", "")),
+                dict(body.get("settings") or {}), dict(body.get("credentials") or {}))
+    form = request.form
+    settings = _typed({k[9:]: v for k, v in form.items() if k.startswith("settings.") and v},
+                      profile.settings_schema()["properties"])
+    credentials = {k[12:]: v for k, v in form.items() if k.startswith("credentials.") and v}
+    return form.get("tenant", ""), form.get("name", ""), settings, credentials
+
+
+def _typed(values: dict[str, str], props: dict[str, Any]) -> dict[str, Any]:
+    """Form strings to the types the schema asks for (bad ones stay strings: the schema
+    check then names them)."""
+    out: dict[str, Any] = {}
+    for name, raw in values.items():
+        kind = (props.get(name) or {}).get("type")
+        try:
+            if kind == "integer":
+                out[name] = int(raw)
+            elif kind == "number":
+                out[name] = float(raw)
+            elif kind == "boolean":
+                out[name] = raw.lower() in ("1", "true", "yes", "on")
+            elif kind == "array":
+                out[name] = [p.strip() for p in raw.split(",") if p.strip()]
+            else:
+                out[name] = raw
+        except ValueError:
+            out[name] = raw
+    return out
+
+
+def _failed(host: str, profile: HostProfile, error: InstallError) -> Any:
+    if _wants_json():
+        return jsonify({"error": "install_failed", "errors": error.errors}), 400
+    return render_template("crm_journeys/install.html", host=host, profile=profile,
+                           errors=error.errors, values=request.form), 400
+
+
+def _installed(tenant_id: int) -> Any:
+    """The one page that shows the installer what to keep: an admin API token, the
+    webhook URL and, for Dynamics, the secret to enter on the service endpoint."""
+    from crm_journeys.secrets import decrypt_json
+
+    st = state()
+    with st.db.unit_of_work() as s:
+        tenant = s.get(Tenant, tenant_id)
+        assert tenant is not None
+        token = create_api_token(s, tenant_id, "installer", role="admin", now=st.runtime.clock.now())
+        info = {"tenant": tenant.slug, "tenant_id": tenant_id, "host": tenant.connector,
+                "api_token": token,
+                "webhook_url": url_for("crm_journeys_install.crm_journeys_crm_hooks.receive",
+                                       tenant_slug=tenant.slug, _external=True)}
+        secret = decrypt_json(tenant.credentials).get("webhook_secret")
+        if secret:
+            info["webhook_secret"] = secret
+    if _wants_json():
+        return jsonify(info), 201
+    return render_template("crm_journeys/installed.html", info=info), 201
+
+
+@install.get("/install")
+def hosts() -> Any:
+    listed = {name: p for name, p in BUILT_IN.items() if p.auth != "none"}
+    if _wants_json():
+        return jsonify({name: {"label": p.label, "auth": p.auth,
+                               "url": url_for(".start", host=name)} for name, p in listed.items()})
+    return render_template("crm_journeys/install.html", host=None, hosts=listed)
+
+
+@install.route("/install/<host>", methods=["GET", "POST"])
+def start(host: str) -> Any:
+    try:
+        profile = host_profile(host)
+    except InstallError as exc:
+        abort(404, exc.errors.get("host"))
+    if request.method == "GET":
+        if _wants_json():
+            return jsonify({"host": host, "auth": profile.auth, "csrf_token": csrf_token(),
+                            "settings_schema": profile.settings_schema(),
+                            "credentials_schema": profile.credentials_schema()})
+        return render_template("crm_journeys/install.html", host=host, profile=profile,
+                               errors={}, values={})
+    if not request.is_json and not csrf_ok():
+        abort(400, "The form expired or did not come from this site. Reload and try again.")
+    slug, name, settings, credentials = _submitted(profile)
+    runtime = state().runtime
+    try:
+        if profile.auth == "oauth2":
+            client = client_config(host, current_app.config.get("CRM_JOURNEYS_OAUTH_CLIENTS"))
+            redirect_uri = url_for(".callback", host=host, _external=True)
+            url, pending = begin_oauth(runtime, host, slug, name, settings, redirect_uri, client)
+            session[PENDING] = pending
+            return redirect(url)
+        tenant_id = install_tenant(runtime, host, slug, name, settings, credentials)
+    except InstallError as exc:
+        return _failed(host, profile, exc)
+    return _installed(tenant_id)
+
+
+@install.get("/install/<host>/callback")
+def callback(host: str) -> Any:
+    profile = host_profile(host)
+    pending = session.pop(PENDING, None)
+    if pending and pending.get("host") != host:
+        pending = None
+    if request.args.get("error"):
+        return _failed(host, profile, InstallError(
+            {"code": f"{host} said: {request.args.get('error_description') or request.args['error']}"}))
+    try:
+        client = client_config(host, current_app.config.get("CRM_JOURNEYS_OAUTH_CLIENTS"))
+        tenant_id = finish_oauth(state().runtime, pending, request.args.get("state"),
+                                 request.args.get("code"), client)
+    except InstallError as exc:
+        return _failed(host, profile, exc)
+    return _installed(tenant_id)
+
+
+@install.post("/install/tenants/<slug>/uninstall")
+def remove(slug: str) -> Any:
+    try:
+        principal = api_principal()
+    except ApiError as exc:
+        return jsonify({"error": exc.code, "message": exc.message}), exc.status
+    st = state()
+    with st.db.unit_of_work() as s:
+        try:
+            tenant_id = tenant_by_slug(s, slug).id
+        except NotFound:
+            return jsonify({"error": "unknown tenant"}), 404
+    if principal.tenant_id != tenant_id or not can(principal.role, "admin"):
+        return jsonify({"error": "only the tenant's admin may uninstall"}), 403
+    deleted = uninstall(st.runtime, tenant_id)
+    session.clear()
+    return jsonify({"uninstalled": slug, "deleted": deleted})
+
+
+@install.get("/crm/contact")
+def crm_contact() -> Any:
+    """Where CRM cards and tabs link: a host contact id to its journeys timeline."""
+    st = state()
+    with st.db.unit_of_work() as s:
+        try:
+            tenant_id = tenant_by_slug(s, request.args.get("tenant", "")).id
+        except NotFound:
+            abort(404)
+        contact_id = s.scalar(select(Contact.id).where(
+            Contact.tenant_id == tenant_id,
+            Contact.external_id == request.args.get("external_id", "")))
+    if contact_id is None:
+        abort(404, "That contact has not reached crm_journeys yet.")
+    return redirect(url_for("crm_journeys_ui.contact", contact_id=contact_id))
