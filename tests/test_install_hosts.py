@@ -299,3 +299,49 @@ def test_webhook_delivered_twice_is_one_hint(env: Env) -> None:
                            timeout=5)
     assert replay.status_code == 202 and replay.json()["new"] == 0
     assert env.inbox_count() == before + 1
+
+
+def test_renewed_tokens_are_stored_back_encrypted(env: Env) -> None:
+    if env.host not in OAUTH_PATHS:
+        pytest.skip(f"{env.host} installs with a key")
+    refs = seed(env)
+    install(env)
+    env.crm.token = "revoked-by-the-host"  # our access token stops working
+    contact = env.state.runtime.connector_for(env.tenant_id).fetch_contact(refs[0])
+    assert contact is not None and contact.email == "ada@example.com"
+    with env.state.db.unit_of_work() as s:
+        stored = decrypt_json(s.get(Tenant, env.tenant_id).credentials)
+    assert stored["access_token"] == env.crm.token  # the renewed one, issued by the refresh
+    assert stored["refresh_token"] in env.auth.refresh_tokens  # rotated at Entra ID, kept elsewhere
+
+
+def test_callback_from_another_browser_is_refused(env: Env) -> None:
+    if env.host not in OAUTH_PATHS:
+        pytest.skip(f"{env.host} installs with a key")
+    client = env.app.test_client()
+    body = {"tenant": env.slug, "settings": settings_for(env.host, env.crm, env.auth)}
+    started = client.post(f"/install/{env.host}", json=body)
+    allowed = requests.get(started.location, allow_redirects=False, timeout=5)
+    back = urlsplit(allowed.headers["Location"])
+    stranger = env.app.test_client()  # no session: the state is not theirs
+    answer = stranger.get(f"{back.path}?{back.query}", headers={"Accept": "application/json"})
+    assert answer.status_code == 400 and "state" in answer.get_json()["errors"]
+    tampered = back.query.replace("state=", "state=x")
+    answer = client.get(f"{back.path}?{tampered}", headers={"Accept": "application/json"})
+    assert answer.status_code == 400
+    with env.state.db.unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Tenant)
+                        .where(Tenant.slug == env.slug)) == 0
+
+
+def test_install_form_renders_and_reports_errors(env: Env) -> None:
+    client = env.app.test_client()
+    page = client.get(f"/install/{env.host}")
+    assert page.status_code == 200 and 'name="settings.sync_interval_seconds"' in page.text
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    answer = client.post(f"/install/{env.host}", data={
+        "csrf_token": token, "tenant": "Not A Slug", "settings.sync_interval_seconds": "soon"})
+    assert answer.status_code == 400
+    assert "tenant: use lowercase letters" in answer.text
+    assert "settings.sync_interval_seconds: must be an integer" in answer.text
+    assert client.post(f"/install/{env.host}", data={"tenant": "x"}).status_code == 400  # no CSRF
