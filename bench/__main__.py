@@ -75,6 +75,16 @@ def render(results: list[dict[str, Any]], command: str, started: datetime) -> st
     return "\n".join(lines)
 
 
+def previous_results() -> list[dict[str, Any]]:
+    """The raw results stored in docs/benchmarks.md by the last run, if any."""
+    try:
+        text = DOC.read_text()
+        raw = text.split(BEGIN, 1)[1].split("```json", 1)[1].split("```", 1)[0]
+        return list(json.loads(raw))
+    except (OSError, IndexError, ValueError):
+        return []
+
+
 def write_doc(block: str) -> None:
     if DOC.exists() and BEGIN in DOC.read_text():
         text = DOC.read_text()
@@ -107,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{fig}: {measured} | baseline: {base} | ratio {ratio} | goal: {goal} | holds: {holds}", flush=True)
     if not args.no_write:
         command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        if args.only:  # keep the other figures of the last full run, in order
+            rerun = {r["figure"] for r in results}
+            kept = [r for r in previous_results() if r["figure"] not in rerun]
+            results = sorted(kept + results, key=lambda r: r["figure"])
+            if kept:
+                command += f"  (figures {', '.join(sorted(r['figure'] for r in kept))} from the previous run)"
         write_doc(render(results, command.strip(), started))
     return 0
 

@@ -233,6 +233,8 @@ class BatchCache:
         self._routes: dict[int, dict[tuple[str, str], set[int]]] = {}
         self._next_ids: dict[Any, int] = {}
         self._new_contacts: set[int] = set()
+        self._prefetched: set[int] = set()
+        self._known_keys: set[tuple[int, str]] = set()
         self._logs: list[dict[str, Any]] = []
         self._cancels: list[dict[str, int]] = []
         self._keys: dict[int, tuple[str, str | None]] = {}
@@ -270,6 +272,7 @@ class BatchCache:
                 self._journey_live[jid] = status == "live"
         for contact_id in ids:
             self._instances.setdefault(contact_id, [])
+        self.prefetch_outbox(ids)
 
     # --- writes -------------------------------------------------------------------------
     def new_id(self, model: Any) -> int | None:
@@ -291,7 +294,12 @@ class BatchCache:
         key = (row["tenant_id"], row["idempotency_key"])
         if key in self._outbox_keys:
             return 0
-        if row["contact_id"] not in self._new_contacts:  # a new contact has no outbox rows yet
+        if row["contact_id"] in self._new_contacts:  # a new contact has no outbox rows yet
+            pass
+        elif row["contact_id"] in self._prefetched:
+            if key in self._known_keys:
+                return 0
+        else:
             with self.session.no_autoflush:
                 exists = self.session.connection().execute(_OUTBOX_KEY, {"t": key[0], "k": key[1]}).first()
             if exists is not None:
@@ -316,6 +324,17 @@ class BatchCache:
 
     def queue_log(self, row: dict[str, Any]) -> None:
         self._logs.append(row)
+
+    def prefetch_outbox(self, contact_ids: list[int]) -> None:
+        """Read the outbox keys of these contacts at once, so ``queue_outbox`` need not ask
+        per row (the batch's own rows are tracked as they are queued)."""
+        ids = sorted(set(contact_ids) - self._prefetched - self._new_contacts)
+        with self.session.no_autoflush:
+            for chunk in _chunks(ids):
+                rows = self.session.execute(select(OutboxMessage.tenant_id, OutboxMessage.idempotency_key)
+                                            .where(OutboxMessage.contact_id.in_(chunk)))
+                self._known_keys.update((t, k) for t, k in rows)
+        self._prefetched.update(ids)
 
     def finish(self) -> None:
         """Write what was queued: the instances first (outbox rows and logs refer to them)."""

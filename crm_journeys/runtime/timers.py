@@ -37,11 +37,13 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
     try:
         with runtime.db.unit_of_work() as session:
             due = runtime.claims.wakeups(session, now, limit)
-            _preload(session, due)
+            held = _preload(session, due)
             batch = BatchCache(session, [])
+            batch.prefetch_outbox([o.id for o in held if isinstance(o, Contact)])
             for wakeup in due:
                 _fire(runtime, session, wakeup, now, batch)
             batch.finish()
+            del held
             return len(due)
     except Exception:
         log.info("a wake-up batch failed; redoing it one by one", exc_info=True)
@@ -52,15 +54,19 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
         return len(due)
 
 
-def _preload(session: Session, due: list[Wakeup]) -> None:
-    """Bring the batch's rows into the session's identity map: ``session.get`` is then free."""
+def _preload(session: Session, due: list[Wakeup]) -> list[object]:
+    """Bring the batch's rows into the session's identity map, so ``session.get`` finds
+    them without a query. The identity map holds objects weakly: keep the list alive."""
     ids = sorted({w.instance_id for w in due})
+    held: list[object] = []
     for start in range(0, len(ids), 500):
         insts = list(session.scalars(select(Instance).where(Instance.id.in_(ids[start:start + 500]))))
         journeys = sorted({i.journey_id for i in insts})
         contacts = sorted({i.contact_id for i in insts})
-        list(session.scalars(select(Journey).where(Journey.id.in_(journeys))))
-        list(session.scalars(select(Contact).where(Contact.id.in_(contacts))))
+        held += insts
+        held += session.scalars(select(Journey).where(Journey.id.in_(journeys))).all()
+        held += session.scalars(select(Contact).where(Contact.id.in_(contacts))).all()
+    return held
 
 
 def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime,
