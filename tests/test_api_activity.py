@@ -43,7 +43,13 @@ def test_events_api_runs_a_journey_and_feeds_analytics(as_, app, clock):
     by_step = {s["id"]: s for s in stats["steps"]}
     assert by_step["opened_welcome"]["branches"] == {"no": 1}
     assert by_step["opened_welcome"]["lateness_p50_ms"] == 0 and by_step["reminder"]["entered"] == 1
-    assert stats["funnel"][0] == {"label": "Entered", "count": 1}
+    funnel = [(f["label"], f["count"], f["depth"], f["branch"]) for f in stats["funnel"]]
+    assert funnel[0] == ("Entered", 1, 0, None)
+    assert funnel == [("Entered", 1, 0, None), ("Send the welcome email", 1, 1, None),
+                      ("Opened the welcome email? (check after 3 days)", 1, 1, None),
+                      ("yes", 0, 2, "yes"), ("Send the first-purchase promo code", 0, 3, None),
+                      ("no", 1, 2, "no"), ("Other path: send a reminder", 1, 3, None),
+                      ("Completed", 1, 0, None), ("Goal reached", 0, 0, None)]
 
     detail = api.get(f"/instances/{instances[0]['id']}").json
     branch = next(t for t in detail["timeline"] if t["kind"] == "branch")

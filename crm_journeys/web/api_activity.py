@@ -17,7 +17,7 @@ from crm_journeys.runtime.mirror import DELETED, SNAPSHOT
 from crm_journeys.storage.models import Journey
 from crm_journeys.web import queries
 from crm_journeys.web.api import api
-from crm_journeys.web.endpoint import endpoint
+from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.schemas import (
     AnalyticsOut,
@@ -83,9 +83,10 @@ def trigger_journey(journey_id: int, body: dict[str, Any]) -> Any:
 @endpoint(api, "/contacts", "GET", summary="Contacts the journeys know (the CRM mirror)", tag="contacts",
           query=ContactQuery, out=ContactOut, many=True)
 def list_contacts(principal: Principal, query: dict[str, Any]) -> Any:
+    limit, offset, page = page_window(query)
     with state().db.unit_of_work() as s:
-        return queries.contacts(s, principal.tenant_id, email=query.get("email"), limit=query["limit"],
-                                offset=query["offset"])
+        return Page(queries.contacts(s, principal.tenant_id, email=query.get("email"), limit=limit, offset=offset),
+                    queries.count_contacts(s, principal.tenant_id, email=query.get("email")), page, limit)
 
 
 @endpoint(api, "/contacts/<int:contact_id>", "GET", summary="A contact with its journeys and timeline (why each branch)",
@@ -98,10 +99,13 @@ def get_contact(principal: Principal, contact_id: int) -> Any:
 @endpoint(api, "/journeys/<int:journey_id>/instances", "GET", summary="Contacts in a journey", tag="instances",
           query=InstanceQuery, out=InstanceOut, many=True)
 def list_instances(principal: Principal, journey_id: int, query: dict[str, Any]) -> Any:
+    limit, offset, page = page_window(query)
     with state().db.unit_of_work() as s:
         queries.journey(s, principal.tenant_id, journey_id)
-        return queries.instance_rows(s, principal.tenant_id, journey_id=journey_id, status=query.get("status"),
-                                     limit=query["limit"], offset=query["offset"])
+        rows = queries.instance_rows(s, principal.tenant_id, journey_id=journey_id, status=query.get("status"),
+                                     limit=limit, offset=offset)
+        return Page(rows, queries.count_instances(s, principal.tenant_id, journey_id=journey_id,
+                                                  status=query.get("status")), page, limit)
 
 
 @endpoint(api, "/instances/<int:instance_id>", "GET", summary="One contact's run with its timeline",
@@ -121,6 +125,8 @@ def journey_analytics(principal: Principal, journey_id: int) -> Any:
 @endpoint(api, "/sandbox/records", "GET", summary="Leads, tasks, calls and emails in the built-in sandbox CRM",
           tag="contacts", query=RecordQuery, out=RecordOut, many=True)
 def sandbox_records(principal: Principal, query: dict[str, Any]) -> Any:
+    limit, offset, page = page_window(query)
     with state().db.unit_of_work() as s:
-        return queries.sandbox_records(s, principal.tenant_id, kind=query.get("kind"), limit=query["limit"],
-                                       offset=query["offset"])
+        return Page(queries.sandbox_records(s, principal.tenant_id, kind=query.get("kind"), limit=limit,
+                                            offset=offset),
+                    queries.count_sandbox_records(s, principal.tenant_id, kind=query.get("kind")), page, limit)

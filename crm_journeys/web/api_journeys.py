@@ -17,7 +17,7 @@ from crm_journeys.storage.models import Journey, JourneyVersion
 from crm_journeys.web import queries, testmode
 from crm_journeys.web.api import api
 from crm_journeys.web.diff import diff_documents
-from crm_journeys.web.endpoint import endpoint
+from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.gallery import template
 from crm_journeys.web.schemas import (
@@ -29,6 +29,7 @@ from crm_journeys.web.schemas import (
     JourneyOut,
     JourneySummaryOut,
     JourneyUpdateIn,
+    PageQuery,
     PublishIn,
     SimulateIn,
     SimulateOut,
@@ -64,14 +65,16 @@ def journey_out(s: Session, principal: Principal, journey: Journey, *, full: boo
 
 
 @endpoint(api, "/journeys", "GET", summary="List journeys with status, live version and counts", tag=TAG,
-          out=JourneySummaryOut, many=True)
-def list_journeys(principal: Principal) -> Any:
+          query=PageQuery, out=JourneySummaryOut, many=True)
+def list_journeys(principal: Principal, query: dict[str, Any]) -> Any:
+    limit, offset, page = page_window(query)
     with state().db.unit_of_work() as s:
-        rows = queries.journeys(s, principal.tenant_id)
+        rows = queries.journeys(s, principal.tenant_id, limit=limit, offset=offset)
         numbers = queries.version_numbers(s, principal.tenant_id)
-        counts = queries.counts(s, principal.tenant_id)
-        return [{"id": j.id, "name": j.name, "status": j.status, "updated_at": j.updated_at,
-                 "version": numbers.get(j.live_version_id or -1), "counts": counts[j.id]} for j in rows]
+        counts = queries.counts(s, principal.tenant_id, [j.id for j in rows])
+        return Page([{"id": j.id, "name": j.name, "status": j.status, "updated_at": j.updated_at,
+                      "version": numbers.get(j.live_version_id or -1), "counts": counts[j.id]} for j in rows],
+                    queries.count_journeys(s, principal.tenant_id), page, limit)
 
 
 @endpoint(api, "/journeys", "POST", summary="Create a draft (blank, from a document, or from a template)",

@@ -36,6 +36,28 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
+PAGE_HEADERS = {"X-Total-Count": "how many items match in all pages", "X-Page": "this page (from 1)",
+                "X-Per-Page": "items per page"}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: the body stays a JSON array (clients of the unpaged lists keep
+    working) and the totals travel in ``PAGE_HEADERS``."""
+
+    items: list[Any]
+    total: int
+    page: int
+    per_page: int
+
+
+def page_window(query: dict[str, Any]) -> tuple[int, int, int]:
+    """(limit, offset, page) from ``page``/``per_page`` or, for older clients, ``limit``/``offset``."""
+    per_page = int(query.get("per_page") or query.get("limit") or 100)
+    if query.get("page"):
+        return per_page, (int(query["page"]) - 1) * per_page, int(query["page"])
+    offset = int(query.get("offset") or 0)
+    return per_page, offset, offset // per_page + 1
 
 
 def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, permission: str | None = "read",
@@ -66,9 +88,13 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, p
             result = view(**kwargs)
             if isinstance(result, Response):
                 return result
-            data = out(many=many).dump(result) if out is not None else result
+            items = result.items if isinstance(result, Page) else result
+            data = out(many=many).dump(items) if out is not None else items
             response = jsonify(data)
             response.status_code = status
+            if isinstance(result, Page):
+                response.headers.update({"X-Total-Count": str(result.total), "X-Page": str(result.page),
+                                         "X-Per-Page": str(result.per_page)})
             return response
 
         bp.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=wrapper, methods=[method])

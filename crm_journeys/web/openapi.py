@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from crm_journeys.web.endpoint import OPERATIONS, Operation
+from crm_journeys.web.endpoint import OPERATIONS, PAGE_HEADERS, Operation
 from crm_journeys.web.schemas import ErrorOut
 
 _SIMPLE: list[tuple[type[fields.Field], dict[str, Any]]] = [
@@ -110,6 +110,9 @@ def _operation(b: _Builder, op: Operation, prefix: str) -> dict[str, Any]:
                                        "content": {"application/json": {"schema": body_schema}}},
                       "default": error},
     }
+    if op.query is not None and "per_page" in op.query().fields:
+        out["responses"][str(op.status)]["headers"] = {
+            name: {"description": text, "schema": {"type": "integer"}} for name, text in PAGE_HEADERS.items()}
     if op.description:
         out["description"] = op.description
     params = _parameters(b, op)

@@ -22,12 +22,24 @@ from crm_journeys.storage.models import (
     StepLog,
     Wakeup,
 )
+from crm_journeys.web.funnel import funnel
 
 EMPTY_COUNTS = {"entered": 0, "waiting": 0, "completed": 0, "exited": 0, "goal_reached": 0}
 
 
-def journeys(s: Session, tenant_id: int) -> list[Journey]:
-    return list(s.scalars(select(Journey).where(Journey.tenant_id == tenant_id).order_by(Journey.id)))
+def journeys(s: Session, tenant_id: int, *, limit: int | None = None, offset: int = 0) -> list[Journey]:
+    query = select(Journey).where(Journey.tenant_id == tenant_id).order_by(Journey.id).offset(offset)
+    return list(s.scalars(query.limit(limit) if limit is not None else query))
+
+
+def total(s: Session, query: Any) -> int:
+    """How many rows a list query matches in all pages (its LIMIT/OFFSET/ORDER BY dropped)."""
+    inner = query.limit(None).offset(None).order_by(None).subquery()
+    return int(s.scalar(select(func.count()).select_from(inner)) or 0)
+
+
+def count_journeys(s: Session, tenant_id: int) -> int:
+    return total(s, select(Journey.id).where(Journey.tenant_id == tenant_id))
 
 
 def journey(s: Session, tenant_id: int, journey_id: int) -> Journey:
@@ -107,26 +119,34 @@ def analytics(s: Session, tenant_id: int, journey_id: int) -> dict[str, Any]:
               "lateness_p99_ms": _percentile(lateness.get(st.get("id", ""), []), 99)}
              for st in document.get("steps", []) if isinstance(st, dict)]
     total = counts(s, tenant_id, [journey_id])[journey_id]
-    funnel = [{"label": "Entered", "count": total["entered"]}]
-    funnel += [{"label": st["label"], "count": st["entered"]} for st in steps]
-    funnel.append({"label": "Completed", "count": total["completed"]})
-    if document.get("goals"):
-        funnel.append({"label": "Goal reached", "count": total["goal_reached"]})
-    return {"journey_id": journey_id, "counts": total, "steps": steps, "funnel": funnel, "goals": dict(goals)}
+    rows = funnel(document, {st["id"]: st for st in steps}, total)
+    return {"journey_id": journey_id, "counts": total, "steps": steps, "funnel": rows, "goals": dict(goals)}
 
 
-def instance_rows(s: Session, tenant_id: int, *, journey_id: int | None = None, contact_id: int | None = None,
-                  status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    query = (select(Instance, Contact.email, JourneyVersion.version)
-             .join(Contact, Contact.id == Instance.contact_id)
-             .join(JourneyVersion, JourneyVersion.id == Instance.version_id)
-             .where(Instance.tenant_id == tenant_id).order_by(Instance.id.desc()).limit(limit).offset(offset))
+def _instances_query(tenant_id: int, journey_id: int | None, contact_id: int | None, status: str | None) -> Any:
+    query = select(Instance.id).where(Instance.tenant_id == tenant_id)
     if journey_id is not None:
         query = query.where(Instance.journey_id == journey_id)
     if contact_id is not None:
         query = query.where(Instance.contact_id == contact_id)
     if status:
         query = query.where(Instance.status == status)
+    return query
+
+
+def count_instances(s: Session, tenant_id: int, *, journey_id: int | None = None, contact_id: int | None = None,
+                    status: str | None = None) -> int:
+    return total(s, _instances_query(tenant_id, journey_id, contact_id, status))
+
+
+def instance_rows(s: Session, tenant_id: int, *, journey_id: int | None = None, contact_id: int | None = None,
+                  status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    ids = _instances_query(tenant_id, journey_id, contact_id, status).subquery()
+    query = (select(Instance, Contact.email, JourneyVersion.version)
+             .join(ids, ids.c.id == Instance.id)
+             .join(Contact, Contact.id == Instance.contact_id)
+             .join(JourneyVersion, JourneyVersion.id == Instance.version_id)
+             .where(Instance.tenant_id == tenant_id).order_by(Instance.id.desc()).limit(limit).offset(offset))
     return [_instance(i, email, version) for i, email, version in s.execute(query)]
 
 
@@ -170,6 +190,11 @@ def contacts(s: Session, tenant_id: int, *, email: str | None = None, limit: int
     return list(s.scalars(query))
 
 
+def count_contacts(s: Session, tenant_id: int, *, email: str | None = None) -> int:
+    query = select(Contact.id).where(Contact.tenant_id == tenant_id)
+    return total(s, query.where(Contact.email == email.lower()) if email else query)
+
+
 def contact_detail(s: Session, tenant_id: int, contact_id: int) -> dict[str, Any]:
     row = s.scalar(select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
     if row is None:
@@ -178,6 +203,11 @@ def contact_detail(s: Session, tenant_id: int, contact_id: int) -> dict[str, Any
     return {"id": row.id, "external_id": row.external_id, "email": row.email, "fields": row.fields,
             "tags": row.tags, "groups": row.groups, "updated_at": row.updated_at, "instances": instances,
             "timeline": timeline(s, tenant_id, [i["id"] for i in instances])}
+
+
+def count_sandbox_records(s: Session, tenant_id: int, *, kind: str | None = None) -> int:
+    query = select(SandboxRecord.id).where(SandboxRecord.tenant_id == tenant_id)
+    return total(s, query.where(SandboxRecord.kind == kind) if kind else query)
 
 
 def sandbox_records(s: Session, tenant_id: int, *, kind: str | None = None, limit: int = 100,

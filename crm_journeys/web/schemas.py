@@ -202,6 +202,9 @@ class StepStatsOut(Out):
 class FunnelOut(Out):
     label = fields.String()
     count = fields.Integer()
+    depth = fields.Integer(metadata={"description": "0 totals, 1 main path, deeper down branches"})
+    step = fields.String(allow_none=True)
+    branch = fields.String(allow_none=True, metadata={"description": "set on a branch row (yes, no, case, path)"})
 
 
 class AnalyticsOut(Out):
@@ -229,9 +232,17 @@ class InstanceDetailOut(InstanceOut):
     timeline = fields.List(fields.Nested(TimelineOut))
 
 
-class ListQuery(In):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+class PageQuery(In):
+    page = fields.Integer(validate=validate.Range(min=1), metadata={"description": "page number, from 1"})
+    per_page = fields.Integer(validate=validate.Range(min=1, max=1000),
+                              metadata={"description": "items per page (default 100)"})
+
+
+class ListQuery(PageQuery):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000),
+                           metadata={"description": "older form of per_page"})
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0),
+                            metadata={"description": "older form of page"})
 
 
 class InstanceQuery(ListQuery):

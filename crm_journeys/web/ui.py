@@ -33,6 +33,7 @@ from crm_journeys.web.diff import diff_documents
 from crm_journeys.web.forms import plain
 from crm_journeys.web.gallery import template, templates
 from crm_journeys.web.journey_map import NODE_H, NODE_W, layout
+from crm_journeys.web.paging import pager
 
 ui = Blueprint("crm_journeys_ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/crm_journeys")
@@ -119,10 +120,11 @@ def home() -> Any:
 def journeys() -> Any:
     p = ui_require("read")
     with state().db.unit_of_work() as s:
-        rows = queries.journeys(s, p.tenant_id)
+        page = pager(queries.count_journeys(s, p.tenant_id))
+        rows = queries.journeys(s, p.tenant_id, limit=page.per_page, offset=page.offset)
         numbers = queries.version_numbers(s, p.tenant_id)
-        counts = queries.counts(s, p.tenant_id)
-    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts)
+        counts = queries.counts(s, p.tenant_id, [j.id for j in rows])
+    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts, pager=page)
 
 
 @ui.get("/templates")
@@ -262,8 +264,9 @@ def analytics(journey_id: int) -> Any:
     with state().db.unit_of_work() as s:
         journey = queries.journey(s, p.tenant_id, journey_id)
         stats = queries.analytics(s, p.tenant_id, journey_id)
-        instances = queries.instance_rows(s, p.tenant_id, journey_id=journey_id, limit=50)
-    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances)
+        page = pager(queries.count_instances(s, p.tenant_id, journey_id=journey_id))
+        instances = queries.instance_rows(s, p.tenant_id, journey_id=journey_id, limit=page.per_page, offset=page.offset)
+    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances, pager=page)
 
 
 @ui.get("/instances/<int:instance_id>")
@@ -281,9 +284,10 @@ def contacts() -> Any:
     with state().db.unit_of_work() as s:
         crm_contacts = queries.sandbox_contacts(s, p.tenant_id)
         records = queries.sandbox_records(s, p.tenant_id, limit=200)
-        mirror = queries.contacts(s, p.tenant_id, limit=200)
+        page = pager(queries.count_contacts(s, p.tenant_id))
+        mirror = queries.contacts(s, p.tenant_id, limit=page.per_page, offset=page.offset)
     return render_template("crm_journeys/contacts.html", crm_contacts=crm_contacts, records=records,
-                           mirror=mirror, since=state().runtime.clock.now() - timedelta(days=1))
+                           mirror=mirror, pager=page, since=state().runtime.clock.now() - timedelta(days=1))
 
 
 @ui.get("/contacts/<int:contact_id>")
