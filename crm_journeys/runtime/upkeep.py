@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HINT, SYNC = "hint", "sync"
+HINTS_WAITING = "crm_hints_waiting"  # runtime.settings flag set by the webhook endpoint
 CONTACT_TYPES = {"contact", "contacts", "Contact", "res.partner"}
 MAX_ATTEMPTS = 8
 
@@ -57,16 +58,30 @@ class CrmUpkeep:
     """The worker's step for installed CRMs: hints first, then due syncs."""
 
     def __init__(self, runtime: Runtime, worker_id: str = "local", *, pages_per_pass: int = 5,
-                 page_size: int = 100, check_every: float = 5.0):
+                 page_size: int = 100, check_every: float = 5.0, poll_every: float = 1.0):
         self.rt, self.worker_id = runtime, worker_id
         self.pages_per_pass, self.page_size = pages_per_pass, page_size
         self.check_every = timedelta(seconds=check_every)
         self._next_check: datetime | None = None
+        self._next_poll: datetime | None = None
+        self.poll_every = timedelta(seconds=poll_every)
         self.lease = timedelta(minutes=5)
 
     def run_once(self, limit: int = 100) -> int:
-        """Claim hints and sync slots in one short transaction, then work outside it."""
+        """Claim hints and sync slots in one short transaction, then work outside it.
+
+        An idle worker looks at most every ``poll_every`` (the claim is a write
+        transaction); a webhook received in this process flags ``HINTS_WAITING`` in the
+        runtime's settings so its hint is taken on the next pass."""
         now = self.rt.clock.now()
+        waiting = self.rt.settings.pop(HINTS_WAITING, False)
+        if not waiting and self._next_poll is not None and now < self._next_poll:
+            return 0
+        found = self._claim_and_run(now, limit)
+        self._next_poll = now if found else now + self.poll_every
+        return found
+
+    def _claim_and_run(self, now: datetime, limit: int) -> int:
         with self.rt.db.unit_of_work() as s:
             if self._next_check is None or now >= self._next_check:
                 self._next_check = now + self.check_every

@@ -17,7 +17,7 @@ from crm_journeys.connectors.base import InboundRequest
 from crm_journeys.errors import NotFound, WebhookRejected
 from crm_journeys.extension import state
 from crm_journeys.runtime.tenants import tenant_by_slug
-from crm_journeys.runtime.upkeep import store_hints
+from crm_journeys.runtime.upkeep import HINTS_WAITING, store_hints
 
 log = logging.getLogger(__name__)
 crm_hooks = Blueprint("crm_journeys_crm_hooks", __name__)
@@ -46,4 +46,6 @@ def receive(tenant_slug: str):
         return jsonify({"error": f"unreadable notification: {exc}"}), 400
     with st.db.unit_of_work() as s:
         new = store_hints(s, tenant_id, connector.name, hints, now)
+    if new:
+        st.runtime.settings[HINTS_WAITING] = True  # an embedded worker takes them at once
     return jsonify({"accepted": len(hints), "new": new}), 202
