@@ -34,7 +34,7 @@ from crm_journeys.connectors.http import (
     client_options,
     long_wait_rule,
 )
-from crm_journeys.connectors.mapping import canonical, marker, parse_time, with_marker
+from crm_journeys.connectors.mapping import RewritesTags, canonical, marker, parse_time, with_marker
 from crm_journeys.errors import RetriableConnectorError
 
 FIELDS = ("email", "first_name", "last_name", "phone")
@@ -45,7 +45,7 @@ TASKS = OffsetPaginator(items=("tasks",), total=("tasks_count",))
 KIND_NOTE = {"phone_call": "Phone call", "appointment": "Appointment"}
 
 
-class BottleCrmConnector(Connector):
+class BottleCrmConnector(RewritesTags, Connector):
     """A BottleCRM organisation reached with a personal access token (``bcrm_pat_...``)."""
 
     name = "bottlecrm"
@@ -196,12 +196,6 @@ class BottleCrmConnector(Connector):
             "description": with_marker(note + spec.description, idempotency_key),
             "assigned_to": [spec.owner] if spec.owner else [], "teams": []})
         return self._found_after_create(self._find_task(spec.subject, idempotency_key))
-
-    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=True)
-
-    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=False)
 
     def update_fields(self, contact_ref: str, values: dict[str, Any],
                       idempotency_key: str) -> WriteResult:

@@ -41,7 +41,14 @@ from crm_journeys.connectors.http import (
     client_options,
     long_wait_rule,
 )
-from crm_journeys.connectors.mapping import canonical, iso_z, parse_time, split_tags, tags_with
+from crm_journeys.connectors.mapping import (
+    RewritesTags,
+    canonical,
+    iso_z,
+    parse_time,
+    split_tags,
+    tags_with,
+)
 from crm_journeys.connectors.oauth import dynamics_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
@@ -68,7 +75,7 @@ def guid(value: str) -> str:
     return value
 
 
-class DynamicsConnector(Connector):
+class DynamicsConnector(RewritesTags, Connector):
     """A Dataverse environment reached with an Entra ID (Azure AD) access token."""
 
     name = "dynamics"
@@ -240,12 +247,6 @@ class DynamicsConnector(Connector):
     def _email_body(self, contact_ref: str, email: EmailSpec) -> dict[str, Any]:
         return {"subject": email.subject, "description": email.html, "directioncode": True,
                 "regardingobjectid_contact_email@odata.bind": f"/contacts({guid(contact_ref)})"}
-
-    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=True)
-
-    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=False)
 
     def update_fields(self, contact_ref: str, values: dict[str, Any],
                       idempotency_key: str) -> WriteResult:

@@ -40,6 +40,7 @@ from crm_journeys.connectors.http import (
     client_options,
 )
 from crm_journeys.connectors.mapping import (
+    RewritesTags,
     canonical,
     iso_z,
     parse_time,
@@ -81,7 +82,7 @@ def daily_budget_rule(time_zone: str) -> Any:
     return rule
 
 
-class HubSpotConnector(WindowedSync, Connector):
+class HubSpotConnector(RewritesTags, WindowedSync, Connector):
     """A HubSpot account (portal) reached with an OAuth or private-app access token."""
 
     name = "hubspot"
@@ -238,12 +239,6 @@ class HubSpotConnector(WindowedSync, Connector):
                  "hs_email_text": email.text, "hs_email_direction": "EMAIL",
                  "hs_email_status": "SENT", "hs_timestamp": iso_z(self.clock.now())}
         return self._upsert_linked("emails", contact_ref, props, idempotency_key)
-
-    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=True)
-
-    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=False)
 
     def update_fields(self, contact_ref: str, values: dict[str, Any],
                       idempotency_key: str) -> WriteResult:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crm_journeys.connectors.base import CanonicalContact
+from crm_journeys.connectors.base import CanonicalContact, WriteResult
 
 _MS_DATE = re.compile(r"/Date\((-?\d+)\)/")
 CANONICAL_NAMES = ("email", "first_name", "last_name", "phone", "owner", "time_zone",
@@ -95,3 +95,18 @@ def split_name(full: str | None) -> tuple[str | None, str | None]:
         return None, None
     first, _, last = full.strip().rpartition(" ")
     return (first or None), last
+
+
+class RewritesTags:
+    """For hosts that keep a contact's tags in one field: adding or removing a tag is a
+    read-modify-write of that field. It is idempotent by nature (the tag ends up present
+    or absent whatever the retries), so the idempotency key is not needed."""
+
+    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
+        return self._retag(contact_ref, tag, present=True)
+
+    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
+        return self._retag(contact_ref, tag, present=False)
+
+    def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
+        raise NotImplementedError

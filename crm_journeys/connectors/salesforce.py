@@ -30,7 +30,14 @@ from crm_journeys.connectors.base import (
 )
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
 from crm_journeys.connectors.http import Auth, HttpClient, client_options
-from crm_journeys.connectors.mapping import canonical, iso_z, parse_time, split_tags, tags_with
+from crm_journeys.connectors.mapping import (
+    RewritesTags,
+    canonical,
+    iso_z,
+    parse_time,
+    split_tags,
+    tags_with,
+)
 from crm_journeys.connectors.oauth import keeper_for, salesforce_app
 from crm_journeys.errors import FatalConnectorError
 
@@ -75,7 +82,7 @@ def soql_id(value: str) -> str:
     return value
 
 
-class SalesforceConnector(WindowedSync, Connector):
+class SalesforceConnector(RewritesTags, WindowedSync, Connector):
     """A Salesforce org reached with an OAuth access token and its instance URL."""
 
     name = "salesforce"
@@ -214,12 +221,6 @@ class SalesforceConnector(WindowedSync, Connector):
                   "Description": email.text, "Status": "Completed", "TaskSubtype": "Email",
                   "ActivityDate": self.clock.now().date().isoformat()}
         return self._upsert("Task", idempotency_key, values)
-
-    def add_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=True)
-
-    def remove_tag(self, contact_ref: str, tag: str, idempotency_key: str) -> WriteResult:
-        return self._retag(contact_ref, tag, present=False)
 
     def update_fields(self, contact_ref: str, values: dict[str, Any],
                       idempotency_key: str) -> WriteResult:
