@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,8 +54,12 @@ class World:
 
 
 @contextmanager
-def throwaway_world(document: dict[str, Any], start: datetime, name: str = "simulation") -> Iterator[World]:
+def throwaway_world(document: dict[str, Any], start: datetime, name: str = "simulation",
+                    seed: Callable[[Session, int], None] | None = None) -> Iterator[World]:
     """Publish ``document`` in a fresh SQLite database on a virtual clock; removed afterwards.
+
+    ``seed(session, tenant_id)`` runs before publishing, so contacts it adds are seen by
+    publish-time work (date schedules, segment entries) as in the real tenant.
 
     Raises:
         DefinitionError: the document cannot be published.
@@ -70,6 +74,8 @@ def throwaway_world(document: dict[str, Any], start: datetime, name: str = "simu
             runtime = Runtime(db=db, clock=clock, settings={"smtp_url": ""})
             with db.unit_of_work() as s:
                 tenant_id = create_tenant(s, name, name.title(), start).id
+                if seed is not None:
+                    seed(s, tenant_id)
                 journey_id = create_journey(s, tenant_id, document, start).id
                 publish(s, tenant_id, journey_id, start, actions=installed_actions())
             runtime.use_connector(tenant_id, DryRunConnector({}, {}, database=db, tenant_id=tenant_id, clock=clock))

@@ -235,12 +235,14 @@ def start_backtest(principal: Principal, journey_id: int, days: int) -> testmode
     start, end = testmode.window(now, days)
     with state().db.unit_of_work() as s:
         document = queries.journey(s, principal.tenant_id, journey_id).draft
-        events = testmode.recorded_events(s, principal.tenant_id, start)
+        everything = testmode.recorded_events(s, principal.tenant_id, start, include_own=True)
+        contacts = testmode.rewind(testmode.current_contacts(s, principal.tenant_id), everything, start)
+    events = [e for e in everything if not testmode.is_own(e)]
     errors = draft_errors(document)
     if errors:
         raise DefinitionError(errors)
     return backtest_jobs().start(principal.tenant_id, journey_id, lambda job: testmode.backtest(
-        document, events, start=start, end=end, job=job))
+        document, events, start=start, end=end, job=job, contacts=contacts))
 
 
 def job_out(job: testmode.BacktestJob) -> dict[str, Any]:

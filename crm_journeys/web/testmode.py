@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, not_, or_, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.definition.durations import parse_duration
@@ -26,6 +26,7 @@ from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.runtime.simulate import World, throwaway_world
 from crm_journeys.runtime.worker import advance_to
 from crm_journeys.storage.models import (
+    Contact,
     InboxEvent,
     Instance,
     OutboxMessage,
@@ -144,20 +145,101 @@ class BacktestJobs:
         return job
 
 
-def recorded_events(s: Session, tenant_id: int, since: datetime) -> list[dict[str, Any]]:
-    """The tenant's inbox since ``since``, oldest first, as plain data (copied out of the session)."""
-    rows = s.scalars(select(InboxEvent).where(InboxEvent.tenant_id == tenant_id, InboxEvent.occurred_at >= since)
-                     .order_by(InboxEvent.occurred_at, InboxEvent.id))
+# Dedup-key prefixes of the events journeys' own actions feed back into the inbox
+# (actions/email.py, tags.py, fields.py, journeys.py). Replaying them would count the live
+# journeys' effects as if the draft had caused them; the draft makes its own in the world.
+OWN_ACTION_PREFIXES = ("sent:", "tag_added:", "tag_removed:", "fields:", "add:")
+CONTACT_COLUMNS = ("external_id", "email", "fields", "tags", "groups", "segments", "activity", "version")
+
+
+def recorded_events(s: Session, tenant_id: int, since: datetime, *, include_own: bool = False) -> list[dict[str, Any]]:
+    """The tenant's inbox since ``since``, oldest first, as plain data (copied out of the
+    session); without the events the journeys' own actions produced unless ``include_own``."""
+    query = select(InboxEvent).where(InboxEvent.tenant_id == tenant_id, InboxEvent.occurred_at >= since)
+    if not include_own:
+        query = query.where(not_(or_(*[InboxEvent.dedup_key.startswith(prefix, autoescape=True)
+                                       for prefix in OWN_ACTION_PREFIXES])))
+    rows = s.scalars(query.order_by(InboxEvent.occurred_at, InboxEvent.id))
     return [{"type": r.type, "key": r.key, "payload": r.payload, "occurred_at": r.occurred_at,
              "dedup_key": r.dedup_key} for r in rows]
 
 
+def is_own(event: dict[str, Any]) -> bool:
+    return str(event.get("dedup_key") or "").startswith(OWN_ACTION_PREFIXES)
+
+
+_MEMBERSHIP = {"tag_added": ("tags", False), "tag_removed": ("tags", True), "group_joined": ("groups", False),
+               "subscribed": ("groups", False), "group_left": ("groups", True), "unsubscribed": ("groups", True)}
+
+
+def rewind(contacts: list[dict[str, Any]], events: list[dict[str, Any]], start: datetime) -> list[dict[str, Any]]:
+    """Today's contacts as they were at ``start``, as far as the window's events tell.
+
+    Without this, replaying "subscribed" or "tag added" on contacts who already have the
+    group or tag is no change at all and starts nobody. Tags and groups the window's
+    events (the journeys' own included) added or removed are undone, newest first, and
+    email activity stamped since ``start`` is dropped; field values stay as they are now.
+    """
+    by_ref: dict[str, dict[str, Any]] = {}
+    out = []
+    for c in contacts:
+        copy = {**c, "tags": list(c.get("tags") or []), "groups": list(c.get("groups") or []),
+                "activity": {kind: {k: t for k, t in (stamps or {}).items() if not _since(t, start)}
+                             for kind, stamps in (c.get("activity") or {}).items()}}
+        out.append(copy)
+        by_ref[f"id:{c['external_id']}"] = copy
+        if c.get("email"):
+            by_ref.setdefault(f"email:{str(c['email']).lower()}", copy)
+    for ev in reversed(events):
+        attr_present = _MEMBERSHIP.get(ev["type"])
+        who = (ev.get("payload") or {}).get("contact") or {}
+        contact = by_ref.get(f"id:{who.get('id')}") or by_ref.get(f"email:{str(who.get('email') or '').lower()}")
+        if attr_present is None or contact is None:
+            continue
+        attr, was_present = attr_present
+        item = ev["key"] or ("audience" if attr == "groups" else "")
+        items = contact[attr]
+        if was_present and item not in items:
+            items.append(item)
+        elif not was_present and item in items:
+            items.remove(item)
+    return out
+
+
+def _since(stamp: Any, start: datetime) -> bool:
+    try:
+        return float(stamp) >= start.timestamp()
+    except (TypeError, ValueError):
+        return False
+
+
+def current_contacts(s: Session, tenant_id: int) -> list[dict[str, Any]]:
+    """The tenant's contact mirror as it is now (plain data for the backtest's thread).
+
+    A backtest starts N days ago with today's data: the closest record we keep, and far
+    better for entry filters and splits than contacts that know nothing but an email.
+    """
+    rows = s.execute(select(*[getattr(Contact, c) for c in CONTACT_COLUMNS])
+                     .where(Contact.tenant_id == tenant_id, Contact.deleted.is_(False)).order_by(Contact.id))
+    return [dict(zip(CONTACT_COLUMNS, row, strict=True)) for row in rows]
+
+
+def seed_contacts(contacts: list[dict[str, Any]], at: datetime) -> Callable[[Session, int], None]:
+    """A ``throwaway_world`` seed that copies ``contacts`` into the world's mirror."""
+    def seed(s: Session, tenant_id: int) -> None:
+        if contacts:
+            s.execute(insert(Contact), [{**c, "tenant_id": tenant_id, "deleted": False, "updated_at": at}
+                                        for c in contacts])
+    return seed
+
+
 def backtest(document: dict[str, Any], events: list[dict[str, Any]], *, start: datetime, end: datetime,
-             job: BacktestJob | None = None) -> dict[str, Any]:
-    """Replay events on a virtual clock against the draft; count entries, branches and records."""
+             job: BacktestJob | None = None, contacts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Replay events on a virtual clock against the draft, over a copy of ``contacts``;
+    count entries, branches and records."""
     if job is not None:
         job.total = len(events)
-    with throwaway_world(document, start) as w:
+    with throwaway_world(document, start, name="backtest", seed=seed_contacts(contacts or [], start)) as w:
         for ev in events:
             at = max(ev["occurred_at"], w.clock.now())
             advance_to(w.worker, w.clock, at)
