@@ -6,8 +6,8 @@ API tokens are random secrets of which only the SHA-256 is stored.
 """
 
 from crm_journeys.auth.accounts import (
-    Principal,
     ROLES,
+    Principal,
     authenticate,
     can,
     create_api_token,

@@ -10,8 +10,7 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     from crm_journeys.web.api import api
     from crm_journeys.web.health import health
     from crm_journeys.web.install import install
-    from crm_journeys.web.ui import ui
-
     from crm_journeys.web.integrations import hooks
+    from crm_journeys.web.ui import ui
 
     return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, "")]

@@ -54,12 +54,26 @@ def _event_from(body: dict[str, Any]) -> IncomingEvent:
                          occurred_at=body.get("occurred_at"), dedup_key=f"api:{body['id']}" if body.get("id") else None)
 
 
+def _custom_trigger(session: Any, tenant_id: int, body: dict[str, Any]) -> IncomingEvent:
+    """A declared custom trigger: its attributes are checked against the declaration."""
+    from crm_journeys.errors import DefinitionError
+    from crm_journeys.integrations.custom import validated_event
+
+    name = str(body.get("key") or body.get("name") or "")
+    try:
+        return validated_event(session, tenant_id, name, dict(body["contact"]), dict(body["properties"]),
+                               f"api:{body['id']}" if body.get("id") else None)
+    except DefinitionError as exc:
+        raise ApiError(422, "invalid_request", "The event does not fit its custom trigger.", exc.errors) from exc
+
+
 @endpoint(api, "/events", "POST", summary="Send an event (a named custom event or a canonical type)",
           tag="events", permission="events", body=EventIn, out=EventOut, status=202,
           description="The contact is identified by email or by the CRM's id. An `id` makes a repeat harmless.")
 def post_event(principal: Principal, body: dict[str, Any]) -> Any:
-    event = _event_from(body)
     with state().db.unit_of_work() as s:
+        event = _custom_trigger(s, principal.tenant_id, body) if body.get("type") == "custom_trigger" \
+            else _event_from(body)
         new = ingest(s, principal.tenant_id, event, state().runtime.clock.now())
     return {"accepted": new, "duplicate": not new, "type": event.type, "key": event.key}
 
