@@ -23,6 +23,8 @@ from crm_journeys.runtime.worker import Worker, advance_to
 from crm_journeys.storage.db import Database
 from crm_journeys.storage.models import Instance, OutboxMessage, SandboxRecord, StepLog
 
+pytest_plugins = ["tests.web_fixtures"]
+
 PG_ENV = "CRM_JOURNEYS_TEST_DATABASE_URL"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday

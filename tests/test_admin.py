@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from crm_journeys.auth import authenticate
 from crm_journeys.cli import main
-from tests.test_api_journeys import Api, app, as_  # noqa: F401  (fixtures)
 from tests.test_web_ui import sign_in
+from tests.web_fixtures import Api
 
 
 def test_admin_manages_users_over_the_api(as_, app):

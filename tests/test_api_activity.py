@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 from crm_journeys.runtime.worker import advance_to
 from crm_journeys.web.openapi import openapi_path
-from tests.test_api_journeys import app, as_, drain, welcome_doc  # noqa: F401  (fixtures)
+from tests.web_fixtures import drain, welcome_doc
 
 
 def _live_welcome(api):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from crm_journeys.integrations.custom import declare
-from tests.test_api_journeys import app, as_, drain  # noqa: F401  (fixtures)
 
 
 def _declare(app, clock):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.models import Contact
 from crm_journeys.web.testmode import recorded_events
-from tests.test_api_journeys import app, as_, drain, welcome_doc  # noqa: F401  (fixtures)
+from tests.web_fixtures import drain, welcome_doc
 
 
 def _state(app):

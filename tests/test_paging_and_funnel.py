@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from crm_journeys.web.funnel import funnel
-from tests.test_api_journeys import app, as_, drain, welcome_doc  # noqa: F401  (fixtures)
 from tests.test_web_ui import sign_in
+from tests.web_fixtures import drain, welcome_doc
 
 
 def test_journeys_contacts_and_instances_come_in_pages_with_totals(as_, app):

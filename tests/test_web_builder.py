@@ -10,8 +10,8 @@ import re
 import pytest
 
 from tests.formscrape import form_fields
-from tests.test_api_journeys import Api, app, welcome_doc  # noqa: F401  (fixtures)
 from tests.test_web_ui import sign_in
+from tests.web_fixtures import Api, welcome_doc
 
 DE = {"op": "eq", "field": "country", "value": "DE"}
 GOLD = {"op": "has_tag", "value": "gold"}

@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-from tests.test_api_journeys import app, drain  # noqa: F401  (fixtures)
-
 
 def csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
@@ -113,8 +111,7 @@ def test_builder_forms_edit_the_draft(app, editor):
                                             "condition.g0.r0.op": "eq", "condition.g0.r0.field": "country",
                                             "condition.g0.r0.value": "DE", "branches.yes": "", "branches.no": ""})
     api = app.test_client()
-    from tests.test_api_journeys import Api
-
+    from tests.web_fixtures import Api
     doc = Api(api, app.config["TEST_TOKENS"]["acme_viewer"]).get(f"/journeys/{jid}").json
     draft = doc["draft"]
     assert draft["starting_points"][0]["params"] == {"tag": "vip"}

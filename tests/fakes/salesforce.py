@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import unquote
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from werkzeug.routing import Rule
 from werkzeug.test import EnvironBuilder
