@@ -40,7 +40,7 @@ def funnel(document: dict[str, Any], per_step: dict[str, dict[str, Any]], totals
             outs = exits(st)
             if len(outs) != 1 or outs[0][0] is not None:
                 for name, target in outs:
-                    label = f"{name} → end" if not target else f"{name} → joins {target}" if target in seen else name
+                    label = f"{name} → end" if not target else f"{name} → joins {target}" if target in seen else str(name)
                     rows.append(_row(label, (stats.get("branches") or {}).get(name or "", 0), depth + 1,
                                      step=sid, branch=name))
                     walk(target, depth + 2)
