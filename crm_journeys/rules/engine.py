@@ -149,5 +149,6 @@ def _arrival(message: dict[str, Any], intent: dict[str, Any], target: str) -> di
 
 
 def _plain(content: Any) -> dict[str, Any]:
-    raw = getattr(content, "_d", content)
-    return copy.deepcopy(raw)
+    """The message as a dict. durable_rules parses a fresh copy from JSON for every
+    consequent, so it is ours to keep without copying."""
+    return getattr(content, "_d", content)

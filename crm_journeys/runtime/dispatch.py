@@ -13,10 +13,11 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import facts
+from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.mirror import Signal, apply_event
 from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
@@ -27,12 +28,8 @@ from crm_journeys.storage.models import (
     Instance,
     Journey,
     JourneyVersion,
-    OutboxMessage,
     Route,
-    StepLog,
-    Wakeup,
 )
-from crm_journeys.storage.upsert import insert_ignoring_conflicts
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -89,7 +86,7 @@ class Dispatcher:
         change = apply_event(contact, event.type, event.key, props, now, created=created)
         if batch is not None:
             batch.note(contact)
-        observe(self.rt, session, contact, event, change, now)  # segments, date index, lapses
+        observe(self.rt, session, contact, event, change, now, batch)  # segments, date index, lapses
         if batch is None:
             session.flush()
         in_flight = self._in_flight(session, contact, batch)
@@ -193,14 +190,15 @@ class Dispatcher:
 
     def _routed(self, session: Session, tenant_id: int, signal: Signal,
                 batch: BatchCache | None = None) -> list[LoadedVersion]:
+        ids: set[int] | list[int]
         if batch is not None:
             ids = batch.routed(tenant_id, signal.type, signal.key)
         else:
-            ids = session.scalars(
+            ids = list(session.scalars(
                 select(Route.version_id).join(JourneyVersion, JourneyVersion.id == Route.version_id)
                 .where(Route.tenant_id == tenant_id, Route.event == signal.type,
                        or_(Route.key == signal.key, Route.key == "*"), JourneyVersion.active.is_(True))
-                .distinct()).all()
+                .distinct()))
         return [self.rt.versions.get(session, vid) for vid in sorted(ids)]
 
     def _decide(self, session: Session, version: LoadedVersion, contact: Contact, inst: Instance | None,
@@ -213,232 +211,6 @@ class Dispatcher:
         if firings:
             known = batch.instances_of(contact.id) if batch is not None else None
             Applier(session, version, contact, now, known=known, batch=batch).apply(firings, inst, entry_key)
-
-
-class BatchCache:
-    """What one batch of events reads, loaded in a few queries inside the batch's own
-    transaction (so it is exactly as fresh as per-event queries would be): the contacts
-    the events name, all their instances (for in-flight reactions, entry history and
-    rotations), the live/paused status of those instances' journeys, and each tenant's
-    routes. Contacts and instances created during the batch are added as they appear."""
-
-    def __init__(self, session: Session, events: list[InboxEvent]):
-        self.session = session
-        self._by_ext: dict[tuple[int, str], Contact] = {}
-        self._by_email: dict[tuple[int, str], Contact] = {}
-        self._asked_ext: set[tuple[int, str]] = set()
-        self._asked_email: set[tuple[int, str]] = set()
-        self._instances: dict[int, list[Instance]] = {}
-        self._journey_live: dict[int, bool] = {}
-        self._routes: dict[int, dict[tuple[str, str], set[int]]] = {}
-        self._next_ids: dict[Any, int] = {}
-        self._new_contacts: set[int] = set()
-        self._prefetched: set[int] = set()
-        self._known_keys: set[tuple[int, str]] = set()
-        self._logs: list[dict[str, Any]] = []
-        self._cancels: list[dict[str, int]] = []
-        self._keys: dict[int, tuple[str, str | None]] = {}
-        self._identity_moved = False
-        self._outbox: list[dict[str, Any]] = []
-        self._outbox_keys: set[tuple[int, str]] = set()
-        wanted: dict[int, tuple[set[str], set[str]]] = {}
-        for event in events:
-            ident = event.payload.get("contact") or {}
-            exts, emails = wanted.setdefault(event.tenant_id, (set(), set()))
-            ext = str(ident.get("id") or ident.get("external_id") or "")
-            email = (ident.get("email") or "").lower()
-            if ext:
-                exts.add(ext)
-            if email:
-                emails.add(email)
-        for tenant_id, (exts, emails) in wanted.items():
-            self._asked_ext.update((tenant_id, e) for e in exts)
-            self._asked_email.update((tenant_id, e) for e in emails)
-            found: list[Contact] = []
-            for column, values in ((Contact.external_id, exts), (Contact.email, emails)):
-                for chunk in _chunks(sorted(values)):
-                    found.extend(session.scalars(select(Contact).where(Contact.tenant_id == tenant_id,
-                                                                       column.in_(chunk))))
-            for contact in sorted(found, key=lambda c: c.id, reverse=True):  # lowest id wins an email
-                self._index(contact)
-        ids = sorted({c.id for c in self._by_ext.values()} | {c.id for c in self._by_email.values()})
-        for chunk in _chunks(ids):
-            for inst in session.scalars(select(Instance).where(Instance.contact_id.in_(chunk))
-                                        .order_by(Instance.id)):
-                self._instances.setdefault(inst.contact_id, []).append(inst)
-        journeys = sorted({i.journey_id for lst in self._instances.values() for i in lst})
-        for chunk in _chunks(journeys):
-            for jid, status in session.execute(select(Journey.id, Journey.status).where(Journey.id.in_(chunk))):
-                self._journey_live[jid] = status == "live"
-        for contact_id in ids:
-            self._instances.setdefault(contact_id, [])
-        self.prefetch_outbox(ids)
-
-    # --- writes -------------------------------------------------------------------------
-    def new_id(self, model: Any) -> int | None:
-        """The next primary key of ``model`` without a flush, on SQLite only: its writer
-        holds the database (BEGIN IMMEDIATE) and would pick max(id) + 1 itself. On
-        PostgreSQL the caller flushes and the sequence decides."""
-        if self.session.get_bind().dialect.name != "sqlite":
-            return None
-        last = self._next_ids.get(model)
-        if last is None:
-            with self.session.no_autoflush:
-                last = self.session.scalar(select(func.max(model.id))) or 0
-        self._next_ids[model] = last + 1
-        return last + 1
-
-    def queue_outbox(self, row: dict[str, Any]) -> int:
-        """Queue one outbox row for the batch's single insert; 1 when it is new, 0 when a
-        row with its idempotency key exists (as ``insert_ignoring_conflicts`` reports)."""
-        key = (row["tenant_id"], row["idempotency_key"])
-        if key in self._outbox_keys:
-            return 0
-        if row["contact_id"] in self._new_contacts:  # a new contact has no outbox rows yet
-            pass
-        elif row["contact_id"] in self._prefetched:
-            if key in self._known_keys:
-                return 0
-        else:
-            with self.session.no_autoflush:
-                exists = self.session.connection().execute(_OUTBOX_KEY, {"t": key[0], "k": key[1]}).first()
-            if exists is not None:
-                return 0
-        self._outbox_keys.add(key)
-        self._outbox.append(row)
-        return 1
-
-    def cancel_wakeups(self, instance_id: int) -> bool:
-        """Defer "close the instance's pending wake-ups" to the end of the batch, bounded
-        by the wake-up ids handed out so far so that later holds stay pending. SQLite
-        only (ids come from ``new_id``); False tells the caller to update right away."""
-        if self.session.get_bind().dialect.name != "sqlite":
-            return False
-        mark = self._next_ids.get(Wakeup)  # the last id handed out
-        if mark is None:
-            with self.session.no_autoflush:
-                mark = self.session.scalar(select(func.max(Wakeup.id))) or 0
-            self._next_ids[Wakeup] = mark
-        self._cancels.append({"iid": instance_id, "mark": mark})
-        return True
-
-    def queue_log(self, row: dict[str, Any]) -> None:
-        self._logs.append(row)
-
-    def prefetch_outbox(self, contact_ids: list[int]) -> None:
-        """Read the outbox keys of these contacts at once, so ``queue_outbox`` need not ask
-        per row (the batch's own rows are tracked as they are queued)."""
-        ids = sorted(set(contact_ids) - self._prefetched - self._new_contacts)
-        with self.session.no_autoflush:
-            for chunk in _chunks(ids):
-                rows = self.session.execute(select(OutboxMessage.tenant_id, OutboxMessage.idempotency_key)
-                                            .where(OutboxMessage.contact_id.in_(chunk)))
-                self._known_keys.update((t, k) for t, k in rows)
-        self._prefetched.update(ids)
-
-    def finish(self) -> None:
-        """Write what was queued: the instances first (outbox rows and logs refer to them)."""
-        self.session.flush()
-        if self._outbox:
-            insert_ignoring_conflicts(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"])
-            self._outbox = []
-        if self._logs:
-            self.session.execute(insert(StepLog), self._logs)
-            self._logs = []
-        if self._cancels:
-            self.session.connection().execute(_CANCEL_WAKEUPS, self._cancels)
-            self._cancels = []
-
-    def note(self, contact: Contact) -> None:
-        """After an event changed ``contact``: keep the lookups right if its identity moved."""
-        if self._keys.get(contact.id) != (contact.external_id, contact.email):
-            self._identity_moved = True
-            self._index(contact)
-
-    def _index(self, contact: Contact) -> None:
-        self._keys[contact.id] = (contact.external_id, contact.email)
-        self._by_ext[(contact.tenant_id, contact.external_id)] = contact
-        if contact.email:
-            self._by_email[(contact.tenant_id, contact.email)] = contact
-
-    # --- contacts -----------------------------------------------------------------------
-    def contact(self, tenant_id: int, external_id: str, email: str | None) -> Contact | None:
-        """The contact the per-event lookup would find (by id first, then by email)."""
-        if external_id:
-            hit = self._by_ext.get((tenant_id, external_id))
-            if hit is not None and hit.external_id == external_id:
-                return hit
-        if email:
-            hit = self._by_email.get((tenant_id, email))
-            if hit is not None and hit.email == email:
-                return hit
-        return None
-
-    def complete(self, tenant_id: int, external_id: str, email: str | None) -> bool:
-        """True when a miss is certain: both keys were looked up for this batch and no
-        contact seen since has changed identity (else ask the database)."""
-        return ((not external_id or (tenant_id, external_id) in self._asked_ext)
-                and (not email or (tenant_id, email) in self._asked_email)
-                and not self._identity_changed())
-
-    def _identity_changed(self) -> bool:
-        return self._identity_moved
-
-    def add_contact(self, contact: Contact, *, new: bool) -> None:
-        """A contact created in this batch (no instances yet) or found by a query."""
-        self._index(contact)
-        if new:
-            self._new_contacts.add(contact.id)
-            self._instances.setdefault(contact.id, [])
-        elif contact.id not in self._instances:
-            self._instances[contact.id] = list(self.session.scalars(
-                select(Instance).where(Instance.contact_id == contact.id).order_by(Instance.id)))
-
-    # --- instances ----------------------------------------------------------------------
-    def instances_of(self, contact_id: int) -> list[Instance]:
-        return self._instances.setdefault(contact_id, [])
-
-    def _live(self, journey_id: int) -> bool:
-        live = self._journey_live.get(journey_id)
-        if live is None:
-            live = self.session.scalar(select(Journey.status).where(Journey.id == journey_id)) == "live"
-            self._journey_live[journey_id] = live
-        return live
-
-    def in_flight(self, contact_id: int) -> list[Instance]:
-        return [i for i in self.instances_of(contact_id) if i.status == "active" and self._live(i.journey_id)]
-
-    def history(self, journey_id: int, contact_id: int, entry_key: str, now: datetime) -> dict[str, Any]:
-        """As ``transitions.history``, from the batch's instances."""
-        mine = [i for i in self.instances_of(contact_id) if i.journey_id == journey_id and i.entry_key == entry_key]
-        last = max((i.entered_at for i in mine), default=None)
-        since = (now - last).total_seconds() if last else 0
-        return {"entries": len(mine), "active": sum(1 for i in mine if i.status == "active"),
-                "since_entry": since}
-
-    # --- routes -------------------------------------------------------------------------
-    def routed(self, tenant_id: int, event: str, key: str) -> set[int]:
-        routes = self._routes.get(tenant_id)
-        if routes is None:
-            routes = {}
-            for ev, k, vid in self.session.execute(
-                    select(Route.event, Route.key, Route.version_id)
-                    .join(JourneyVersion, JourneyVersion.id == Route.version_id)
-                    .where(Route.tenant_id == tenant_id, JourneyVersion.active.is_(True))):
-                routes.setdefault((ev, k), set()).add(vid)
-            self._routes[tenant_id] = routes
-        return routes.get((event, key), set()) | routes.get((event, "*"), set())
-
-
-_CANCEL_WAKEUPS = (update(Wakeup).where(Wakeup.instance_id == bindparam("iid"), Wakeup.pending.is_(True),
-                                       Wakeup.id <= bindparam("mark")).values(pending=False))
-_OUTBOX_KEY = (select(OutboxMessage.id)
-               .where(OutboxMessage.tenant_id == bindparam("t"), OutboxMessage.idempotency_key == bindparam("k"))
-               .limit(1))
-
-
-def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: datetime,

@@ -95,10 +95,14 @@ def rebuild(session: Session, seg: Segment, now: datetime) -> int:
     return count
 
 
-def update_membership(session: Session, contact: Contact, now: datetime) -> list[Signal]:
-    """Re-evaluate one changed contact against its tenant's segments; the signals implied."""
-    segments = list(session.scalars(select(Segment).where(Segment.tenant_id == contact.tenant_id)
-                                    .order_by(Segment.id)))
+def update_membership(session: Session, contact: Contact, now: datetime,
+                      segments: list[Segment] | None = None) -> list[Signal]:
+    """Re-evaluate one changed contact against its tenant's segments; the signals implied.
+
+    ``segments`` are the tenant's segments when the caller already read them (a batch)."""
+    if segments is None:
+        segments = list(session.scalars(select(Segment).where(Segment.tenant_id == contact.tenant_id)
+                                        .order_by(Segment.id)))
     if not segments:
         return []
     before = list(contact.segments or [])

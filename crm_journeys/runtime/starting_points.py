@@ -29,6 +29,7 @@ from crm_journeys.storage.models import Contact, InboxEvent, Journey, JourneyVer
 
 if TYPE_CHECKING:
     from crm_journeys.rules.compiler import CompiledJourney
+    from crm_journeys.runtime.batch import BatchCache
     from crm_journeys.runtime.mirror import Change
     from crm_journeys.runtime.services import Runtime
     from crm_journeys.runtime.versions import LoadedVersion
@@ -37,11 +38,14 @@ if TYPE_CHECKING:
 # --- dispatch ---------------------------------------------------------------------------
 
 def observe(runtime: Runtime, session: Session, contact: Contact, event: InboxEvent, change: Change,
-            now: datetime) -> None:
-    """Everything a starting point derives from one event, in the same transaction."""
+            now: datetime, batch: BatchCache | None = None) -> None:
+    """Everything a starting point derives from one event, in the same transaction.
+
+    With a ``batch`` the tenant's segments and aux routes come from its per-batch reads."""
     created = any(s.type == "contact_created" or s.props.get("op") == "created" for s in change.signals)
     if change.updated or created:
-        joined_left = segments.update_membership(session, contact, now)
+        known = batch.segments(contact.tenant_id) if batch is not None else None
+        joined_left = segments.update_membership(session, contact, now, known)
         if joined_left:
             change.signals.extend(joined_left)
             change.updated = True
@@ -53,13 +57,13 @@ def observe(runtime: Runtime, session: Session, contact: Contact, event: InboxEv
         if "time_zone" in changed:
             names = None  # every date schedule of the contact moves
         dates.on_contact_change(session, _versions(runtime, session, contact.tenant_id, names, None,
-                                                   prefix=dates.ROUTE_PREFIX),
+                                                   prefix=dates.ROUTE_PREFIX, batch=batch),
                                 contact, changed, now)
     for signal in list(change.signals):
         lapses.cancel(session, contact, signal)
         if signal.type in _LAPSE_SOURCES:
             found = _versions(runtime, session, contact.tenant_id, [lapses.ROUTE_PREFIX + signal.type],
-                              signal.key)
+                              signal.key, batch=batch)
             if found:
                 lapses.arm(session, found, contact, signal, now, event.occurred_at)
 
@@ -68,8 +72,11 @@ _LAPSE_SOURCES = {tt.lapse.source for tt in CATALOG.values() if tt.lapse}
 
 
 def _versions(runtime: Runtime, session: Session, tenant_id: int, events: list[str] | None,
-              key: str | None, prefix: str = "") -> list[LoadedVersion]:
+              key: str | None, prefix: str = "", batch: BatchCache | None = None) -> list[LoadedVersion]:
     """Active versions holding one of the aux route ``events`` (all with ``prefix`` when None)."""
+    if batch is not None:
+        return [runtime.versions.get(session, vid)
+                for vid in sorted(batch.aux_versions(tenant_id, events, key, prefix))]
     stmt = (select(Route.version_id).join(JourneyVersion, JourneyVersion.id == Route.version_id)
             .where(Route.tenant_id == tenant_id, JourneyVersion.active.is_(True)))
     stmt = stmt.where(Route.event.in_(events)) if events is not None else stmt.where(Route.event.startswith(prefix))

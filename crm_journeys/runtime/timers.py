@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.claims import paused_instances
-from crm_journeys.runtime.dispatch import BatchCache, decide_timer
+from crm_journeys.runtime.dispatch import decide_timer
 from crm_journeys.runtime.starting_points import next_due as starting_points_due
 from crm_journeys.storage.models import Contact, Instance, Journey, OutboxMessage, Wakeup
 

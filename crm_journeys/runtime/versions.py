@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session
 from crm_journeys.definition.model import Journey as JourneyModel
 from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
-from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
-
 from crm_journeys.runtime import starting_points  # noqa: E402  (after the models it uses)
+from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
 
 STATUSES = ("draft", "live", "paused", "archived")
 
