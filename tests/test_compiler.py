@@ -65,3 +65,18 @@ def test_engine_error_inside_a_rule_is_reported(monkeypatch):
     with pytest.raises(engine_module.RuleEngineError, match="boom"):
         RulesEngine().decide(compiled, {"kind": "trigger", "type": "form_submitted", "key": "f",
                                         "hist": {"entries": 0, "active": 0}, "inst": {"step": ""}})
+
+
+def test_sessions_never_outlive_a_decision():
+    """durable_rules allows 1,024 live sessions per ruleset; 3,000 decisions, half of them
+    matching nothing, must not leave one behind (the next would raise MemoryError)."""
+    journey = validate_document(_chain(1))
+    compiled = compile_journey(journey, "session_hygiene")
+    engine = RulesEngine()
+    base = {"now": 0.0, "event": {}, "hist": {"entries": 0, "active": 0, "since_entry": 0},
+            "inst": {"step": "", "loops": {}}, "dice": {},
+            "contact": {"f": {}, "d": {}, "n": {}, "tags": [""], "groups": [""], "segments": [""], "act": {}, "x": {}}}
+    fired = sum(bool(engine.decide(compiled, {**base, "kind": "trigger", "type": "form_submitted",
+                                              "key": "f" if i % 2 else "other"}))
+                for i in range(3000))
+    assert fired == 1500

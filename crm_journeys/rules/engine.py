@@ -83,13 +83,14 @@ class RulesEngine:
         name = compiled.ruleset_name
         with self._lock:
             sid = str(next(self._sids))
-            self._firings = []
+            firings: list[Firing] = []
+            self._firings = firings
             try:
                 self._post(name, {**message, "sid": sid})
-                return self._firings
+                return firings
             finally:
                 self._firings = None
-                self._drop_session(name, sid)
+                self._drop_session(name, sid, acted=bool(firings))
 
     def _post(self, name: str, message: dict[str, Any]) -> None:
         try:
@@ -99,11 +100,13 @@ class RulesEngine:
         if isinstance(state, dict) and state.get("exception"):
             raise RuleEngineError(f"rule action failed in {name}: {state['exception']}")
 
-    def _drop_session(self, name: str, sid: str) -> None:
+    def _drop_session(self, name: str, sid: str, *, acted: bool) -> None:
         # A session that never ran an action may free garbage when deleted; the no-op
-        # rule makes sure one ran first (ARCHITECTURE.md section 3).
+        # rule makes sure one ran first (ARCHITECTURE.md section 3). When a rule fired,
+        # an action ran already and the session can go at once.
         try:
-            self._host.post(name, {"sid": sid, "kind": "noop"})
+            if not acted:
+                self._host.post(name, {"sid": sid, "kind": "noop"})
             self._host.delete_state(name, sid)
         except Exception as exc:  # pragma: no cover - engine bookkeeping only
             raise RuleEngineError(f"could not drop session {sid} of {name}: {exc}") from exc
