@@ -60,9 +60,12 @@ class Applier:
         # The dispatcher's batch (``dispatch.BatchCache``) when it runs one: it hands out
         # row ids without a flush and queues outbox rows for one insert per batch.
         self.batch = batch
+        self._seen: dict[str, Any] = {}
 
     def apply(self, firings: list[Firing], instance: Instance | None, entry_key: str = "") -> Outcome:
         self.outcome.instance = instance
+        # One decision sees one set of facts (the chain only moves the step): summarise once.
+        self._seen = _facts(firings[0].message) if firings else {}
         for firing in firings:
             op = firing.intent["op"]
             if op == "enter":
@@ -198,7 +201,7 @@ class Applier:
 
     def _log(self, inst: Instance, kind: str, step: str, firing: Firing, *, branch: str = "",
              extra: dict[str, Any] | None = None) -> None:
-        detail = {"rule": firing.rule, "why": firing.intent.get("why", ""), "facts": _facts(firing.message)}
+        detail = {"rule": firing.rule, "why": firing.intent.get("why", ""), "facts": self._seen}
         detail.update(extra or {})
         self._add_log(dict(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
                            at=self.now, step=step, kind=kind, branch=branch, detail=detail))
