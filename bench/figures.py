@@ -370,7 +370,8 @@ def p6(quick: bool) -> dict[str, Any]:
                     break
                 time.sleep(0.1)
             port = int(port_file.read_text())
-            load = subprocess.run([sys.executable, "-m", "bench.p6_load", str(port), str(rate), str(seconds)],
+            token = (Path(tmp) / "token").read_text().strip()
+            load = subprocess.run([sys.executable, "-m", "bench.p6_load", str(port), str(rate), str(seconds), token],
                                   cwd=ROOT, capture_output=True, text=True, check=True)
             sent = json.loads(load.stdout.strip().splitlines()[-1])
             time.sleep(3)

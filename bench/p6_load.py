@@ -14,7 +14,7 @@ from bench.common import percentile
 THREADS = 8
 
 
-def main(port: int, rate: int, seconds: float) -> None:
+def main(port: int, rate: int, seconds: float, token: str) -> None:
     total = int(rate * seconds)
     start = time.monotonic() + 0.2
     errors = [0]
@@ -32,7 +32,8 @@ def main(port: int, rate: int, seconds: float) -> None:
                                "properties": {"list": "newsletter", "sent_at": time.time()}})
             t0 = time.perf_counter()
             try:
-                conn.request("POST", "/hook", body, {"Content-Type": "application/json"})
+                conn.request("POST", "/api/events", body, {"Content-Type": "application/json",
+                                                           "Authorization": f"Bearer {token}"})
                 resp = conn.getresponse()
                 resp.read()
                 ok = resp.status == 202
@@ -57,4 +58,4 @@ def main(port: int, rate: int, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))
+    main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])

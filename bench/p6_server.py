@@ -1,5 +1,6 @@
-"""P6's receiving side: a tiny WSGI webhook endpoint that ingests each request (one commit
-per webhook, answered 202) and an embedded worker thread, on a SQLite file.
+"""P6's receiving side: the real web app's events API (``POST /api/events``, bearer token,
+marshmallow validation, one commit per request, answered 202) served by werkzeug's
+threaded server, and an embedded worker thread, on one SQLite file.
 
 When the worker commits a batch, the commit time of every event in it is noted; at
 SIGTERM the latencies (commit of the event's outbox row minus the sender's timestamp)
@@ -22,7 +23,6 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from bench import workload
 from crm_journeys.clock import Clock
 from crm_journeys.runtime.dispatch import Dispatcher
-from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.runtime.services import Runtime
 from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.db import Database
@@ -39,8 +39,8 @@ class TimedDispatcher(Dispatcher):
         self.committed = committed
         self._batch: list[int] = []
 
-    def process(self, session: Any, event: Any, now: datetime) -> None:
-        super().process(session, event, now)
+    def process(self, session: Any, event: Any, now: datetime, batch: Any = None) -> None:
+        super().process(session, event, now, batch)
         self._batch.append(event.id)
 
     def run_once(self, limit: int = 200, worker_id: str = "local") -> int:
@@ -61,16 +61,12 @@ def main(folder: str) -> None:
     worker = Worker(runtime, idle_sleep=0.02)
     worker.dispatcher = TimedDispatcher(runtime, committed)
     sent_at: dict[int, float] = {}
+    from crm_journeys.app import create_app
+    from crm_journeys.auth import create_api_token
 
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        body = json.loads(environ["wsgi.input"].read(size))
-        event = IncomingEvent(type=body["type"], key=body.get("key", ""), contact=body["contact"],
-                              properties=body.get("properties") or {}, dedup_key=body.get("id"))
-        with db.unit_of_work() as s:
-            ingest(s, tenant_id, event, runtime.clock.now())
-        start_response("202 Accepted", [("Content-Type", "application/json"), ("Content-Length", "2")])
-        return [b"{}"]
+    app = create_app({"CRM_JOURNEYS_DATABASE_URL": db.url, "SECRET_KEY": "bench"})
+    with db.unit_of_work() as s:
+        (Path(folder) / "token").write_text(create_api_token(s, tenant_id, "p6", role="editor"))
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=worker.run_forever, daemon=True)
