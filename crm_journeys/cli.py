@@ -17,6 +17,12 @@ from crm_journeys.storage.db import Database, default_url
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+def _current_db(ctx: click.Context) -> Database:
+    """The command's database with its schema brought up to date first."""
+    database = _current_db(ctx)
+    return database
+
+
 def _db(url: str | None) -> Database:
 
     return Database(url or os.environ.get("CRM_JOURNEYS_DATABASE_URL")
@@ -84,8 +90,7 @@ def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds:
 
     from crm_journeys.runtime.worker import run_worker
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     database.dispose()
     name = worker_id or f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
@@ -106,8 +111,7 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply every pending migration."""
-    database = _db(ctx.find_root().obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     click.echo(f"schema is current ({database.engine.dialect.name})")
 
 
@@ -144,8 +148,7 @@ def publish_cmd(ctx: click.Context, file: str, tenant: str) -> None:
     from crm_journeys.actions.registry import installed_actions
     from crm_journeys.runtime.versions import create_journey, publish
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     now = datetime.now(UTC)
     try:
         with database.unit_of_work() as s:
@@ -167,8 +170,7 @@ def import_cmd(ctx: click.Context, file: str, tenant: str) -> None:
     """Import a journey document as a draft (not validated until published)."""
     from crm_journeys.runtime.versions import create_journey
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     with database.unit_of_work() as s:
         journey = create_journey(s, _tenant_id(s, tenant), _load_json(file), datetime.now(UTC))
         click.echo(f"imported draft journey {journey.id}")
@@ -226,8 +228,7 @@ def demo(ctx: click.Context, tenant: str) -> None:
     from crm_journeys.demo import seed_demo
     from crm_journeys.runtime.services import Runtime
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     for line in seed_demo(Runtime(db=database), tenant=tenant, only_if_empty=False):
         click.echo(line)
 
@@ -242,8 +243,7 @@ def sync(ctx: click.Context, tenant: str, page_size: int) -> None:
     from crm_journeys.runtime.sync import sync_tenant
     from crm_journeys.runtime.tenants import tenant_by_slug
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     runtime = Runtime(db=database)
     with database.unit_of_work() as s:
         tid = tenant_by_slug(s, tenant).id
@@ -277,8 +277,7 @@ def user_create(ctx: click.Context, email: str, role: str, tenant: str, password
     """Add a user with a role to a workspace."""
     from crm_journeys.auth import create_user
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     try:
         with database.unit_of_work() as s:
             create_user(s, _tenant_id(s, tenant), email, password, role)
@@ -305,8 +304,7 @@ def token_create(ctx: click.Context, name: str, role: str, tenant: str) -> None:
     """Create a token and print its secret (shown only this once; only a hash is kept)."""
     from crm_journeys.auth import create_api_token
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     with database.unit_of_work() as s:
         plaintext = create_api_token(s, _tenant_id(s, tenant), name, role)
     click.echo(plaintext)
@@ -347,8 +345,7 @@ def install_cmd(ctx: click.Context, host: str, tenant: str, name: str, settings:
     from crm_journeys.install import InstallError, install_tenant
     from crm_journeys.runtime.services import Runtime
 
-    database = _db(ctx.obj["url"])
-    database.upgrade()
+    database = _current_db(ctx)
     try:
         tenant_id = install_tenant(Runtime(db=database), host, tenant, name,
                                    _pairs(settings, "--setting"),
