@@ -19,7 +19,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def _current_db(ctx: click.Context) -> Database:
     """The command's database with its schema brought up to date first."""
-    database = _current_db(ctx)
+    database = _db(ctx.find_root().obj["url"])
+    database.upgrade()
     return database
 
 
