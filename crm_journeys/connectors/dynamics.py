@@ -47,7 +47,6 @@ from crm_journeys.connectors.mapping import (
     iso_z,
     parse_time,
     split_tags,
-    tags_with,
 )
 from crm_journeys.connectors.oauth import dynamics_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
@@ -255,15 +254,12 @@ class DynamicsConnector(RewritesTags, Connector):
         self.http.patch(f"contacts({guid(contact_ref)})", json=body, headers={"If-Match": "*"})
         return WriteResult(contact_ref, created=False, detail=f"updated {sorted(values)}")
 
-    def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
-        row = self.http.get(f"contacts({guid(contact_ref)})",
-                            params={"$select": self.tags_column})
-        new = tags_with(row.get(self.tags_column), tag, present)
-        if new is not None:
-            self.http.patch(f"contacts({contact_ref})", json={self.tags_column: new or None},
-                            headers={"If-Match": "*"})
-        return WriteResult(contact_ref, created=False,
-                           detail="unchanged" if new is None else "changed")
+    def _read_tags(self, contact_ref: str) -> object:
+        return self.http.get(f"contacts({guid(contact_ref)})", params={"$select": self.tags_column}).get(self.tags_column)
+
+    def _write_tags(self, contact_ref: str, value: str | None) -> None:
+        self.http.patch(f"contacts({guid(contact_ref)})", json={self.tags_column: value},
+                        headers={"If-Match": "*"})
 
     def _by_key(self, entity_set: str, key: str) -> str:
         value = quote(key.replace("'", "''"), safe="")

@@ -45,7 +45,6 @@ from crm_journeys.connectors.mapping import (
     iso_z,
     parse_time,
     split_tags,
-    tags_with,
     to_ms,
 )
 from crm_journeys.connectors.oauth import hubspot_app, keeper_for
@@ -246,14 +245,13 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
         self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}", json={"properties": props})
         return WriteResult(contact_ref, created=False, detail=f"updated {sorted(values)}")
 
-    def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
-        record = self.http.get(f"/crm/v3/objects/contacts/{contact_ref}",
-                               params={"properties": self.tags_property})
-        new = tags_with(record["properties"].get(self.tags_property), tag, present)
-        if new is not None:
-            self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}",
-                            json={"properties": {self.tags_property: new}})
-        return WriteResult(contact_ref, created=False, detail="unchanged" if new is None else "changed")
+    def _read_tags(self, contact_ref: str) -> object:
+        record = self.http.get(f"/crm/v3/objects/contacts/{contact_ref}", params={"properties": self.tags_property})
+        return record["properties"].get(self.tags_property)
+
+    def _write_tags(self, contact_ref: str, value: str | None) -> None:
+        self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}",
+                        json={"properties": {self.tags_property: value or ""}})
 
     def _find(self, object_type: str, key: str) -> str | None:
         record = self.http.get(f"/crm/v3/objects/{object_type}/{quote(key, safe='')}", allow_404=True,

@@ -109,4 +109,14 @@ class RewritesTags:
         return self._retag(contact_ref, tag, present=False)
 
     def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
+        new = tags_with(self._read_tags(contact_ref), tag, present)
+        if new is not None:
+            self._write_tags(contact_ref, new or None)
+        return WriteResult(contact_ref, created=False, detail="unchanged" if new is None else "changed")
+
+    def _read_tags(self, contact_ref: str) -> object:
+        """The host's tag field of the contact, as stored."""
+        raise NotImplementedError
+
+    def _write_tags(self, contact_ref: str, value: str | None) -> None:
         raise NotImplementedError

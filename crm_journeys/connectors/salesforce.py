@@ -36,7 +36,6 @@ from crm_journeys.connectors.mapping import (
     iso_z,
     parse_time,
     split_tags,
-    tags_with,
 )
 from crm_journeys.connectors.oauth import keeper_for, salesforce_app
 from crm_journeys.errors import FatalConnectorError
@@ -228,13 +227,11 @@ class SalesforceConnector(RewritesTags, WindowedSync, Connector):
         self.http.patch(f"sobjects/Contact/{soql_id(contact_ref)}", json=body)
         return WriteResult(contact_ref, created=False, detail=f"updated {sorted(values)}")
 
-    def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
-        row = self.http.get(f"sobjects/Contact/{soql_id(contact_ref)}",
-                            params={"fields": self.tags_field})
-        new = tags_with(row.get(self.tags_field), tag, present)
-        if new is not None:
-            self.http.patch(f"sobjects/Contact/{contact_ref}", json={self.tags_field: new or None})
-        return WriteResult(contact_ref, created=False, detail="unchanged" if new is None else "changed")
+    def _read_tags(self, contact_ref: str) -> object:
+        return self.http.get(f"sobjects/Contact/{soql_id(contact_ref)}", params={"fields": self.tags_field}).get(self.tags_field)
+
+    def _write_tags(self, contact_ref: str, value: str | None) -> None:
+        self.http.patch(f"sobjects/Contact/{soql_id(contact_ref)}", json={self.tags_field: value})
 
     def _find(self, sobject: str, key: str) -> str | None:
         row = self.http.get(f"sobjects/{sobject}/{self.key_field}/{quote(key, safe='')}", allow_404=True,

@@ -17,9 +17,10 @@ Dates in fields and events are ISO 8601 text (a bare date is midnight UTC) or ep
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
+from crm_journeys.definition.dates import is_number as _is_number
+from crm_journeys.definition.dates import to_epoch
 from crm_journeys.definition.model import Condition, Group, Leaf
 
 DAY = 86400
@@ -61,23 +62,6 @@ def _walk(data: Any, path: str) -> Any:
             return _MISSING
         data = data[part]
     return data
-
-
-def to_epoch(value: Any) -> float | None:
-    """Epoch seconds from ISO text (bare date = midnight UTC, naive = UTC) or a number."""
-    if _is_number(value):
-        return float(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _same(actual: Any, expected: Any) -> bool:

@@ -30,5 +30,14 @@ def parse_datetime(value: Any) -> datetime | None:
 
 
 def to_epoch(value: Any) -> float | None:
+    """Epoch seconds from ISO text (bare date = midnight UTC, naive = UTC), a date, a
+    datetime or a number (taken as epoch seconds already); None for anything else."""
+    if is_number(value):
+        return float(value)
     parsed = parse_datetime(value)
     return parsed.timestamp() if parsed else None
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number: int or float, but not a boolean (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -24,6 +24,7 @@ from marshmallow import (
 )
 
 from crm_journeys.definition import model as m
+from crm_journeys.definition.dates import is_number as _is_number
 from crm_journeys.definition.durations import format_duration, parse_duration
 from crm_journeys.errors import DefinitionError
 
@@ -104,9 +105,6 @@ def _is_iso_date(value: Any) -> bool:
             continue
     return False
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_scalar(value: Any) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+from crm_journeys.definition.dates import is_number as _is_number
 from crm_journeys.definition.durations import parse_duration
 from crm_journeys.definition.model import Condition, Group, Leaf
 
@@ -69,9 +70,6 @@ class Param:
             out["choices"] = list(self.choices)
         return out
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _duration_error(value: Any) -> str | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from crm_journeys.definition.dates import is_number as _is_number
+from crm_journeys.definition.dates import to_epoch
 from crm_journeys.definition.model import Condition, Group, Leaf
 
 DAY = 86400
@@ -256,13 +258,7 @@ def _positive(path: str, op: str, value: Any) -> dict[str, Any]:
     return {f"${op}": {path: value}}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _epoch_literal(value: Any) -> float:
-    from crm_journeys.definition.dates import to_epoch
-
     epoch = to_epoch(value)
     if epoch is None:
         raise ValueError(f"not a date: {value!r}")

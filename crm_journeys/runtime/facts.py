@@ -12,7 +12,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+from crm_journeys.definition.conditions import evaluate
+from crm_journeys.definition.dates import is_number as _is_number
 from crm_journeys.definition.dates import to_epoch
+from crm_journeys.definition.model import Leaf
 from crm_journeys.rules.lowering import FactNeeds, encode_value
 from crm_journeys.storage.models import Contact, Instance
 
@@ -64,18 +67,9 @@ def dice(journey_id: int, contact_id: int, step_id: str) -> int:
 
 
 def text_test(path: str, op: str, value: Any, fields: dict[str, Any], event: dict[str, Any]) -> bool:
-    """contains / not_contains / starts_with, case-insensitive, on text or on list items."""
-    actual = event.get(path[6:]) if path.startswith("event.") else fields.get(path)
-    needle = str(value).casefold()
-    if isinstance(actual, list):
-        hit = any(str(item).casefold() == needle for item in actual) if op != "starts_with" else \
-            any(str(item).casefold().startswith(needle) for item in actual)
-    elif actual is None:
-        hit = False
-    else:
-        text = str(actual).casefold()
-        hit = text.startswith(needle) if op == "starts_with" else needle in text
-    return not hit if op == "not_contains" else hit
+    """contains / not_contains / starts_with, decided by the reference evaluator itself, so
+    the derived boolean means exactly what the condition language defines."""
+    return evaluate(Leaf(op=op, field=path, value=value), {"fields": fields, "event": event})
 
 
 def _activity(activity: dict[str, Any], needs: FactNeeds) -> dict[str, Any]:
@@ -85,10 +79,6 @@ def _activity(activity: dict[str, Any], needs: FactNeeds) -> dict[str, Any]:
         if stamp is not None:
             out.setdefault(kind, {})[email] = float(stamp)
     return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _scalar(value: Any) -> Any:

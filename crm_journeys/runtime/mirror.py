@@ -17,7 +17,6 @@ from crm_journeys.storage.models import Contact
 SNAPSHOT = "contact_upserted"
 DELETED = "contact_deleted"
 ACTIVITY_EVENTS = {"email_sent": "sent", "email_opened": "opened", "email_clicked": "clicked"}
-MEMBERSHIP = {"subscribed": ("groups", True), "unsubscribed": ("groups", False)}
 SNAPSHOT_KEYS = ("email", "first_name", "last_name", "phone", "owner", "time_zone",
                  "language", "birthday", "created_at")
 

@@ -30,7 +30,7 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
 
     The fast path fires the whole batch in one transaction without savepoints, with its
     instances, journeys and contacts loaded in three queries and the writes grouped
-    (``dispatch.BatchCache``). If anything fails, it is rolled back and the batch is
+    (``batch.BatchCache``). If anything fails, it is rolled back and the batch is
     redone one wake-up at a time, each in a savepoint, so one bad wake-up stays pending
     alone.
     """
@@ -72,10 +72,7 @@ def _preload(session: Session, due: list[Wakeup]) -> list[object]:
 
 def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime,
           batch: BatchCache | None = None) -> None:
-    inst = session.get(Instance, wakeup.instance_id)
-    journey = session.get(Journey, inst.journey_id) if inst else None
-    if journey is not None and journey.status == "paused":
-        return  # stays pending; fires once the journey resumes
+    inst = session.get(Instance, wakeup.instance_id)  # paused journeys' wake-ups are never claimed
     wakeup.pending = False
     wakeup.fired_at = now
     wakeup.lateness_ms = max(0, int((now - wakeup.due_at).total_seconds() * 1000))

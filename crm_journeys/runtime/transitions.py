@@ -6,7 +6,6 @@ its "processed" mark, or not at all (ARCHITECTURE.md invariant 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,13 +19,6 @@ from crm_journeys.runtime.schedule import wake_time
 from crm_journeys.runtime.versions import LoadedVersion
 from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog, Wakeup
 from crm_journeys.storage.upsert import insert_ignoring_conflicts
-
-
-@dataclass
-class Outcome:
-    instance: Instance | None
-    outbox_rows: int = 0
-    wakeups: int = 0
 
 
 def history(session: Session, journey_id: int, contact_id: int, entry_key: str, now: datetime) -> dict[str, Any]:
@@ -55,15 +47,16 @@ class Applier:
         self.version = version
         self.contact = contact
         self.now = now
-        self.outcome = Outcome(None)
+        self.instance: Instance | None = None  # the instance the firings are moving
         self.known = known  # all of the contact's instances, when the caller tracks them
-        # The dispatcher's batch (``dispatch.BatchCache``) when it runs one: it hands out
+        # The dispatcher's batch (``batch.BatchCache``) when it runs one: it hands out
         # row ids without a flush and queues outbox rows for one insert per batch.
         self.batch = batch
         self._seen: dict[str, Any] = {}
 
-    def apply(self, firings: list[Firing], instance: Instance | None, entry_key: str = "") -> Outcome:
-        self.outcome.instance = instance
+    def apply(self, firings: list[Firing], instance: Instance | None, entry_key: str = "") -> Instance | None:
+        """Write what ``firings`` mean; returns the instance they moved (new on entry)."""
+        self.instance = instance
         # One decision sees one set of facts (the chain only moves the step): summarise once.
         self._seen = _facts(firings[0].message) if firings else {}
         for firing in firings:
@@ -71,10 +64,10 @@ class Applier:
             if op == "enter":
                 self._enter(firing, entry_key)
                 continue
-            if self.outcome.instance is None or self.outcome.instance.status != "active":
+            if self.instance is None or self.instance.status != "active":
                 break
-            getattr(self, f"_{op}")(self.outcome.instance, firing)
-        return self.outcome
+            getattr(self, f"_{op}")(self.instance, firing)
+        return self.instance
 
     # --- intents ----------------------------------------------------------------------
     def _enter(self, firing: Firing, entry_key: str) -> None:
@@ -98,7 +91,7 @@ class Applier:
             self.session.flush()
         if self.known is not None:
             self.known.append(inst)
-        self.outcome.instance = inst
+        self.instance = inst
         self._log(inst, "entered", "", firing, branch=firing.intent["starting_point"])
         if not firing.intent.get("to"):
             self._finish(inst, "completed", "no first step")
@@ -119,7 +112,6 @@ class Applier:
             added = self.batch.queue_outbox(row)
         else:
             added = insert_ignoring_conflicts(self.session, OutboxMessage, [row], ["tenant_id", "idempotency_key"])
-        self.outcome.outbox_rows += added
         self._log(inst, "action", step.id, firing, extra={"action": step.action, "queued": bool(added),
                                                            "key": key})
         self._move_on(inst, intent.get("to"))
@@ -147,7 +139,6 @@ class Applier:
         if self.batch is not None:
             wakeup.id = self.batch.new_id(Wakeup)
         self.session.add(wakeup)
-        self.outcome.wakeups += 1
         self._log(inst, "hold", step.id, firing, extra={"until": due.isoformat()})
 
     def _exit(self, inst: Instance, firing: Firing) -> None:
