@@ -61,8 +61,11 @@ class OutboxRunner:
 
     def run_once(self, limit: int = 50) -> int:
         claimed = self._claim(limit)
+        settings: dict[int, dict[str, Any]] = {}  # read once per tenant per pass, not per row
         for row in claimed:
-            self._run(row)
+            if row.tenant_id not in settings:
+                settings[row.tenant_id] = self.rt.action_settings(row.tenant_id)
+            self._run(row, settings[row.tenant_id])
         return len(claimed)
 
     def _claim(self, limit: int) -> list[Claimed]:
@@ -79,14 +82,14 @@ class OutboxRunner:
                                        list(contact.tags or []))))
             return out
 
-    def _run(self, row: Claimed) -> None:
+    def _run(self, row: Claimed, settings: dict[str, Any]) -> None:
         emitted: list[IncomingEvent] = []
         try:
             action = load_action(row.action)()
             ctx = ActionContext(tenant_id=row.tenant_id, connector=self.rt.connector_for(row.tenant_id),
                                 contact=row.contact, idempotency_key=row.key, now=self.rt.clock.now(),
                                 outbox_id=row.id, journey_id=row.journey_id, emit=emitted.append,
-                                settings=self.rt.action_settings(row.tenant_id))
+                                settings=settings)
             result = action.execute(ctx, action.load_params(row.params))
         except RetriableConnectorError as exc:
             self._retry(row, str(exc), exc.retry_after)
