@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
     chosen = [f.strip().upper() for f in args.only.split(",") if f.strip()] or list(FIGURES)
+    from crm_journeys.runtime.collector import tune_collector
+
+    tune_collector()  # the settings of `crm-journeys serve` and `worker`, the processes measured
     started = datetime.now(UTC)
     results = []
     for name in chosen:

@@ -74,6 +74,9 @@ def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
         for line in seed_demo(state.runtime, only_if_empty=True):
             click.echo(line)
     click.echo(f"crm_journeys on http://{host}:{port}/  (health: /healthz)")
+    from crm_journeys.runtime.collector import tune_collector
+
+    tune_collector()
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
 

@@ -132,15 +132,13 @@ class Dispatcher:
 
     def _new_contact(self, session: Session, event: InboxEvent, ident: dict[str, Any], external_id: str,
                      email: str | None, now: datetime, batch: BatchCache | None = None) -> Contact:
-        fields = {k: ident[k] for k in CONTACT_KEYS if ident.get(k)}
-        contact = Contact(tenant_id=event.tenant_id, external_id=external_id or f"email:{email}",
-                          email=email, fields=fields, tags=[], groups=[], segments=[], activity={},
-                          updated_at=now)
-        new_id = batch.new_id(Contact) if batch is not None else None
-        session.add(contact)
-        if new_id is not None:
-            contact.id = new_id
-        else:
+        values = dict(tenant_id=event.tenant_id, external_id=external_id or f"email:{email}", email=email,
+                      fields={k: ident[k] for k in CONTACT_KEYS if ident.get(k)}, tags=[], groups=[],
+                      segments=[], activity={}, updated_at=now)
+        contact = batch.new_row(Contact, values) if batch is not None else None
+        if contact is None:
+            contact = Contact(**values)
+            session.add(contact)
             session.flush()
         return contact
 

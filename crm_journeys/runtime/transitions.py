@@ -78,15 +78,13 @@ class Applier:
                 select(func.count(Instance.id)).where(Instance.version_id == self.version.id,
                                                       Instance.contact_id == self.contact.id,
                                                       Instance.entry_key == entry_key)) or 0
-        inst = Instance(tenant_id=self.version.tenant_id, journey_id=self.version.journey_id,
-                        version_id=self.version.id, contact_id=self.contact.id, entry_key=entry_key,
-                        rotation=rotation, status="active", step=None, loops={}, visits=0,
-                        entered_at=self.now, updated_at=self.now)
-        new_id = self.batch.new_id(Instance) if self.batch is not None else None
-        if new_id is not None:
-            inst.id = new_id
-            self.session.add(inst)
-        else:
+        values = dict(tenant_id=self.version.tenant_id, journey_id=self.version.journey_id,
+                      version_id=self.version.id, contact_id=self.contact.id, entry_key=entry_key,
+                      rotation=rotation, status="active", step=None, loops={}, visits=0,
+                      entered_at=self.now, updated_at=self.now)
+        inst = self.batch.new_row(Instance, values) if self.batch is not None else None
+        if inst is None:
+            inst = Instance(**values)
             self.session.add(inst)
             self.session.flush()
         if self.known is not None:
@@ -134,11 +132,10 @@ class Applier:
         self._arrive(inst, step.id)
         hold = self.version.compiled.holds[step.id]
         due = wake_time(step, hold, self.now, self.contact.fields or {}, self.version.journey)
-        wakeup = Wakeup(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id,
-                        visit=inst.visits, due_at=due, pending=True)
-        if self.batch is not None:
-            wakeup.id = self.batch.new_id(Wakeup)
-        self.session.add(wakeup)
+        values = dict(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id, visit=inst.visits,
+                      due_at=due, pending=True)
+        if self.batch is None or self.batch.new_row(Wakeup, values) is None:
+            self.session.add(Wakeup(**values))
         self._log(inst, "hold", step.id, firing, extra={"until": due.isoformat()})
 
     def _exit(self, inst: Instance, firing: Firing) -> None:

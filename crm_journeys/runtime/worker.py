@@ -106,8 +106,11 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
     from crm_journeys.runtime.services import Runtime
     from crm_journeys.storage.db import Database
 
+    from crm_journeys.runtime.collector import tune_collector
+
     db = Database(database_url, pool_size=pool_size)
     runtime = Runtime(db=db)
+    tune_collector()
     if lease_seconds is not None:
         runtime.claims.lease = timedelta(seconds=lease_seconds)
     worker = Worker(runtime, worker_id=worker_id, idle_sleep=idle_sleep, batch=batch,
