@@ -53,6 +53,7 @@ class BatchCache:
         self._known_keys: set[tuple[int, str]] = set()
         self._logs: list[dict[str, Any]] = []
         self._cancels: list[dict[str, int]] = []
+        self._done: list[dict[str, Any]] = []
         self._keys: dict[int, tuple[str, str | None]] = {}
         self._identity_moved = False
         self._outbox: list[dict[str, Any]] = []
@@ -181,6 +182,10 @@ class BatchCache:
     def queue_log(self, row: dict[str, Any]) -> None:
         self._logs.append(row)
 
+    def mark_done(self, event: InboxEvent, now: datetime) -> None:
+        """The event is processed: one UPDATE for the batch's events at the end."""
+        self._done.append({"eid": event.id, "now": now})
+
     def prefetch_outbox(self, contact_ids: list[int]) -> None:
         """Read the outbox keys of these contacts at once, so ``queue_outbox`` need not ask
         per row (the batch's own rows are tracked as they are queued)."""
@@ -203,8 +208,11 @@ class BatchCache:
             insert_ignoring_conflicts(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"])
             self._outbox = []
         if self._logs:
-            self.session.execute(insert(StepLog), self._logs)
+            self.session.connection().execute(insert(StepLog.__table__), self._logs)
             self._logs = []
+        if self._done:
+            self.session.connection().execute(_MARK_DONE, self._done)
+            self._done = []
         if self._cancels:
             self.session.connection().execute(_CANCEL_WAKEUPS, self._cancels)
             self._cancels = []
@@ -311,6 +319,8 @@ class BatchCache:
 
 _CANCEL_WAKEUPS = (update(Wakeup).where(Wakeup.instance_id == bindparam("iid"), Wakeup.pending.is_(True),
                                        Wakeup.id <= bindparam("mark")).values(pending=False))
+_MARK_DONE = (update(InboxEvent).where(InboxEvent.id == bindparam("eid"))
+              .values(status="done", processed_at=bindparam("now"), attempts=InboxEvent.attempts + 1))
 _OUTBOX_KEY = (select(OutboxMessage.id)
                .where(OutboxMessage.tenant_id == bindparam("t"), OutboxMessage.idempotency_key == bindparam("k"))
                .limit(1))

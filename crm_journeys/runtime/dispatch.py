@@ -97,6 +97,9 @@ class Dispatcher:
         if change.updated:
             for inst in in_flight:
                 self._update(session, inst, contact, now, batch)
+        if batch is not None:
+            batch.mark_done(event, now)
+            return
         event.status = "done"
         event.processed_at = now
         event.attempts += 1
