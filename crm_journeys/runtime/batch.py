@@ -208,7 +208,7 @@ class BatchCache:
             insert_ignoring_conflicts(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"])
             self._outbox = []
         if self._logs:
-            self.session.connection().execute(insert(StepLog.__table__), self._logs)
+            self.session.connection().execute(insert(StepLog), self._logs)
             self._logs = []
         if self._done:
             self.session.connection().execute(_MARK_DONE, self._done)
