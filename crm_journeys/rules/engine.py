@@ -5,17 +5,28 @@ the instance); the ruleset's consequents record intents and chain the next step 
 posting an ``arrive`` message, which is how forward chaining carries a contact through
 consecutive immediate steps in one evaluation. Then the session is deleted: nothing
 durable lives in the engine (no timers, no persistence callbacks, no background threads).
+
+The adapter drives durable_rules' C engine (``durable_rules_engine``, the module that
+``durable.engine`` wraps) with the same calls ``durable.engine.Host.post`` makes, minus the
+work a synchronous, stateless caller does not need: no ``Host``/``Closure``/``Promise``
+objects per action, no session-state JSON parsed and written back after every action
+(``update_state``: every compiled rule tests ``kind``, which the state fact lacks, and our
+consequents never change the state), no exception objects built (with a JSON dump of the message) for unmatched messages.
+Pinned to durable-rules==2.0.28 (setup.cfg); ``_run`` names the Python code it mirrors.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import itertools
+import json
 import threading
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
+import durable_rules_engine as rete
 from durable import engine as dr
 
 from crm_journeys.errors import CrmJourneysError
@@ -23,6 +34,28 @@ from crm_journeys.rules.compiler import CompiledJourney
 
 MAX_CHAIN = 500  # intents in one decision: a guard against a loop no check caught
 NOOP_RULE = "cj_noop"
+CHAINING_OPS = ("enter", "goto", "action", "jump", "goal")
+
+# assert_event's result codes (durable_rules' rules.h), as durable.engine.Ruleset reads them
+_HANDLED, _NOT_HANDLED, _OBSERVED, _DEFERRED = 0, 1, 2, 3
+
+
+def _json_writer() -> Callable[[Any], str]:
+    """``json.dumps(obj, ensure_ascii=False)``, the text durable.engine hands the C engine,
+    with CPython's C encoder built once instead of once per message (``dumps`` builds a
+    ``JSONEncoder`` and ``encode`` a C encoder on every call). No circular-reference
+    bookkeeping: messages are trees of JSON values (a cycle still fails, with RecursionError)."""
+    encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+    if c_make_encoder is None:  # pragma: no cover - not CPython
+        return encoder.encode
+    write = c_make_encoder(None, encoder.default, encode_basestring, None, encoder.key_separator,
+                           encoder.item_separator, False, False, True)
+    return lambda obj: "".join(write(obj, 0))
+
+
+_to_json = _json_writer()
+# json.loads without its leading and trailing whitespace scans (the C engine writes none)
+_from_json = json.JSONDecoder().raw_decode
 
 
 class RuleEngineError(CrmJourneysError):
@@ -38,18 +71,13 @@ class Firing:
     message: dict[str, Any]
 
 
-class _QuietHost(dr.Host):
-    """A durable_rules host with its background dispatch loops switched off."""
+@dataclass(frozen=True)
+class _Ruleset:
+    """One registered ruleset: its handle in the C engine and each rule's intent."""
 
-    def __init__(self, owner: RulesEngine):
-        self._owner = owner
-        super().__init__()
-
-    def _run(self) -> None:  # no engine threads: we only ever post synchronously
-        pass
-
-    def get_action(self, action_name: str) -> Any:
-        return self._owner.action_for(action_name)
+    name: str
+    handle: int
+    intents: dict[str, dict[str, Any] | None]  # None: the no-op rule, which records nothing
 
 
 class RulesEngine:
@@ -57,91 +85,111 @@ class RulesEngine:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._host = _QuietHost(self)
-        self._compiled: dict[str, CompiledJourney] = {}
+        self._rulesets: dict[str, _Ruleset] = {}
         self._sids = itertools.count(1)
-        self._firings: list[Firing] | None = None
 
     def ensure(self, compiled: CompiledJourney) -> None:
         """Register a ruleset the first time it is seen (names are never re-registered)."""
+        self._ruleset(compiled)
+
+    def _ruleset(self, compiled: CompiledJourney) -> _Ruleset:
         with self._lock:
-            if compiled.ruleset_name in self._compiled:
-                return
-            ruleset = copy.deepcopy(compiled.ruleset)  # the engine mutates what it is given
-            ruleset[NOOP_RULE] = {"all": [{"m": {"kind": "noop"}}], "pri": 0,
-                                  "run": f"{compiled.ruleset_name}/{NOOP_RULE}"}
-            self._compiled[compiled.ruleset_name] = compiled
-            try:
-                self._host.register_rulesets({compiled.ruleset_name: ruleset})
-            except Exception:
-                del self._compiled[compiled.ruleset_name]
-                raise
+            rs = self._rulesets.get(compiled.ruleset_name)
+            if rs is not None:
+                return rs
+            # What durable.engine.Ruleset hands the C engine: the rules without their "run".
+            definition = {rule_id: {k: v for k, v in rule.items() if k != "run"}
+                          for rule_id, rule in compiled.ruleset.items()}
+            definition[NOOP_RULE] = {"all": [{"m": {"kind": "noop"}}], "pri": 0}
+            intents: dict[str, dict[str, Any] | None] = {
+                rule_id: compiled.intents[rule_id] for rule_id in compiled.ruleset}
+            intents[NOOP_RULE] = None
+            handle = rete.create_ruleset(compiled.ruleset_name, _to_json(definition))
+            rs = self._rulesets[compiled.ruleset_name] = _Ruleset(compiled.ruleset_name, handle, intents)
+            return rs
 
     def decide(self, compiled: CompiledJourney, message: dict[str, Any]) -> list[Firing]:
         """Post one message; return the rules that fired, in order (maybe none)."""
-        self.ensure(compiled)
-        name = compiled.ruleset_name
         with self._lock:
+            rs = self._ruleset(compiled)
             sid = str(next(self._sids))
             firings: list[Firing] = []
-            self._firings = firings
             try:
-                self._post(name, {**message, "sid": sid})
+                self._run(rs, {**message, "sid": sid}, firings)
                 return firings
             finally:
-                self._firings = None
-                self._drop_session(name, sid, acted=bool(firings))
+                self._drop_session(rs, sid, acted=bool(firings))
 
-    def _post(self, name: str, message: dict[str, Any]) -> None:
-        try:
-            state = self._host.post(name, message)
-        except dr.MessageNotHandledException:
+    def _run(self, rs: _Ruleset, message: dict[str, Any], firings: list[Firing]) -> None:
+        """Post ``message`` and run the actions it starts, one at a time, until none is left.
+
+        The same C calls, in the same order, as durable.engine's Host.post ->
+        Ruleset.assert_event -> do_actions -> _flush_actions; like Promise.run, an exception
+        in a consequent is kept and the remaining actions still run.
+        """
+        handle = rs.handle
+        code, state = rete.assert_event(handle, _to_json(message))
+        if code == _NOT_HANDLED:
             return
-        if isinstance(state, dict) and state.get("exception"):
-            raise RuleEngineError(f"rule action failed in {name}: {state['exception']}")
+        if code == _OBSERVED:
+            raise dr.MessageObservedException(message)
+        if code == _DEFERRED:  # only with a queue callback, which we never set
+            state = 0
+        started = rete.start_action_for_state(handle, state)
+        messages = started[1] if started else None
+        failure = None
+        while messages:
+            rule_id, matched = next(iter(_from_json(messages)[0].items()))
+            try:
+                self._consequent(rs, rule_id, matched["m"], firings)
+            except BaseException as exc:  # durable's Promise.run swallows all into state
+                failure = f"exception caught {exc}, traceback {traceback.format_tb(exc.__traceback__)}"
+            try:
+                messages = rete.complete_and_start_action(handle, state)
+            except BaseException:
+                rete.abandon_action(handle, state)
+                raise
+        if failure:
+            raise RuleEngineError(f"rule action failed in {rs.name}: {failure}")
 
-    def _drop_session(self, name: str, sid: str, *, acted: bool) -> None:
-        # A session that never ran an action may free garbage when deleted; the no-op
-        # rule makes sure one ran first (ARCHITECTURE.md section 3). When a rule fired,
-        # an action ran already and the session can go at once.
+    def _drop_session(self, rs: _Ruleset, sid: str, *, acted: bool) -> None:
+        # A session that never ran an action may free garbage when deleted (the C engine's
+        # createStateNode leaves the action buffers that deleteStateNode frees
+        # uninitialised; completing an action sets them to NULL): the no-op rule makes sure
+        # one ran first. When a rule fired, an action ran already and the session can go.
         try:
             if not acted:
-                self._host.post(name, {"sid": sid, "kind": "noop"})
-            self._host.delete_state(name, sid)
+                self._run(rs, {"sid": sid, "kind": "noop"}, [])
+            rete.delete_state(rs.handle, sid)
         except Exception as exc:  # pragma: no cover - engine bookkeeping only
-            raise RuleEngineError(f"could not drop session {sid} of {name}: {exc}") from exc
+            raise RuleEngineError(f"could not drop session {sid} of {rs.name}: {exc}") from exc
 
     # --- consequents ------------------------------------------------------------------
-    def action_for(self, action_name: str) -> Any:
-        ruleset_name, rule_id = action_name.rsplit("/", 1)
-        if rule_id == NOOP_RULE:
-            return lambda c: None
-        compiled = self._compiled[ruleset_name]
-        intent = compiled.intents[rule_id]
-
-        def consequent(c: Any) -> None:
-            self._record(rule_id, intent, c)
-
-        return consequent
-
-    def _record(self, rule_id: str, intent: dict[str, Any], c: Any) -> None:
-        firings = self._firings
-        if firings is None:
+    def _consequent(self, rs: _Ruleset, rule_id: str, facts: dict[str, Any],
+                    firings: list[Firing]) -> None:
+        """Record the rule's intent with the facts it saw (a dict the engine just parsed
+        from JSON for this action alone, so ours to keep) and chain the next step."""
+        intent = rs.intents[rule_id]
+        if intent is None:
             return
-        message = _plain(c.m)
-        firings.append(Firing(rule_id, intent, message))
+        firings.append(Firing(rule_id, intent, facts))
         if len(firings) >= MAX_CHAIN:
             raise RuleEngineError(f"more than {MAX_CHAIN} steps in one evaluation: a loop without a wait")
         target = intent.get("to")
-        if intent["op"] in ("enter", "goto", "action", "jump", "goal") and target:
-            # A step with no rule for this arrival ends the chain there.
-            with contextlib.suppress(dr.MessageNotHandledException):
-                c.post(_arrival(message, intent, target))
+        if intent["op"] in CHAINING_OPS and target:
+            # Posted to the same session; the C engine queues the action it starts, which
+            # _run's loop picks up next. A step with no rule for this arrival ends the chain.
+            chained = _arrival(facts, intent, target)
+            code, _ = rete.assert_event(rs.handle, _to_json(chained))
+            if code == _OBSERVED:
+                raise dr.MessageObservedException(chained)
 
 
 def _arrival(message: dict[str, Any], intent: dict[str, Any], target: str) -> dict[str, Any]:
     """The chained message: the same facts, the instance now arriving at ``target``."""
-    chained = {k: v for k, v in message.items() if k not in ("id", "$s")}
+    chained = dict(message)
+    chained.pop("id", None)
+    chained.pop("$s", None)
     inst = dict(chained.get("inst") or {})
     loops = dict(inst.get("loops") or {})
     if intent["op"] == "jump":
@@ -149,9 +197,3 @@ def _arrival(message: dict[str, Any], intent: dict[str, Any], target: str) -> di
     inst.update(step=target, loops=loops)
     chained.update(kind="arrive", inst=inst)
     return chained
-
-
-def _plain(content: Any) -> dict[str, Any]:
-    """The message as a dict. durable_rules parses a fresh copy from JSON for every
-    consequent, so it is ours to keep without copying."""
-    return getattr(content, "_d", content)
