@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
+from crm_journeys.runtime.rows import RowWriter
 from crm_journeys.storage.models import (
     Contact,
     InboxEvent,
@@ -58,7 +59,8 @@ class BatchCache:
         self._identity_moved = False
         self._outbox: list[dict[str, Any]] = []
         self._outbox_keys: set[tuple[int, str]] = set()
-        self._new_rows: dict[Any, list[Any]] = {}
+        self.rows = RowWriter(session)
+        self._fired: list[dict[str, Any]] = []
         sa_event.listen(session, "before_flush", self._before_flush)
         wanted: dict[int, tuple[set[str], set[str]]] = {}
         for event in events:
@@ -108,42 +110,32 @@ class BatchCache:
         return last + 1
 
     def new_row(self, model: Any, values: dict[str, Any]) -> Any:
-        """A new contact, instance or wake-up that the batch inserts itself, with one
-        executemany per table, instead of through the ORM's unit of work (which costs more
-        than the engine's decision per event). The object is a real ``model`` instance
-        outside the session: code reads and sets its attributes as usual until the batch
-        writes it. None on PostgreSQL (no id without the sequence): the caller adds an
-        ORM object as usual."""
+        """A new contact, instance or wake-up as a plain row the batch inserts itself
+        (``rows.RowWriter``). None on PostgreSQL (no id without the sequence): the caller
+        adds an ORM object as usual."""
         new_id = self.new_id(model)
         if new_id is None:
             return None
-        obj = model._sa_class_manager.new_instance()
-        obj.__dict__.update(_defaults(model), **values, id=new_id)
-        self._new_rows.setdefault(model, []).append(obj)
-        return obj
+        return self.rows.create(model, new_id, values)
 
-    def _write_new_rows(self, *, attach: bool) -> None:
-        """Insert the queued new rows, referenced tables first. ``attach`` hands them to
-        the session as persistent objects, so that later changes are flushed as updates
-        (a flush in the middle of the batch); at the batch's end nothing changes them.
-        Either way each object's change history is committed, which also drops the strong
-        self-reference the ORM keeps on a modified object (else every contact and instance
-        would be cyclic garbage for the collector)."""
-        for model in _NEW_ROW_ORDER:
-            objs = self._new_rows.pop(model, None)
-            if not objs:
-                continue
-            keys = _columns(model)
-            self.session.connection().execute(insert(model), [{k: o.__dict__[k] for k in keys} for o in objs])
-            for obj in objs:
-                make_transient_to_detached(obj)  # as written: no pending changes, no reference cycle
-                if attach:
-                    self.session.add(obj)
+    def own(self, model: Any, ids: list[int]) -> list[Any]:
+        """Read rows as plain rows the batch writes back itself. Only for rows nothing
+        else in the batch queries: the wake-up path's instances and contacts."""
+        return self.rows.load(model, ids)
+
+    def owned(self, model: Any, row_id: int) -> Any | None:
+        """A row this batch created or read as a plain row."""
+        return self.rows.get(model, row_id)
+
+    def fired(self, wakeup: Wakeup, now: datetime) -> None:
+        """A wake-up fired (with its lateness): one UPDATE for the batch's wake-ups."""
+        late = max(0, int((now - wakeup.due_at).total_seconds() * 1000))
+        self._fired.append({"wid": wakeup.id, "now": now, "late": late})
 
     def _before_flush(self, session: Session, context: Any, instances: Any) -> None:
         """Rows flushed now (a query's autoflush) may refer to the batch's new rows."""
-        if self._new_rows:
-            self._write_new_rows(attach=True)
+        if self.rows.pending:
+            self.rows.insert_new()
 
     def queue_outbox(self, row: dict[str, Any]) -> int:
         """Queue one outbox row for the batch's single insert; 1 when it is new, 0 when a
@@ -199,7 +191,10 @@ class BatchCache:
 
     def finish(self) -> None:
         """Write what was queued: the instances first (outbox rows and logs refer to them)."""
-        self._write_new_rows(attach=False)
+        self.rows.write()
+        if self._fired:
+            self.session.connection().execute(_MARK_FIRED, self._fired)
+            self._fired = []
         self.session.flush()
         # The listener ties the session and this cache in a cycle: untie it, so the batch's
         # objects are freed by reference counting instead of by the cyclic collector.
@@ -321,29 +316,11 @@ _CANCEL_WAKEUPS = (update(Wakeup).where(Wakeup.instance_id == bindparam("iid"), 
                                        Wakeup.id <= bindparam("mark")).values(pending=False))
 _MARK_DONE = (update(InboxEvent).where(InboxEvent.id == bindparam("eid"))
               .values(status="done", processed_at=bindparam("now"), attempts=InboxEvent.attempts + 1))
+_MARK_FIRED = (update(Wakeup).where(Wakeup.id == bindparam("wid"))
+               .values(pending=False, fired_at=bindparam("now"), lateness_ms=bindparam("late")))
 _OUTBOX_KEY = (select(OutboxMessage.id)
                .where(OutboxMessage.tenant_id == bindparam("t"), OutboxMessage.idempotency_key == bindparam("k"))
                .limit(1))
-
-
-_NEW_ROW_ORDER = (Contact, Instance, Wakeup)  # each refers only to tables before it
-
-
-def _columns(model: Any) -> list[str]:
-    return [c.key for c in model.__table__.columns]
-
-
-def _defaults(model: Any) -> dict[str, Any]:
-    """Column defaults as the ORM would fill them (fresh containers per row)."""
-    plan = _DEFAULT_PLANS.get(model)
-    if plan is None:
-        plan = _DEFAULT_PLANS[model] = [
-            (c.key, None if c.default is None else c.default.arg, c.default is not None and c.default.is_callable)
-            for c in model.__table__.columns]
-    return {key: value(None) if call else value for key, value, call in plan}
-
-
-_DEFAULT_PLANS: dict[Any, list[tuple[str, Any, bool]]] = {}
 
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:

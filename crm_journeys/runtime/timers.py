@@ -17,7 +17,7 @@ from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.claims import paused_instances
 from crm_journeys.runtime.dispatch import decide_timer
 from crm_journeys.runtime.starting_points import next_due as starting_points_due
-from crm_journeys.storage.models import Contact, Instance, Journey, OutboxMessage, Wakeup
+from crm_journeys.storage.models import Contact, Instance, OutboxMessage, Wakeup
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 def fire_due(runtime: Runtime, limit: int = 500) -> int:
     """Fire up to ``limit`` due wake-ups; returns how many were taken.
 
-    The fast path fires the whole batch in one transaction without savepoints, with its
-    instances, journeys and contacts loaded in three queries and the writes grouped
-    (``batch.BatchCache``). If anything fails, it is rolled back and the batch is
+    The fast path fires the whole batch in one transaction without savepoints: its
+    instances and contacts are read in two plain queries and written back by the batch
+    (``BatchCache.own``), the writes grouped into one statement per table. If anything fails, it is rolled back and the batch is
     redone one wake-up at a time, each in a savepoint, so one bad wake-up stays pending
     alone.
     """
@@ -38,13 +38,16 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
     try:
         with runtime.db.unit_of_work() as session:
             due = runtime.claims.wakeups(session, now, limit)
-            held = _preload(session, due)
             batch = BatchCache(session, [])
-            batch.prefetch_outbox([o.id for o in held if isinstance(o, Contact)])
+            instances = batch.own(Instance, [w.instance_id for w in due])
+            batch.own(Contact, [i.contact_id for i in instances])
+            batch.prefetch_outbox([i.contact_id for i in instances])
             for wakeup in due:
-                _fire(runtime, session, wakeup, now, batch)
+                batch.fired(wakeup, now)
+                inst = batch.owned(Instance, wakeup.instance_id)
+                if inst is not None and _current(wakeup, inst):
+                    decide_timer(runtime, session, inst, now, batch)
             batch.finish()
-            del held
             return len(due)
     except Exception:
         log.info("a wake-up batch failed; redoing it one by one", exc_info=True)
@@ -55,32 +58,21 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
         return len(due)
 
 
-def _preload(session: Session, due: list[Wakeup]) -> list[object]:
-    """Bring the batch's rows into the session's identity map, so ``session.get`` finds
-    them without a query. The identity map holds objects weakly: keep the list alive."""
-    ids = sorted({w.instance_id for w in due})
-    held: list[object] = []
-    for start in range(0, len(ids), 500):
-        insts = list(session.scalars(select(Instance).where(Instance.id.in_(ids[start:start + 500]))))
-        journeys = sorted({i.journey_id for i in insts})
-        contacts = sorted({i.contact_id for i in insts})
-        held += insts
-        held += session.scalars(select(Journey).where(Journey.id.in_(journeys))).all()
-        held += session.scalars(select(Contact).where(Contact.id.in_(contacts))).all()
-    return held
+def _current(wakeup: Wakeup, inst: Instance | None) -> bool:
+    """A wake-up means something only while its instance still waits at that visit of that
+    step (paused journeys' wake-ups are never claimed); otherwise it closes without effect."""
+    return (inst is not None and inst.status == "active" and inst.step == wakeup.step
+            and inst.visits == wakeup.visit)
 
 
-def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime,
-          batch: BatchCache | None = None) -> None:
-    inst = session.get(Instance, wakeup.instance_id)  # paused journeys' wake-ups are never claimed
+def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> None:
+    inst = session.get(Instance, wakeup.instance_id)
     wakeup.pending = False
     wakeup.fired_at = now
     wakeup.lateness_ms = max(0, int((now - wakeup.due_at).total_seconds() * 1000))
-    if inst is None or inst.status != "active" or inst.step != wakeup.step or inst.visits != wakeup.visit:
+    if not _current(wakeup, inst):
         return
-    if batch is not None:
-        decide_timer(runtime, session, inst, now, batch)
-        return
+    assert inst is not None
     try:
         with session.begin_nested():
             decide_timer(runtime, session, inst, now)
