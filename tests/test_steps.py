@@ -7,6 +7,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from crm_journeys.storage.models import StepLog, Wakeup
+from crm_journeys.web.queries import timeline_entries
 
 
 def journey(steps, *, first="s0", entry="every_time", goals=(), exits=(), tz="UTC", **entry_extra):  # type: ignore[no-untyped-def]
@@ -186,7 +187,9 @@ def test_every_firing_is_explained_in_the_log(harness):
     harness.snapshot("c1", "n@example.com", 1, tags=["VIP"])
     enter(harness, "n@example.com")
     with harness.db.unit_of_work() as s:
-        branch = s.scalar(select(StepLog).where(StepLog.kind == "branch"))
-    assert branch.branch == "yes" and branch.detail["why"] == "condition true"
-    assert branch.detail["facts"]["tags"] == ["VIP"]
-    assert branch.detail["facts"]["event"]["type"] == "form_submitted"
+        entries = timeline_entries(s.scalars(select(StepLog).order_by(StepLog.at, StepLog.id)))
+    branch = next(e for e in entries if e["kind"] == "branch")
+    assert branch["branch"] == "yes" and branch["why"] == "condition true"
+    assert branch["facts"]["tags"] == ["VIP"]  # stored once per decision, shown on each of its rows
+    assert branch["facts"]["event"]["type"] == "form_submitted"
+    assert [e["facts"] == branch["facts"] for e in entries if e["rule"]] == [True] * 3  # entered, branch, tag

@@ -53,6 +53,7 @@ class Applier:
         # row ids without a flush and queues outbox rows for one insert per batch.
         self.batch = batch
         self._seen: dict[str, Any] = {}
+        self._facts_logged = False
 
     def apply(self, firings: list[Firing], instance: Instance | None, entry_key: str = "") -> Instance | None:
         """Write what ``firings`` mean; returns the instance they moved (new on entry)."""
@@ -189,7 +190,12 @@ class Applier:
 
     def _log(self, inst: Instance, kind: str, step: str, firing: Firing, *, branch: str = "",
              extra: dict[str, Any] | None = None) -> None:
-        detail = {"rule": firing.rule, "why": firing.intent.get("why", ""), "facts": self._seen}
+        """A log row per firing; the facts only on the decision's first one (the rest of the
+        chain saw the same facts, and readers carry them forward: ``web.queries.timeline``)."""
+        detail: dict[str, Any] = {"rule": firing.rule, "why": firing.intent.get("why", "")}
+        if not self._facts_logged:
+            detail["facts"] = self._seen
+            self._facts_logged = True
         detail.update(extra or {})
         self._add_log(dict(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
                            at=self.now, step=step, kind=kind, branch=branch, detail=detail))

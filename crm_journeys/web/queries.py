@@ -6,6 +6,8 @@ Every function takes the caller's ``tenant_id`` and filters by it; nothing here 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -172,14 +174,26 @@ def timeline(s: Session, tenant_id: int, instance_ids: list[int]) -> list[dict[s
         return []
     logs = s.scalars(select(StepLog).where(StepLog.tenant_id == tenant_id, StepLog.instance_id.in_(instance_ids))
                      .order_by(StepLog.at, StepLog.id))
-    return [timeline_entry(log) for log in logs]
+    return timeline_entries(logs)
 
 
-def timeline_entry(log: StepLog) -> dict[str, Any]:
-    detail = log.detail or {}
-    return {"at": log.at, "step": log.step, "kind": log.kind, "branch": log.branch, "instance_id": log.instance_id,
-            "why": str(detail.get("why") or detail.get("outcome") or ""), "rule": str(detail.get("rule") or ""),
-            "facts": detail.get("facts") or {}}
+def timeline_entries(logs: Iterable[StepLog]) -> list[dict[str, Any]]:
+    """Log rows (ordered by time) as timeline entries. A decision stores the facts it saw
+    on its first row only; its later rows (same instance, same instant) show them too."""
+    out = []
+    seen: dict[int, tuple[datetime, dict[str, Any]]] = {}  # instance -> (at, facts) of its last decision
+    for log in logs:
+        detail = log.detail or {}
+        if "facts" in detail:
+            seen[log.instance_id] = (log.at, detail["facts"] or {})
+            facts = detail["facts"] or {}
+        else:
+            at, last = seen.get(log.instance_id, (None, {}))
+            facts = last if at == log.at and detail.get("rule") else {}
+        out.append({"at": log.at, "step": log.step, "kind": log.kind, "branch": log.branch,
+                    "instance_id": log.instance_id, "why": str(detail.get("why") or detail.get("outcome") or ""),
+                    "rule": str(detail.get("rule") or ""), "facts": facts})
+    return out
 
 
 def contacts(s: Session, tenant_id: int, *, email: str | None = None, limit: int = 100,

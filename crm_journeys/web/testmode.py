@@ -34,7 +34,7 @@ from crm_journeys.storage.models import (
     SandboxRecord,
     StepLog,
 )
-from crm_journeys.web.queries import timeline_entry
+from crm_journeys.web.queries import timeline_entries
 
 
 def _start_event(document: dict[str, Any], starting_point: str | None, journey_id: int) -> tuple[str, str, dict[str, Any]]:
@@ -82,7 +82,7 @@ def simulate(document: dict[str, Any], contact: dict[str, Any], *, start: dateti
 def _read_back(w: World) -> dict[str, Any]:
     with w.db.unit_of_work() as s:
         inst = s.scalar(select(Instance).where(Instance.tenant_id == w.tenant_id).order_by(Instance.id))
-        logs = [timeline_entry(log) for log in s.scalars(select(StepLog).order_by(StepLog.at, StepLog.id))]
+        logs = timeline_entries(s.scalars(select(StepLog).order_by(StepLog.at, StepLog.id)))
         actions = [{"step": o.step, "action": o.action, "status": o.status, "at": o.created_at,
                     "summary": str((o.result or {}).get("summary") or o.last_error or "")}
                    for o in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
