@@ -111,6 +111,6 @@ def outcome(db: Database, tenant_id: int) -> dict[str, Any]:
         outbox = [(ext[o.contact_id], o.step, o.action, o.idempotency_key.split(":", 2)[-1])
                   for o in s.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id))]
         events = Counter(s.scalars(select(InboxEvent.status).where(InboxEvent.tenant_id == tenant_id)))
-    dupes = [k for k, n in Counter(outbox).items() if n > 1]
+    dupes = sorted(k for k, n in Counter(outbox).items() if n > 1)
     return {"contacts": contacts, "instances": instances, "outbox": sorted(outbox), "duplicates": dupes,
             "events": dict(events)}

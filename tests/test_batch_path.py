@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from crm_journeys.clock import VirtualClock
 from crm_journeys.runtime import dispatch, timers
@@ -23,6 +25,7 @@ from crm_journeys.runtime.ingest import IncomingEvent
 from crm_journeys.runtime.services import Runtime
 from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.db import Database
+from crm_journeys.storage.models import Journey, StepLog
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +45,8 @@ class _NoBatch:
 def _run(db: Database) -> tuple[dict[str, Any], dict[str, Any]]:
     """The outcome while contacts wait (events only) and after their wake-ups fired."""
     documents = [json.loads((ROOT / "examples" / name).read_text()) for name in JOURNEYS]
+    again = {**documents[0], "name": "Welcome on every signup", "entry": {"policy": "every_time"}}
+    documents.append(again)  # a second entry finds its once-per-contact email already queued
     tenant_id = workload.setup_tenant(db, workload.START, documents)
     clock = VirtualClock(workload.START)
     worker = Worker(Runtime(db=db, clock=clock), batch=50)
@@ -54,7 +59,17 @@ def _run(db: Database) -> tuple[dict[str, Any], dict[str, Any]]:
     waiting = workload.outcome(db, tenant_id)
     clock.advance(timedelta(days=4))
     worker.drain()
-    return waiting, workload.outcome(db, tenant_id)
+    return waiting, {**workload.outcome(db, tenant_id), "log": _log_summary(db, tenant_id)}
+
+
+def _log_summary(db: Database, tenant_id: int) -> Counter[tuple[Any, ...]]:
+    """What the step log says happened, without row ids: kinds, steps, branches, whether
+    each action was queued, and which rows carry the decision's facts."""
+    with db.unit_of_work() as s:
+        rows = s.execute(select(Journey.name, StepLog.kind, StepLog.step, StepLog.branch, StepLog.detail)
+                         .join(Journey, Journey.id == StepLog.journey_id).where(StepLog.tenant_id == tenant_id))
+        return Counter((name, kind, step, branch, detail.get("queued"), "facts" in detail)
+                       for name, kind, step, branch, detail in rows)
 
 
 def test_fast_path_leaves_the_rows_of_the_event_by_event_path(
@@ -65,6 +80,7 @@ def test_fast_path_leaves_the_rows_of_the_event_by_event_path(
     assert not [r for r in caplog.records if "redoing" in r.getMessage()], "a normal stream fell back"
     assert {i[4] for i in fast[0]["instances"]} >= {"active", "completed", "exited"}
     assert len(fast[1]["outbox"]) > len(fast[0]["outbox"])  # the wake-ups sent promos and reminders
+    assert any(key[4] is False for key in fast[1]["log"])  # some actions were already done (entry twice)
 
     monkeypatch.setattr(dispatch, "BatchCache", _NoBatch)
     monkeypatch.setattr(timers, "BatchCache", _NoBatch)
@@ -76,3 +92,4 @@ def test_fast_path_leaves_the_rows_of_the_event_by_event_path(
         reference.dispose()
     assert any("redoing" in r.getMessage() for r in caplog.records)
     assert fast == slow
+

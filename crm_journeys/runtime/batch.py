@@ -28,7 +28,7 @@ from crm_journeys.storage.models import (
     StepLog,
     Wakeup,
 )
-from crm_journeys.storage.upsert import insert_ignoring_conflicts
+from crm_journeys.storage.upsert import insert_returning_new
 
 
 class BatchCache:
@@ -49,9 +49,6 @@ class BatchCache:
         self._routes: dict[int, dict[tuple[str, str], set[int]]] = {}
         self._segments: dict[int, list[Any]] = {}
         self._next_ids: dict[Any, int] = {}
-        self._new_contacts: set[int] = set()
-        self._prefetched: set[int] = set()
-        self._known_keys: set[tuple[int, str]] = set()
         self._logs: list[dict[str, Any]] = []
         self._cancels: list[dict[str, int]] = []
         self._done: list[dict[str, Any]] = []
@@ -59,6 +56,7 @@ class BatchCache:
         self._identity_moved = False
         self._outbox: list[dict[str, Any]] = []
         self._outbox_keys: set[tuple[int, str]] = set()
+        self._outbox_logs: list[tuple[tuple[int, str], dict[str, Any]]] = []
         self.rows = RowWriter(session)
         self._fired: list[dict[str, Any]] = []
         sa_event.listen(session, "before_flush", self._before_flush)
@@ -93,7 +91,6 @@ class BatchCache:
                 self._journey_live[jid] = status == "live"
         for contact_id in ids:
             self._instances.setdefault(contact_id, [])
-        self.prefetch_outbox(ids)
 
     # --- writes -------------------------------------------------------------------------
     def new_id(self, model: Any) -> int | None:
@@ -137,25 +134,17 @@ class BatchCache:
         if self.rows.pending:
             self.rows.insert_new()
 
-    def queue_outbox(self, row: dict[str, Any]) -> int:
-        """Queue one outbox row for the batch's single insert; 1 when it is new, 0 when a
-        row with its idempotency key exists (as ``insert_ignoring_conflicts`` reports)."""
+    def queue_outbox(self, row: dict[str, Any], detail: dict[str, Any]) -> None:
+        """Queue one outbox row for the batch's single ``INSERT .. ON CONFLICT DO NOTHING
+        RETURNING``; ``detail["queued"]`` (its step log's) says whether it was new once
+        that insert ran. A key already queued in this batch is not new."""
         key = (row["tenant_id"], row["idempotency_key"])
         if key in self._outbox_keys:
-            return 0
-        if row["contact_id"] in self._new_contacts:  # a new contact has no outbox rows yet
-            pass
-        elif row["contact_id"] in self._prefetched:
-            if key in self._known_keys:
-                return 0
-        else:
-            with self.session.no_autoflush:
-                exists = self.session.connection().execute(_OUTBOX_KEY, {"t": key[0], "k": key[1]}).first()
-            if exists is not None:
-                return 0
+            detail["queued"] = False
+            return
         self._outbox_keys.add(key)
         self._outbox.append(row)
-        return 1
+        self._outbox_logs.append((key, detail))
 
     def cancel_wakeups(self, instance_id: int) -> bool:
         """Defer "close the instance's pending wake-ups" to the end of the batch, bounded
@@ -178,17 +167,6 @@ class BatchCache:
         """The event is processed: one UPDATE for the batch's events at the end."""
         self._done.append({"eid": event.id, "now": now})
 
-    def prefetch_outbox(self, contact_ids: list[int]) -> None:
-        """Read the outbox keys of these contacts at once, so ``queue_outbox`` need not ask
-        per row (the batch's own rows are tracked as they are queued)."""
-        ids = sorted(set(contact_ids) - self._prefetched - self._new_contacts)
-        with self.session.no_autoflush:
-            for chunk in _chunks(ids):
-                rows = self.session.execute(select(OutboxMessage.tenant_id, OutboxMessage.idempotency_key)
-                                            .where(OutboxMessage.contact_id.in_(chunk)))
-                self._known_keys.update((t, k) for t, k in rows)
-        self._prefetched.update(ids)
-
     def finish(self) -> None:
         """Write what was queued: the instances first (outbox rows and logs refer to them)."""
         self.rows.write()
@@ -200,8 +178,11 @@ class BatchCache:
         # objects are freed by reference counting instead of by the cyclic collector.
         sa_event.remove(self.session, "before_flush", self._before_flush)
         if self._outbox:
-            insert_ignoring_conflicts(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"])
-            self._outbox = []
+            new = set(insert_returning_new(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"],
+                                           ["tenant_id", "idempotency_key"]))
+            for key, detail in self._outbox_logs:
+                detail["queued"] = key in new
+            self._outbox, self._outbox_logs = [], []
         if self._logs:
             self.session.connection().execute(insert(StepLog), self._logs)
             self._logs = []
@@ -251,7 +232,6 @@ class BatchCache:
         """A contact created in this batch (no instances yet) or found by a query."""
         self._index(contact)
         if new:
-            self._new_contacts.add(contact.id)
             self._instances.setdefault(contact.id, [])
         elif contact.id not in self._instances:
             self._instances[contact.id] = list(self.session.scalars(
@@ -318,10 +298,6 @@ _MARK_DONE = (update(InboxEvent).where(InboxEvent.id == bindparam("eid"))
               .values(status="done", processed_at=bindparam("now"), attempts=InboxEvent.attempts + 1))
 _MARK_FIRED = (update(Wakeup).where(Wakeup.id == bindparam("wid"))
                .values(pending=False, fired_at=bindparam("now"), lateness_ms=bindparam("late")))
-_OUTBOX_KEY = (select(OutboxMessage.id)
-               .where(OutboxMessage.tenant_id == bindparam("t"), OutboxMessage.idempotency_key == bindparam("k"))
-               .limit(1))
-
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]

@@ -41,7 +41,6 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
             batch = BatchCache(session, [])
             instances = batch.own(Instance, [w.instance_id for w in due])
             batch.own(Contact, [i.contact_id for i in instances])
-            batch.prefetch_outbox([i.contact_id for i in instances])
             for wakeup in due:
                 batch.fired(wakeup, now)
                 inst = batch.owned(Instance, wakeup.instance_id)

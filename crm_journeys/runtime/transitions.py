@@ -107,12 +107,13 @@ class Applier:
             "status": "pending", "attempts": 0, "next_attempt_at": self.now, "last_error": "",
             "result": {}, "created_at": self.now,
         }
+        extra: dict[str, Any] = {"action": step.action, "key": key}
+        if self.batch is None:
+            extra["queued"] = bool(insert_ignoring_conflicts(self.session, OutboxMessage, [row],
+                                                             ["tenant_id", "idempotency_key"]))
+        detail = self._log(inst, "action", step.id, firing, extra=extra)
         if self.batch is not None:
-            added = self.batch.queue_outbox(row)
-        else:
-            added = insert_ignoring_conflicts(self.session, OutboxMessage, [row], ["tenant_id", "idempotency_key"])
-        self._log(inst, "action", step.id, firing, extra={"action": step.action, "queued": bool(added),
-                                                           "key": key})
+            self.batch.queue_outbox(row, detail)  # one insert per batch; it fills in "queued"
         self._move_on(inst, intent.get("to"))
 
     def _goto(self, inst: Instance, firing: Firing) -> None:
@@ -189,7 +190,7 @@ class Applier:
         return f"j{inst.journey_id}:c{self.contact.id}:{inst.entry_key}:{step.id}"
 
     def _log(self, inst: Instance, kind: str, step: str, firing: Firing, *, branch: str = "",
-             extra: dict[str, Any] | None = None) -> None:
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """A log row per firing; the facts only on the decision's first one (the rest of the
         chain saw the same facts, and readers carry them forward: ``web.queries.timeline``)."""
         detail: dict[str, Any] = {"rule": firing.rule, "why": firing.intent.get("why", "")}
@@ -199,6 +200,7 @@ class Applier:
         detail.update(extra or {})
         self._add_log(dict(tenant_id=inst.tenant_id, journey_id=inst.journey_id, instance_id=inst.id,
                            at=self.now, step=step, kind=kind, branch=branch, detail=detail))
+        return detail  # the caller may still complete it: it is written when the batch ends
 
     def _add_log(self, row: dict[str, Any]) -> None:
         if self.batch is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -13,14 +12,21 @@ def insert_ignoring_conflicts(session: Session, model: Any, rows: list[dict[str,
                               conflict_columns: list[str]) -> int:
     """Insert rows, skipping those that collide on ``conflict_columns``; returns how many
     were added, counted from RETURNING (driver rowcounts disagree on skipped rows)."""
+    return len(insert_returning_new(session, model, rows, conflict_columns, ["id"]))
+
+
+def insert_returning_new(session: Session, model: Any, rows: list[dict[str, Any]], conflict_columns: list[str],
+                         returning: list[str]) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping those that collide on ``conflict_columns``; returns the
+    ``returning`` columns of the rows that were added (one statement, RETURNING)."""
     if not rows:
-        return 0
+        return []
     table = model.__table__
     dialect = session.get_bind().dialect.name
     params: Any = rows if len(rows) > 1 else rows[0]
-    if dialect in ("postgresql", "sqlite"):
-        dml = postgresql if dialect == "postgresql" else sqlite
-        stmt = dml.insert(table).on_conflict_do_nothing(index_elements=conflict_columns).returning(table.c.id)
-        return len(session.execute(stmt, params).all())
-    result: Any = session.execute(insert(table), params)  # pragma: no cover - other databases
-    return len(rows) if result.rowcount is None or result.rowcount < 0 else result.rowcount
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - other databases
+        raise NotImplementedError(f"idempotent inserts need SQLite or PostgreSQL, not {dialect}")
+    dml = postgresql if dialect == "postgresql" else sqlite
+    stmt = (dml.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+            .returning(*(table.c[c] for c in returning)))
+    return [tuple(r) for r in session.execute(stmt, params).all()]
