@@ -119,15 +119,22 @@ class RowWriter:
                 self._seen.setdefault(model, {}).update((o.id, o.values()) for o in objs)
 
     def write(self) -> None:
-        """Insert what is new, update what changed since it was read or inserted."""
+        """Insert what is new, then update what changed since it was read or inserted:
+        only the changed columns, one executemany per set of changed columns (a wake-up
+        batch's instances all change the same ones)."""
         self.insert_new()
         for model, seen in self._seen.items():
             rows = self._rows[model]
-            changed = [rows[i] for i, values in seen.items() if rows[i].values() != values]
-            if changed:
-                keys = [k for k in row_class(model).columns if k != "id"]
+            columns = row_class(model).columns
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row_id, before in seen.items():
+                now = rows[row_id].values()
+                if now != before:
+                    keys = tuple(k for k, old, new in zip(columns, before, now, strict=True) if old != new)
+                    params = {f"v_{k}": v for k, v in zip(columns, now, strict=True) if k in keys}
+                    groups.setdefault(keys, []).append({"row_id": row_id, **params})
+            for keys, params_list in groups.items():
                 stmt = (update(model).where(model.id == bindparam("row_id"))
                         .values({k: bindparam(f"v_{k}") for k in keys}))
-                self.session.connection().execute(
-                    stmt, [{"row_id": o.id, **{f"v_{k}": getattr(o, k) for k in keys}} for o in changed])
+                self.session.connection().execute(stmt, params_list)
         self._rows, self._seen = {}, {}
