@@ -21,6 +21,7 @@ from crm_journeys.connectors.oauth import (
 
 AuthKind = Literal["oauth2", "api_key", "none"]
 WEBHOOK_PATH = "/hooks/crm/{tenant_slug}"
+HUBSPOT_WEBHOOK_PATH = "/hooks/hubspot"  # one target URL per HubSpot app, routed by portalId
 
 # What the plug-in does in a CRM, and which actions need it.
 CAPABILITIES = {
@@ -126,7 +127,8 @@ HUBSPOT = HostProfile(
         "oauth_api_url": {**URL, "description": "Token endpoint host (default: base_url)"},
         "oauth_app_url": {**URL, "description": "Authorize host (default https://app.hubspot.com)"},
         "app_id": _s("string", "The plug-in's HubSpot app id: its own changes are echoes"),
-        "portal_id": _s("string", "The HubSpot account (hub) id"),
+        "portal_id": _s("string", "The HubSpot account (hub) id; set from the token at "
+                        "OAuth install, and routes the app's webhooks here"),
         "tags_property": _s("string", "Contact property holding ';'-separated tags"),
         "webhook_url": {**URL, "description": "Public URL HubSpot posts to, when behind a proxy"},
     },
@@ -140,7 +142,8 @@ HUBSPOT = HostProfile(
         "manage_schema": ("crm.schemas.contacts.write",),
         "receive_webhooks": (),
     },
-    webhooks=tuple({"subscription": s, "target": WEBHOOK_PATH, "signature": "X-HubSpot-Signature-v3"}
+    webhooks=tuple({"subscription": s, "target": HUBSPOT_WEBHOOK_PATH,
+                    "signature": "X-HubSpot-Signature-v3"}
                    for s in ("contact.creation", "contact.propertyChange", "contact.deletion")),
     ui=({"type": "crm_card", "location": "crm.record.sidebar", "object": "contacts",
          "title": "Customer journeys", "url": _CARD},
@@ -148,7 +151,9 @@ HUBSPOT = HostProfile(
          "url": "/journeys"}),
     min_host_version="CRM API v3 (webhooks v3, associations v4)",
     default_sync_interval=3600,
-    notes="Webhook subscriptions are per app: one target URL for all installed accounts.",
+    notes="Webhook subscriptions are per app: one target URL (/hooks/hubspot) for every "
+          "installed account, routed to the tenant by portalId. A private app (token "
+          "install) posts to /hooks/crm/{tenant_slug} instead.",
 )
 
 SALESFORCE = HostProfile(

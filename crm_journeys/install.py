@@ -8,6 +8,10 @@ typed. Either way the settings are validated against the manifest's settings sch
 credentials are stored encrypted, the connector prepares the host (``ensure_schema``) and
 reads one page to prove the credentials work; a failed check leaves no tenant behind.
 ``uninstall`` deletes every ``cj_`` row of the tenant.
+
+A HubSpot tenant records its account (``portal_id``): the app's one webhook URL routes
+each event to the tenant of its ``portalId`` (``hubspot_tenants``), so an account is
+installed at most once.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import JSON, delete, func, select, type_coerce
 
+from crm_journeys.connectors.hubspot import token_metadata
 from crm_journeys.connectors.oauth import OAuthClient, new_state, pkce_pair
 from crm_journeys.errors import ConnectorError, CrmJourneysError, PluginNotFound
 from crm_journeys.hosts import HostProfile, profile_for
@@ -50,10 +56,12 @@ class OAuthClientConfig:
     client_id: str
     client_secret: str | None = None
     app_id: str | None = None  # HubSpot: our changes carry it (echo suppression)
+    webhook_url: str | None = None  # HubSpot: the app's target URL, when a proxy rewrites ours
 
 
 def client_config(host: str, config: dict[str, Any] | None = None) -> OAuthClientConfig:
-    """From ``CRM_JOURNEYS_OAUTH_CLIENTS[host]`` or ``CRM_JOURNEYS_<HOST>_CLIENT_ID`` etc."""
+    """From ``CRM_JOURNEYS_OAUTH_CLIENTS[host]`` or ``CRM_JOURNEYS_<HOST>_CLIENT_ID``,
+    ``_CLIENT_SECRET``, ``_APP_ID`` and ``_WEBHOOK_URL``."""
     given = dict((config or {}).get(host) or {})
     env = f"CRM_JOURNEYS_{host.upper()}_"
     client_id = given.get("client_id") or os.environ.get(env + "CLIENT_ID")
@@ -62,7 +70,8 @@ def client_config(host: str, config: dict[str, Any] | None = None) -> OAuthClien
                                     f"(set {env}CLIENT_ID and {env}CLIENT_SECRET)"})
     return OAuthClientConfig(client_id, given.get("client_secret")
                              or os.environ.get(env + "CLIENT_SECRET"),
-                             given.get("app_id") or os.environ.get(env + "APP_ID"))
+                             given.get("app_id") or os.environ.get(env + "APP_ID"),
+                             given.get("webhook_url") or os.environ.get(env + "WEBHOOK_URL"))
 
 
 def host_profile(host: str) -> HostProfile:
@@ -89,6 +98,11 @@ def check_request(session: Any, host: str, slug: str, settings: dict[str, Any],
     if credentials is not None:
         errors.update({f"credentials.{k}": v for k, v in
                        schema_errors(credentials, profile.credentials_schema()).items()})
+    portal = str(settings.get("portal_id") or "") if host == "hubspot" else ""
+    taken = hubspot_tenants(session, [portal]).get(portal) if portal else None
+    if taken:  # the app's webhooks could not tell the two tenants apart
+        errors["settings.portal_id"] = (f"HubSpot account {portal} is already installed as "
+                                        f"tenant {taken[0].slug!r}")
     if errors:
         raise InstallError(errors)
     return profile
@@ -130,21 +144,56 @@ def finish_oauth(runtime: Runtime, pending: dict[str, Any] | None, state: str | 
     credentials = {**tokens.as_credentials(), "client_id": client.client_id}
     if client.client_secret:
         credentials["client_secret"] = client.client_secret
-    settings.update(_settings_from_tokens(host, credentials, client))
+    settings.update(_settings_from_tokens(runtime, host, settings, credentials, client))
     if host == "dynamics":
         credentials["webhook_secret"] = secrets.token_urlsafe(24)
     return install_tenant(runtime, host, pending["slug"], pending["name"], settings, credentials)
 
 
-def _settings_from_tokens(host: str, credentials: dict[str, Any],
+def _settings_from_tokens(runtime: Runtime, host: str, settings: dict[str, Any],
+                          credentials: dict[str, Any],
                           client: OAuthClientConfig) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    if host == "hubspot" and client.app_id:
-        found["app_id"] = client.app_id
+    if host == "hubspot":
+        found.update(_hubspot_account(runtime, settings, credentials, client))
     if host == "salesforce":
         match = _SF_IDENTITY.search(str(credentials.get("id") or ""))
         if match:  # the identity URL names the org and the integration user
             found.update(org_id=match["org"], integration_user_id=match["user"])
+    return found
+
+
+def _hubspot_account(runtime: Runtime, settings: dict[str, Any], credentials: dict[str, Any],
+                     client: OAuthClientConfig) -> dict[str, str]:
+    """The account (``portal_id``) and app the token was issued for. Newer token answers
+    carry ``hub_id``; otherwise, and for the app id when none is configured, the token's
+    metadata (``GET /oauth/v1/access-tokens/{token}``) says."""
+    hub = credentials.get("hub_id") or credentials.get("hubId")
+    app = client.app_id
+    if not hub or not app:
+        api = settings.get("oauth_api_url") or settings.get("base_url") or "https://api.hubapi.com"
+        try:
+            meta = token_metadata(api, credentials["access_token"], clock=runtime.clock)
+        except ConnectorError as exc:
+            raise InstallError({"code": "HubSpot did not say which account was installed: "
+                                        f"{exc}"}) from None
+        hub, app = hub or meta.get("hub_id"), app or meta.get("app_id")
+    if not hub:
+        raise InstallError({"code": "HubSpot did not say which account was installed"})
+    return {"portal_id": str(hub), **({"app_id": str(app)} if app else {})}
+
+
+def hubspot_tenants(session: Any, portal_ids: Iterable[str]) -> dict[str, list[Tenant]]:
+    """The HubSpot tenants installed on these accounts, by portal id (one each, as the
+    install refuses a second)."""
+    wanted = sorted({str(p) for p in portal_ids if p})
+    if not wanted:
+        return {}
+    portal = type_coerce(Tenant.settings, JSON)["portal_id"].as_string()
+    found: dict[str, list[Tenant]] = {}
+    for tenant in session.scalars(select(Tenant).where(Tenant.connector == "hubspot",
+                                                       portal.in_(wanted)).order_by(Tenant.id)):
+        found.setdefault(str(tenant.settings["portal_id"]), []).append(tenant)
     return found
 
 

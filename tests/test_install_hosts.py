@@ -31,7 +31,7 @@ from tests.fakes.bottlecrm import INTEGRATION_USER as BCRM_USER
 from tests.fakes.bottlecrm import FakeBottleCrm
 from tests.fakes.dynamics import INTEGRATION_USER as DYN_USER
 from tests.fakes.dynamics import WEBHOOK_SECRET, FakeDynamics
-from tests.fakes.hubspot import APP_ID, FakeHubSpot
+from tests.fakes.hubspot import APP_ID, FakeHubSpot, FakeHubSpotAuth
 from tests.fakes.hubspot import CLIENT_SECRET as HUBSPOT_SECRET
 from tests.fakes.oauth import FakeAuthorizationServer
 from tests.fakes.odoo import DB, LOGIN, FakeOdoo
@@ -90,6 +90,8 @@ class Env:
         Worker(self.state.runtime).drain()
 
     def hook_url(self) -> str:
+        if self.host == "hubspot":  # the app's one URL, routed by portalId
+            return f"{self.base_url}/hooks/hubspot"
         return f"{self.base_url}/hooks/crm/{self.slug}"
 
     def publish(self, document: dict[str, Any]) -> None:
@@ -135,9 +137,13 @@ def env(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Env]:
             extra = {"instance_url": crm.url,
                      "id": f"https://login.example/id/00D000000000001AAA/{SF_USER}"} \
                 if host == "salesforce" else {}
-            auth = FakeAuthorizationServer(*OAUTH_PATHS[host], client_id=CLIENT_ID,
-                                           client_secret=HUBSPOT_SECRET, extra=extra,
-                                           rotate_refresh=host == "dynamics", clock=crm.clock)
+            if host == "hubspot":  # knows the account: tokens name their portal
+                auth = FakeHubSpotAuth(crm, client_id=CLIENT_ID, client_secret=HUBSPOT_SECRET)
+            else:
+                auth = FakeAuthorizationServer(*OAUTH_PATHS[host], client_id=CLIENT_ID,
+                                               client_secret=HUBSPOT_SECRET, extra=extra,
+                                               rotate_refresh=host == "dynamics",
+                                               clock=crm.clock)
             auth.on_issue = lambda token: setattr(crm, "token", token)
             auth.start()
         clients = {h: {"client_id": CLIENT_ID, "client_secret": HUBSPOT_SECRET,
@@ -194,7 +200,9 @@ def seed(env: Env) -> list[str]:
 def test_install_sync_journey_webhook_uninstall(env: Env) -> None:
     refs = seed(env)
     info = install(env)
-    assert info["webhook_url"].endswith(f"/hooks/crm/{env.slug}")
+    assert info["webhook_url"] == env.hook_url().replace(env.base_url, "http://localhost")
+    if env.host == "hubspot":  # the account the token was issued for routes the app's webhooks
+        assert info["portal_id"] == str(env.crm.portal_id)
 
     # credentials are encrypted at rest and hold what the flow obtained
     with env.state.db.unit_of_work() as s:

@@ -6,6 +6,11 @@ window. Every record the plugin writes carries the unique property ``crm_journey
 activities are upserted by it (``batch/upsert`` with ``idProperty``), leads, which HubSpot
 only creates together with their contact association, are created with it so a repeat
 is refused as a conflict and found again. Tags live in one ``;``-separated property.
+
+A public app has one webhook target URL for every account (portal) that installed it:
+``verify_signature``, ``read_events``, ``events_by_portal`` and ``webhook_hints`` are
+what the app-level endpoint (``web.hooks``) needs without a tenant's connector, and
+``token_metadata`` names the portal an OAuth token belongs to at install.
 """
 
 from __future__ import annotations
@@ -160,42 +165,17 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
 
     # --- webhooks -------------------------------------------------------------------
     def verify_webhook(self, request: InboundRequest) -> None:
-        timestamp = request.header("X-HubSpot-Request-Timestamp") or ""
-        signature = request.header("X-HubSpot-Signature-v3") or ""
-        if not timestamp.isdigit() or not signature:
-            raise WebhookRejected("missing X-HubSpot-Signature-v3 or its timestamp")
-        if abs(to_ms(self.clock.now()) - int(timestamp)) > SIGNATURE_WINDOW_MS:
-            raise WebhookRejected("HubSpot webhook timestamp outside the 5-minute window")
-        uri = self.settings.get("webhook_url") or request.url
-        for encoded in _URI_DECODE:
-            uri = uri.replace(encoded, unquote(encoded)).replace(encoded.lower(), unquote(encoded))
-        source = f"{request.method.upper()}{uri}".encode() + request.body + timestamp.encode()
-        secret = (self.credentials.get("client_secret") or "").encode()
-        expected = base64.b64encode(hmac.new(secret, source, hashlib.sha256).digest()).decode()
-        if not secret or not hmac.compare_digest(expected, signature):
-            raise WebhookRejected("X-HubSpot-Signature-v3 does not match")
+        verify_signature(request, self.credentials.get("client_secret") or "",
+                         self.clock.now(), self.settings.get("webhook_url"))
 
     def parse_webhook(self, request: InboundRequest) -> list[WebhookHint]:
-        try:
-            events = json.loads(request.body)
-        except ValueError as exc:
-            raise WebhookRejected(f"webhook body is not JSON: {exc}") from None
-        app_id = str(self.settings.get("app_id", ""))
-        hints = []
-        for event in events if isinstance(events, list) else [events]:
-            object_type, _, change = str(event.get("subscriptionType", "")).partition(".")
-            source = str(event.get("sourceId", ""))
-            hints.append(WebhookHint(
-                event_id=str(event["eventId"]), object_type=object_type,
-                object_id=str(event["objectId"]),
-                change={"creation": "created", "deletion": "deleted",
-                        "propertyChange": "property_change"}.get(change, change),
-                occurred_at=parse_time(event.get("occurredAt")),
-                echo=bool(app_id) and event.get("changeSource") == "INTEGRATION"
-                and source in (app_id, f"appId:{app_id}"),
-                properties=({event["propertyName"]: event.get("propertyValue")}
-                            if "propertyName" in event else {})))
-        return hints
+        """The events of this account: the app's secret signs every account's events, so
+        another account's (a per-app URL pointed here) are dropped, never stored."""
+        events = read_events(request.body)
+        portal = str(self.settings.get("portal_id") or "")
+        if portal:
+            events = [e for e in events if str(e.get("portalId") or portal) == portal]
+        return webhook_hints(events, self.settings.get("app_id"))
 
     # --- writing --------------------------------------------------------------------
     def create_lead(self, contact_ref: str, spec: LeadSpec, idempotency_key: str) -> WriteResult:
@@ -298,6 +278,83 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
         if picker == "fields":
             return sorted(FIELDS) + self.custom_fields
         return []
+
+
+# --- webhooks v3, with or without a tenant ------------------------------------------------
+def verify_signature(request: InboundRequest, secret: str, now: datetime,
+                     public_url: str | None = None) -> None:
+    """Check ``X-HubSpot-Signature-v3`` (HMAC-SHA256 with the app's client secret over
+    method, URI, body and timestamp) and the 5-minute window.
+
+    Args:
+        public_url: the URL HubSpot posts to when it differs from ``request.url`` (a
+            proxy in front); HubSpot signs the URL it called.
+
+    Raises:
+        WebhookRejected: missing headers, a stale timestamp or a wrong signature.
+    """
+    timestamp = request.header("X-HubSpot-Request-Timestamp") or ""
+    signature = request.header("X-HubSpot-Signature-v3") or ""
+    if not timestamp.isdigit() or not signature:
+        raise WebhookRejected("missing X-HubSpot-Signature-v3 or its timestamp")
+    if abs(to_ms(now) - int(timestamp)) > SIGNATURE_WINDOW_MS:
+        raise WebhookRejected("HubSpot webhook timestamp outside the 5-minute window")
+    uri = public_url or request.url
+    for encoded in _URI_DECODE:
+        uri = uri.replace(encoded, unquote(encoded)).replace(encoded.lower(), unquote(encoded))
+    source = f"{request.method.upper()}{uri}".encode() + request.body + timestamp.encode()
+    expected = base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest())
+    if not secret or not hmac.compare_digest(expected, signature.encode(errors="replace")):
+        raise WebhookRejected("X-HubSpot-Signature-v3 does not match")
+
+
+def read_events(body: bytes) -> list[dict[str, Any]]:
+    """The events of one delivery: HubSpot posts a JSON array (up to 100 events)."""
+    try:
+        events = json.loads(body)
+    except ValueError as exc:
+        raise WebhookRejected(f"webhook body is not JSON: {exc}") from None
+    events = events if isinstance(events, list) else [events]
+    if not all(isinstance(event, dict) for event in events):
+        raise WebhookRejected("webhook body is not a list of events")
+    return events
+
+
+def events_by_portal(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Split one delivery by account (``portalId``); events without one go under ``""``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        out.setdefault(str(event.get("portalId") or ""), []).append(event)
+    return out
+
+
+def webhook_hints(events: list[dict[str, Any]], app_id: Any = None) -> list[WebhookHint]:
+    """Events as hints; a change our own app made (``changeSource`` ``INTEGRATION`` from
+    ``app_id``) is an echo."""
+    app = str(app_id or "")
+    hints = []
+    for event in events:
+        object_type, _, change = str(event.get("subscriptionType", "")).partition(".")
+        source = str(event.get("sourceId", ""))
+        hints.append(WebhookHint(
+            event_id=str(event["eventId"]), object_type=object_type,
+            object_id=str(event["objectId"]),
+            change={"creation": "created", "deletion": "deleted",
+                    "propertyChange": "property_change"}.get(change, change),
+            occurred_at=parse_time(event.get("occurredAt")),
+            echo=bool(app) and event.get("changeSource") == "INTEGRATION"
+            and source in (app, f"appId:{app}"),
+            properties=({event["propertyName"]: event.get("propertyValue")}
+                        if "propertyName" in event else {})))
+    return hints
+
+
+def token_metadata(api_url: str, access_token: str, **context: Any) -> dict[str, Any]:
+    """What HubSpot says about an OAuth access token (``GET /oauth/v1/access-tokens/{token}``):
+    ``hub_id`` (the portal), ``app_id``, ``user``, ``scopes``."""
+    http = HttpClient(api_url, account=f"oauth:{api_url}", secrets=[access_token],
+                      **client_options(context))
+    return dict(http.get(f"/oauth/v1/access-tokens/{quote(access_token, safe='')}") or {})
 
 
 def _clean(props: dict[str, Any]) -> dict[str, str]:

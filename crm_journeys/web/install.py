@@ -98,7 +98,8 @@ def _failed(host: str, profile: HostProfile, error: InstallError) -> Any:
 
 def _installed(tenant_id: int) -> Any:
     """The one page that shows the installer what to keep: an admin API token, the
-    webhook URL and, for Dynamics, the secret to enter on the service endpoint."""
+    webhook URL (for HubSpot the app's one URL, the same for every account) and, for
+    Dynamics, the secret to enter on the service endpoint."""
     from crm_journeys.secrets import decrypt_json
 
     st = state()
@@ -110,6 +111,10 @@ def _installed(tenant_id: int) -> Any:
                 "api_token": token,
                 "webhook_url": url_for("crm_journeys_install.crm_journeys_crm_hooks.receive",
                                        tenant_slug=tenant.slug, _external=True)}
+        if tenant.connector == "hubspot":  # the app's one target URL, routed by portalId
+            info["webhook_url"] = url_for(
+                "crm_journeys_install.crm_journeys_crm_hooks.receive_hubspot", _external=True)
+            info["portal_id"] = str((tenant.settings or {}).get("portal_id", ""))
         secret = decrypt_json(tenant.credentials).get("webhook_secret")
         if secret:
             info["webhook_secret"] = secret

@@ -5,6 +5,12 @@ unique properties, ``after`` cursor paging, the search API (200 per page, 10,000
 per query), batch upsert by ``idProperty``, v4 default associations, HubSpot's error
 bodies, its 429s (``policyName`` ``TEN_SECONDLY_ROLLING`` or ``DAILY``) and webhooks v3
 signed with ``X-HubSpot-Signature-v3``.
+
+One ``FakeHubSpot`` is one account (portal). ``FakeHubSpotAuth`` is HubSpot's OAuth side
+for one or more of them: the installing user picks the account, the token works on that
+account's API only and its metadata (``GET /oauth/v1/access-tokens/{token}``) names it.
+``deliver`` posts one signed batch the way the app's webhook subscription does, with
+events of any accounts in it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.base import FakeCrm, HostError, json_response
+from tests.fakes.oauth import FakeAuthorizationServer
 from tests.fakes.spec import SpecChecker
 
 APP_ID = 54321
@@ -76,8 +83,9 @@ class FakeHubSpot(FakeCrm):
     name = "hubspot"
     token = "pat-na1-11111111-2222-3333-4444-555555555555"
 
-    def __init__(self, clock: Any = None):
+    def __init__(self, clock: Any = None, portal_id: int = PORTAL_ID):
         super().__init__(clock)
+        self.portal_id = portal_id
         self.spec = SpecChecker("hubspot/*.json")
         self.props: dict[str, dict[str, dict[str, Any]]] = {
             t: {n: {"name": n, "hasUniqueValue": False} for n in names.split()}
@@ -371,24 +379,94 @@ class FakeHubSpot(FakeCrm):
     def exhaust_daily_budget(self) -> None:
         self.daily_limit = self.daily_used.get(self.now().date().isoformat(), 0)
 
-    def emit_webhook(self, url: str, external_id: str, *, forged: bool = False,
-                     age: float = 0.0, by_integration: bool = False,
-                     subscription: str = "contact.propertyChange") -> requests.Response:
+    def event(self, external_id: str, *, by_integration: bool = False, age: float = 0.0,
+              subscription: str = "contact.propertyChange",
+              change: tuple[str, str] = ("firstname", "Ada")) -> dict[str, Any]:
+        """One webhook event of this account about a contact, as HubSpot words it."""
         at = self.now() - timedelta(seconds=age)
-        event = {"eventId": next(self.event_ids), "subscriptionId": 2001, "portalId": PORTAL_ID,
-                 "appId": APP_ID, "occurredAt": ms(at), "subscriptionType": subscription,
-                 "attemptNumber": 0, "objectId": int(external_id),
+        event = {"eventId": next(self.event_ids), "subscriptionId": 2001,
+                 "portalId": self.portal_id, "appId": APP_ID, "occurredAt": ms(at),
+                 "subscriptionType": subscription, "attemptNumber": 0,
+                 "objectId": int(external_id),
                  "changeSource": "INTEGRATION" if by_integration else "CRM_UI",
                  "sourceId": str(APP_ID) if by_integration else "userId:777"}
         if subscription.endswith("propertyChange"):
-            event.update(propertyName="firstname", propertyValue="Ada")
-        body = json.dumps([event]).encode()
-        timestamp = str(ms(at))
-        secret = "not-the-secret" if forged else CLIENT_SECRET
-        headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": timestamp,
-                   "X-HubSpot-Signature-v3": sign_v3(secret, "POST", url, body, timestamp),
-                   "X-HubSpot-Signature-Version": "v3"}
-        return requests.post(url, data=body, headers=headers, timeout=5)
+            event.update(propertyName=change[0], propertyValue=change[1])
+        return event
+
+    def emit_webhook(self, url: str, external_id: str, *, forged: bool = False,
+                     age: float = 0.0, by_integration: bool = False,
+                     subscription: str = "contact.propertyChange") -> requests.Response:
+        event = self.event(external_id, by_integration=by_integration, age=age,
+                           subscription=subscription)
+        return deliver(url, [event], self.now() - timedelta(seconds=age), forged=forged)
+
+
+def deliver(url: str, events: list[dict[str, Any]], at: datetime, *, forged: bool = False,
+            secret: str = CLIENT_SECRET, signed_for: str | None = None) -> requests.Response:
+    """POST one batch as the app's webhook subscription does, signed (v3) at ``at`` for
+    ``url`` (or ``signed_for``)."""
+    body = json.dumps(events).encode()
+    timestamp = str(ms(at))
+    secret = "not-the-secret" if forged else secret
+    signature = sign_v3(secret, "POST", signed_for or url, body, timestamp)
+    headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": timestamp,
+               "X-HubSpot-Signature-v3": signature,
+               "X-HubSpot-Signature-Version": "v3"}
+    return requests.post(url, data=body, headers=headers, timeout=5)
+
+
+class FakeHubSpotAuth(FakeAuthorizationServer):
+    """HubSpot's OAuth server for the accounts given. ``choose`` is the account the next
+    installing user picks on the consent screen; an issued token is made the one that
+    account's fake accepts. ``hub_id_in_answer`` puts ``hub_id`` in the token answer, as
+    some HubSpot versions do; by default only the token metadata names the account."""
+
+    def __init__(self, *accounts: FakeHubSpot, client_id: str, client_secret: str,
+                 hub_id_in_answer: bool = False):
+        super().__init__("/oauth/authorize", "/oauth/v1/token", client_id=client_id,
+                         client_secret=client_secret, clock=accounts[0].clock)
+        self.accounts = {a.portal_id: a for a in accounts}
+        self.choose = accounts[0].portal_id
+        self.hub_id_in_answer = hub_id_in_answer
+        self.code_hubs: dict[str, int] = {}
+        self.refresh_hubs: dict[str, int] = {}
+        self.token_hubs: dict[str, tuple[int, Any, str]] = {}  # token -> hub, expiry, scope
+
+    def rules(self) -> list[Rule]:
+        return [*super().rules(), Rule("/oauth/v1/access-tokens/<token>",
+                                       endpoint=self.token_info, methods=["GET"])]
+
+    def authorize(self, request: Request) -> Response:
+        response = super().authorize(request)
+        self.code_hubs[next(reversed(self.codes))] = self.choose
+        return response
+
+    def token(self, request: Request) -> Response:
+        form = request.form
+        hub = (self.code_hubs.pop(form.get("code", ""), None)
+               or self.refresh_hubs.get(form.get("refresh_token", "")))
+        self.extra = {"hub_id": hub} if self.hub_id_in_answer and hub else {}
+        response = super().token(request)  # raises HostError when refused
+        issued = self.issued[-1]
+        if hub is not None:
+            expires = self.now() + timedelta(seconds=issued["expires_in"])
+            self.token_hubs[issued["access_token"]] = (hub, expires, issued.get("scope") or "")
+            if issued.get("refresh_token"):
+                self.refresh_hubs[issued["refresh_token"]] = hub
+            self.accounts[hub].token = issued["access_token"]
+        return response
+
+    def token_info(self, request: Request, token: str) -> Response:
+        known = self.token_hubs.get(token)
+        if known is None or known[1] <= self.now():
+            raise HostError(404, "Token not found", "NOT_FOUND")
+        hub, expires, scope = known
+        return json_response({
+            "token": token, "user": "admin@example.com", "hub_domain": f"{hub}.hubspot.example",
+            "scopes": scope.split(), "hub_id": hub, "app_id": APP_ID,
+            "expires_in": int((expires - self.now()).total_seconds()), "user_id": 777,
+            "token_type": "access"})
 
 
 def _property_out(prop: dict[str, Any]) -> dict[str, Any]:
