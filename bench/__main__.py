@@ -51,8 +51,12 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
         measured = f"{_f(r['two_workers_per_s'])} events/s with 2 workers ({_f(r['events'])} events)"
         base = f"{_f(r['one_worker_per_s'])} events/s with 1 worker"
     else:
-        measured = (f"p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms webhook -> outbox row committed "
-                    f"({_f(r['outbox_rows'])} rows, sent at {_f(r['sent_rate'])}/s, HTTP p50 {_f(r['http_p50_ms'])} ms)")
+        measured = (f"SQLite, 1 worker: p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms webhook -> outbox row "
+                    f"committed ({_f(r['outbox_rows'])} rows, sent at {_f(r['sent_rate'])}/s, "
+                    f"HTTP p50 {_f(r['http_p50_ms'])} ms)")
+        if "pg_p50_ms" in r:
+            measured += (f"; PostgreSQL, {r['pg_workers']} workers: p50 {_f(r['pg_p50_ms'])} ms, "
+                         f"p99 {_f(r['pg_p99_ms'])} ms (sent at {_f(r['pg_sent_rate'])}/s)")
         base = f"target load {r['target_rate']}/s"
     holds = {True: "yes", False: "**no**", None: "n/a"}[r["holds"]]
     return fig, measured, base, f"{r['ratio']:.2f}", r["goal"], holds

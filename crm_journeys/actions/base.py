@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 from marshmallow import RAISE, Schema
@@ -74,7 +75,7 @@ class Action(Generic[P]):
     params_schema: ClassVar[type[Schema]]
 
     def load_params(self, raw: dict[str, Any]) -> P:
-        return self.params_schema().load(raw)
+        return _schema(self.params_schema).load(raw)
 
     def execute(self, ctx: ActionContext, params: P) -> ActionResult:
         raise NotImplementedError
@@ -86,3 +87,10 @@ class Action(Generic[P]):
 
         return {"name": cls.name, "label": cls.label, "description": cls.description,
                 "params": describe_schema(cls.params_schema)}
+
+
+@cache
+def _schema(schema_class: type[Schema]) -> Schema:
+    """One instance per parameter schema: building one costs more than loading with it,
+    and the outbox loads parameters for every row."""
+    return schema_class()

@@ -7,10 +7,10 @@ with the template's own error message rather than sending a half-rendered email.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from crm_journeys.errors import FatalConnectorError
@@ -20,6 +20,12 @@ from crm_journeys.errors import FatalConnectorError
 def _env() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(autoescape=False, undefined=ChainableUndefined)  # a missing merge field renders empty, as in Mailchimp
     return env
+
+
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> Template:
+    """A journey's few templates are rendered for every contact: compile each once."""
+    return _env().from_string(text)
 
 
 def template_vars(ctx: Any) -> dict[str, Any]:
@@ -33,7 +39,7 @@ def render(text: str, ctx: Any, *, autoescape: bool = False) -> str:
     if "{" not in text:
         return text
     try:
-        template = _env().from_string(text)
+        template = _compiled(text)
         if autoescape:
             from markupsafe import escape
 
@@ -44,8 +50,10 @@ def render(text: str, ctx: Any, *, autoescape: bool = False) -> str:
         raise FatalConnectorError(f"template error: {exc}") from exc
 
 
+@lru_cache(maxsize=1024)
 def check_template(text: str) -> str | None:
-    """A syntax error message, or None: used when a journey is validated."""
+    """A syntax error message, or None: used when a journey is validated (and when each
+    outbox row's parameters are, so the answer is kept)."""
     try:
         _env().parse(text)
     except TemplateError as exc:

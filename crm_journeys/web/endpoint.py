@@ -89,7 +89,7 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, p
             if isinstance(result, Response):
                 return result
             items = result.items if isinstance(result, Page) else result
-            data = out(many=many).dump(items) if out is not None else items
+            data = _instance(out, many).dump(items) if out is not None else items
             response = jsonify(data)
             response.status_code = status
             if isinstance(result, Page):
@@ -111,12 +111,19 @@ def _load_body(schema: type[Schema]) -> dict[str, Any]:
         payload = {}
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_request", "The body must be a JSON object.", {"": ["must be an object"]})
-    return schema().load(payload)  # ValidationError -> the one error body
+    return _instance(schema).load(payload)  # ValidationError -> the one error body
 
 
 def _load_query(schema: type[Schema]) -> dict[str, Any]:
     try:
-        return schema().load(request.args.to_dict())
+        return _instance(schema).load(request.args.to_dict())
     except ValidationError as exc:
         errors = {f"query.{path}": msgs for path, msgs in flatten_errors(exc.messages).items()}
         raise ApiError(422, "invalid_request", "The query string has invalid parameters.", errors) from None
+
+
+@functools.cache
+def _instance(schema: type[Schema], many: bool = False) -> Schema:
+    """One instance per schema (and ``many``): building one per request cost more than the
+    validation itself; loading and dumping keep no state on the instance."""
+    return schema(many=many)
