@@ -37,6 +37,8 @@ from crm_journeys.web.forms import (
     plain,
     show_value,
 )
+from crm_journeys.web.saved_segments import segment_names
+from crm_journeys.web.trigger_declarations import trigger_names
 from crm_journeys.web.ui import ui
 
 _ID = re.compile(r"[^a-z0-9_]+")
@@ -57,8 +59,9 @@ def _save(journey_id: int, mutate: Any) -> None:
         save_draft(journey, document, state().runtime.clock.now())
 
 
-def _pickers(tenant_id: int) -> dict[str, list[str]]:
-    """Values for the builder's pickers from the tenant's CRM (empty when it cannot say)."""
+def pickers(tenant_id: int) -> dict[str, list[str]]:
+    """Values for the builder's pickers from the tenant's CRM (empty when it cannot say),
+    plus the workspace's own saved segments and declared custom triggers."""
     out: dict[str, list[str]] = {}
     try:
         connector = state().runtime.connector_for(tenant_id)
@@ -66,12 +69,15 @@ def _pickers(tenant_id: int) -> dict[str, list[str]]:
             out[name] = list(connector.picker_values(name))
     except Exception:  # a CRM that is down must not break the builder
         pass
+    with state().db.unit_of_work() as s:
+        out["segments"] = sorted(set(out.get("segments") or []) | set(segment_names(s, tenant_id)))
+        out["custom_triggers"] = trigger_names(s, tenant_id)
     return out
 
 
 def _context(p: Any, journey: Journey, **extra: Any) -> dict[str, Any]:
     document = journey.draft
-    return {"journey": journey, "doc": document, "errors": draft_errors(document), "pickers": _pickers(p.tenant_id),
+    return {"journey": journey, "doc": document, "errors": draft_errors(document), "pickers": pickers(p.tenant_id),
             "step_ids": [st.get("id") for st in document.get("steps") or [] if isinstance(st, dict)],
             "configure": session.get(f"configure:{journey.id}", []), "operators": OPERATORS,
             "show_value": show_value, "field_errors": field_errors, "condition_tree": condition_tree, "errors_under": errors_under,

@@ -106,6 +106,8 @@ def parse_params(specs: list[dict[str, Any]], form: MultiDict[str, str], prefix:
             value: Any = form.getlist(name) or None
         else:
             value = parse_value(spec.get("type", "text"), form.get(name), present=name in form)
-        if value is not None and not (spec.get("type") == "bool" and value is False and not spec.get("required")):
+        # An unticked optional box is left out, unless it defaults to true: then "no" must be kept.
+        unticked = spec.get("type") == "bool" and value is False and not spec.get("required")
+        if value is not None and not (unticked and not spec.get("default")):
             out[spec["name"]] = value
     return out

@@ -3,8 +3,9 @@
 Looks the tenant up, hands the delivery to the service's adapter
 (``crm_journeys.integrations``) with the tenant's settings for it (secrets come from the
 tenant's encrypted credentials, ``{"integrations": {"<service>": {...}}}``; custom
-triggers use the tenant's webhook secret), stores the resulting events in the inbox and
-answers 202 at once: journeys run in the worker.
+triggers use the one set there, else the tenant's webhook secret), stores the resulting events in the inbox and
+answers 202 at once: journeys run in the worker. An accepted delivery is noted (to the
+minute) as the service's "last used" time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from crm_journeys.integrations import Delivery, HookRejected, adapters
 from crm_journeys.runtime.ingest import ingest_many
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.secrets import decrypt_json
+from crm_journeys.web.integration_secrets import record_use
 
 hooks = Blueprint("crm_journeys_integrations", __name__)
 
@@ -52,5 +54,7 @@ def receive(tenant_slug: str, service: str):
             events = parse(delivery)
         except HookRejected as exc:
             return jsonify({"error": exc.message}), exc.status
-        stored = ingest_many(session, tenant.id, events, st.runtime.clock.now())
+        now = st.runtime.clock.now()
+        record_use(tenant, service, now)  # "last used" on the admin's integrations page
+        stored = ingest_many(session, tenant.id, events, now)
     return jsonify({"accepted": len(events), "new": stored}), 202

@@ -298,4 +298,10 @@ def contact(contact_id: int) -> Any:
     return render_template("crm_journeys/contact.html", contact=detail)
 
 
-from crm_journeys.web import admin, builder  # noqa: E402,F401  (register their views on ``ui``)
+from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui``)
+    admin,
+    admin_integrations,
+    admin_segments,
+    admin_triggers,
+    builder,
+)
