@@ -5,64 +5,11 @@ test-artifacts/ (setup-*.png)."""
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from werkzeug.serving import make_server
-
-from crm_journeys.app import create_app
-from crm_journeys.auth import create_api_token, create_user
-from crm_journeys.runtime.tenants import create_tenant
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")]
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The app with its embedded worker on 127.0.0.1, an editor, an admin and a website token."""
-    app = create_app({"CRM_JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "SECRET_KEY": uuid.uuid4().hex,
-                      "CRM_JOURNEYS_RUN_WORKER": True})
-    state = app.extensions["crm_journeys"]
-    with state.db.unit_of_work() as s:
-        tenant = create_tenant(s, "shop", "Shop", state.runtime.clock.now())
-        create_user(s, tenant.id, "maria@shop.example", "correct-horse", "editor")
-        create_user(s, tenant.id, "olga@shop.example", "correct-horse", "admin")
-        token = create_api_token(s, tenant.id, "website")
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield {"url": f"http://127.0.0.1:{httpd.server_port}", "token": token}
-    httpd.shutdown()
-    state.stop_worker()
-    state.db.dispose()
-
-
-@pytest.fixture
-def tab(shop: dict[str, str]) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = browser.new_context(base_url=shop["url"], viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        context.close()
-        browser.close()
+from tests.browser.conftest import screenshot
 
 
 def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"setup-{name}.png"), full_page=True)
+    screenshot(page, f"setup-{name}")
 
 
 def sign_in(page, email: str) -> None:
@@ -87,11 +34,10 @@ def tagged_contacts(page, token: str) -> None:
     raise AssertionError(f"the worker did not mirror the contacts: {contacts}")
 
 
-def test_segment_from_the_form_to_a_journey_starting_point(shop, tab):
+def test_segment_from_the_form_to_a_journey_starting_point(server, page):
     from playwright.sync_api import expect
 
-    page = tab
-    tagged_contacts(page, shop["token"])
+    tagged_contacts(page, server["token"])
     sign_in(page, "maria@shop.example")
     page.click("header >> text=Segments")
     expect(page.locator("h1")).to_have_text("Segments")
@@ -132,10 +78,9 @@ def test_segment_from_the_form_to_a_journey_starting_point(shop, tab):
     expect(page.locator("#used-by")).to_contain_text("in the draft only")
 
 
-def test_admin_declares_a_trigger_and_makes_the_zapier_secret(shop, tab):
+def test_admin_declares_a_trigger_and_makes_the_zapier_secret(server, page):
     from playwright.sync_api import expect
 
-    page = tab
     sign_in(page, "olga@shop.example")
     page.click("header >> text=Custom triggers")
     page.click("#new-trigger")
