@@ -57,7 +57,7 @@ class BatchCache:
         self._outbox: list[dict[str, Any]] = []
         self._outbox_keys: set[tuple[int, str]] = set()
         self._outbox_logs: list[tuple[tuple[int, str], dict[str, Any]]] = []
-        self.rows = RowWriter(session)
+        self.rows = RowWriter(session)  # new rows, and rows read as plain rows (``RowWriter.load``)
         self._fired: list[dict[str, Any]] = []
         sa_event.listen(session, "before_flush", self._before_flush)
         wanted: dict[int, tuple[set[str], set[str]]] = {}
@@ -114,15 +114,6 @@ class BatchCache:
         if new_id is None:
             return None
         return self.rows.create(model, new_id, values)
-
-    def own(self, model: Any, ids: list[int]) -> list[Any]:
-        """Read rows as plain rows the batch writes back itself. Only for rows nothing
-        else in the batch queries: the wake-up path's instances and contacts."""
-        return self.rows.load(model, ids)
-
-    def owned(self, model: Any, row_id: int) -> Any | None:
-        """A row this batch created or read as a plain row."""
-        return self.rows.get(model, row_id)
 
     def fired(self, wakeup: Wakeup, now: datetime) -> None:
         """A wake-up fired (with its lateness): one UPDATE for the batch's wake-ups."""
@@ -298,6 +289,7 @@ _MARK_DONE = (update(InboxEvent).where(InboxEvent.id == bindparam("eid"))
               .values(status="done", processed_at=bindparam("now"), attempts=InboxEvent.attempts + 1))
 _MARK_FIRED = (update(Wakeup).where(Wakeup.id == bindparam("wid"))
                .values(pending=False, fired_at=bindparam("now"), lateness_ms=bindparam("late")))
+
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]

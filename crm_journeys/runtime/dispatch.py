@@ -126,7 +126,7 @@ class Dispatcher:
             found = session.scalar(query.where(Contact.email == email).limit(1))
         if found is not None:
             if batch is not None:
-                known = batch.owned(Contact, found.id)  # made in this batch and flushed since
+                known = batch.rows.get(Contact, found.id)  # made in this batch and flushed since
                 if known is not None:
                     return known, False
                 batch.add_contact(found, new=False)
@@ -221,7 +221,7 @@ def decide_timer(runtime: Runtime, session: Session, inst: Instance, now: dateti
                  batch: BatchCache | None = None) -> None:
     """A due wake-up: the instance's step decides what the timeout means."""
     version = runtime.versions.get(session, inst.version_id)
-    contact = batch.owned(Contact, inst.contact_id) if batch is not None else None
+    contact = batch.rows.get(Contact, inst.contact_id) if batch is not None else None
     if contact is None:
         contact = session.get(Contact, inst.contact_id)
     assert contact is not None

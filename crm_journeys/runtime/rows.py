@@ -88,7 +88,9 @@ class RowWriter:
 
     def load(self, model: Any, ids: list[int]) -> list[Any]:
         """Read these rows (those not known yet) with plain queries; they are written back
-        at the end if they changed."""
+        at the end if they changed. Only for rows nothing else in the batch reads from the
+        database (the ORM would see their old values): the wake-up path's instances and
+        contacts."""
         known = self._rows.setdefault(model, {})
         seen = self._seen.setdefault(model, {})
         out: list[Any] = []

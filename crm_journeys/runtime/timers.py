@@ -29,21 +29,21 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
     """Fire up to ``limit`` due wake-ups; returns how many were taken.
 
     The fast path fires the whole batch in one transaction without savepoints: its
-    instances and contacts are read in two plain queries and written back by the batch
-    (``BatchCache.own``), the writes grouped into one statement per table. If anything fails, it is rolled back and the batch is
-    redone one wake-up at a time, each in a savepoint, so one bad wake-up stays pending
-    alone.
+    instances and contacts are read in two plain queries as rows the batch writes back
+    itself (``rows.RowWriter``), the writes grouped into one statement per table. If
+    anything fails, it is rolled back and the batch is redone one wake-up at a time, each
+    in a savepoint, so one bad wake-up stays pending alone.
     """
     now = runtime.clock.now()
     try:
         with runtime.db.unit_of_work() as session:
             due = runtime.claims.wakeups(session, now, limit)
             batch = BatchCache(session, [])
-            instances = batch.own(Instance, [w.instance_id for w in due])
-            batch.own(Contact, [i.contact_id for i in instances])
+            instances = batch.rows.load(Instance, [w.instance_id for w in due])
+            batch.rows.load(Contact, [i.contact_id for i in instances])
             for wakeup in due:
                 batch.fired(wakeup, now)
-                inst = batch.owned(Instance, wakeup.instance_id)
+                inst = batch.rows.get(Instance, wakeup.instance_id)
                 if inst is not None and _current(wakeup, inst):
                     decide_timer(runtime, session, inst, now, batch)
             batch.finish()
