@@ -18,10 +18,10 @@ from crm_journeys.web.builder import pickers
 from crm_journeys.web.catalog import OPERATORS
 from crm_journeys.web.condition_form import EDITABLE_DEPTH, condition_tree, parse_condition_tree
 from crm_journeys.web.condition_words import describe
-from crm_journeys.web.forms import errors_under, plain, show_value
+from crm_journeys.web.forms import errors_under, show_value
 from crm_journeys.web.paging import pager
 from crm_journeys.web.ui import ui
-from crm_journeys.web.usage import InUse, NameTaken, uses, uses_by_name
+from crm_journeys.web.usage import NameTaken, delete_from_page, uses, uses_by_name
 
 
 def editor_context(tenant_id: int) -> dict[str, Any]:
@@ -92,15 +92,8 @@ def segment(segment_id: int) -> Any:
 
 @ui.post("/segments/<int:segment_id>/delete")
 def delete_segment(segment_id: int) -> Any:
-    p = ui_require("edit")
-    try:
-        with state().db.unit_of_work() as s:
-            name = saved_segments.delete(s, p.tenant_id, segment_id)
-    except InUse as exc:
-        flash(plain(str(exc)), "error")
-        return redirect(url_for("crm_journeys_ui.segment", segment_id=segment_id))
-    flash(f"Segment “{name}” deleted.")
-    return redirect(url_for("crm_journeys_ui.segments"))
+    return delete_from_page(saved_segments.delete, segment_id, label="Segment", page="segment", listing="segments",
+                            id_arg="segment_id")
 
 
 def _contacts(n: int) -> str:

@@ -19,11 +19,10 @@ from crm_journeys.errors import DefinitionError
 from crm_journeys.extension import state
 from crm_journeys.web import trigger_declarations as declared
 from crm_journeys.web.access import ui_require
-from crm_journeys.web.forms import plain
 from crm_journeys.web.integration_secrets import hook_url, tenant_slug
 from crm_journeys.web.paging import pager
 from crm_journeys.web.ui import ui
-from crm_journeys.web.usage import InUse, NameTaken, uses, uses_by_name
+from crm_journeys.web.usage import NameTaken, delete_from_page, uses, uses_by_name
 
 EMPTY_ROWS = 3
 _ROW = re.compile(r"^attr(\d+)\.")
@@ -97,15 +96,8 @@ def custom_trigger(trigger_id: int) -> Any:
 
 @ui.post("/custom-triggers/<int:trigger_id>/delete")
 def delete_custom_trigger(trigger_id: int) -> Any:
-    p = ui_require("edit")
-    try:
-        with state().db.unit_of_work() as s:
-            name = declared.delete(s, p.tenant_id, trigger_id)
-    except InUse as exc:
-        flash(plain(str(exc)), "error")
-        return redirect(url_for("crm_journeys_ui.custom_trigger", trigger_id=trigger_id))
-    flash(f"Custom trigger “{name}” deleted.")
-    return redirect(url_for("crm_journeys_ui.custom_triggers"))
+    return delete_from_page(declared.delete, trigger_id, label="Custom trigger", page="custom_trigger", listing="custom_triggers",
+                            id_arg="trigger_id")
 
 
 def _page(row: Any, name: str, attributes: list[dict[str, Any]], errors: dict[str, list[str]], **extra: Any) -> Any:

@@ -11,10 +11,11 @@ two refusals the setup writes share live here too.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flask import flash, redirect, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -106,3 +107,23 @@ def _dicts(node: Any) -> Iterator[dict[str, Any]]:
 
 def _text(value: Any) -> set[str]:
     return {value} if isinstance(value, str) and value else set()
+
+
+def delete_from_page(remove: Callable[[Session, int, int], str], row_id: int, *, label: str,
+                     page: str, listing: str, id_arg: str) -> Any:
+    """A delete button's handler: remove the row, or keep it and say which published
+    journeys still use it (``InUse``), back on its own page."""
+    from crm_journeys.extension import state  # the extension imports the web app: at call time
+    from crm_journeys.web.access import ui_require
+    from crm_journeys.web.forms import plain
+
+    p = ui_require("edit")
+    try:
+        with state().db.unit_of_work() as s:
+            name = remove(s, p.tenant_id, row_id)
+    except InUse as exc:
+        flash(plain(str(exc)), "error")
+        back: dict[str, Any] = {id_arg: row_id}
+        return redirect(url_for(f"crm_journeys_ui.{page}", **back))
+    flash(f"{label} “{name}” deleted.")
+    return redirect(url_for(f"crm_journeys_ui.{listing}"))
