@@ -50,15 +50,26 @@ class ActionContext:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What happened, in words an operator reads in the outbox view."""
+    """What happened, in words an operator reads in the outbox view.
+
+    ``idempotent`` says whether running the row again, after a crash that lost its close,
+    would change nothing: the effect is a record the host keeps once per idempotency key
+    (every connector write of a lead, activity or email, by the connector contract), or
+    there is no outside effect at all (only de-duplicated events emitted). The outbox may
+    then close the row together with the rest of its batch. The default, False, is the
+    safe answer: sends nobody de-duplicates (SMTP, third-party webhooks) and state changes
+    a later row may overwrite (tags, fields) are closed one by one, right after they ran.
+    """
 
     summary: str
     external_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    idempotent: bool = False
 
     @classmethod
-    def done(cls, summary: str, external_id: str | None = None, **data: Any) -> ActionResult:
-        return cls(summary, external_id, data)
+    def done(cls, summary: str, external_id: str | None = None, *, idempotent: bool = False,
+             **data: Any) -> ActionResult:
+        return cls(summary, external_id, data, idempotent)
 
 
 class ParamsSchema(Schema):

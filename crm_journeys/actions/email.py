@@ -1,8 +1,10 @@
 """Send a personalised email, through SMTP when configured, else through the CRM.
 
 The subject and body are Jinja2 templates rendered in the sandbox. SMTP delivery
-carries the idempotency key as the Message-ID, so a retried send is recognisable; the
-connector path uses the host's own idempotent send or log.
+carries the idempotency key as the Message-ID, so a retried send is recognisable, but a
+mail server does not drop it: an SMTP send reports itself not idempotent and the outbox
+closes its row right after it. The connector path uses the host's own idempotent send or
+log (one record per key), so its row may be closed with the rest of its batch.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ class SendEmail(Action[dict[str, Any]]):
                          from_address=params["from_address"], email_id=params["email_id"])
         smtp_url = ctx.settings.get("smtp_url")
         if smtp_url:
-            _send_smtp(smtp_url, ctx, spec)
+            _send_smtp(smtp_url, ctx, spec)  # a second send is a second email: not idempotent
             external_id = None
         else:
             external_id = ctx.connector.send_email(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key).external_id
         _emit_sent(ctx, spec)
-        return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id)
+        return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id,
+                                 idempotent=not smtp_url)
 
 
 def _send_smtp(url: str, ctx: ActionContext, spec: EmailSpec) -> None:

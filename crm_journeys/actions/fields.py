@@ -1,4 +1,9 @@
-"""Set a contact field, or add score points to a numeric field, in the connected CRM."""
+"""Set a contact field, or add score points to a numeric field, in the connected CRM.
+
+Not reported idempotent: a field write re-run after a crash could overwrite a later row's
+value (and a score re-read from a refreshed mirror would count twice), so the outbox
+closes these rows one by one.
+"""
 
 from __future__ import annotations
 

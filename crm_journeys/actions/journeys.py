@@ -23,4 +23,4 @@ class AddToJourney(Action[dict[str, Any]]):
         ctx.emit(IncomingEvent(type="manual_add", key=str(params["journey_id"]),
                                contact={"id": ctx.contact.external_id},
                                dedup_key=f"add:{ctx.idempotency_key}"))
-        return ActionResult.done(f"added to journey {params['journey_id']}")
+        return ActionResult.done(f"added to journey {params['journey_id']}", idempotent=True)  # only a de-duplicated event

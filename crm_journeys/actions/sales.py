@@ -1,4 +1,7 @@
-"""Hand work to the sales team: leads, tasks, phone calls and appointments in the CRM."""
+"""Hand work to the sales team: leads, tasks, phone calls and appointments in the CRM.
+
+Each is a record the host keeps once per idempotency key, so results say ``idempotent``.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ class CreateLead(Action[dict[str, Any]]):
                         description=_render(ctx, params["description"]))
         result = ctx.connector.create_lead(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key)
         return ActionResult.done(f"lead {spec.title!r} {'created' if result.created else 'already there'}",
-                                 result.external_id)
+                                 result.external_id, idempotent=True)
 
 
 class ActivityParamsSchema(ParamsSchema):
@@ -80,7 +83,7 @@ class _Activity(Action[dict[str, Any]]):
                             duration_minutes=params["duration_minutes"])
         result = ctx.connector.create_activity(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key)
         return ActionResult.done(f"{self.kind.replace('_', ' ')} {spec.subject!r} for {spec.owner or 'unassigned'}"
-                                 f" due {spec.due_at.date().isoformat()}", result.external_id)
+                                 f" due {spec.due_at.date().isoformat()}", result.external_id, idempotent=True)
 
 
 class CreateTask(_Activity):

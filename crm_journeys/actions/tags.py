@@ -1,4 +1,8 @@
-"""Add or remove a tag on the journey's contact in the connected CRM."""
+"""Add or remove a tag on the journey's contact in the connected CRM.
+
+Not reported idempotent: a tag change re-run after a crash could undo a later row's
+change to the same tag, so the outbox closes these rows one by one.
+"""
 
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ code paths a HubSpot install does. Idempotency is a unique (kind, key) per recor
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crm_journeys.connectors.base import (
@@ -24,9 +26,9 @@ from crm_journeys.connectors.base import (
 )
 from crm_journeys.errors import FatalConnectorError
 from crm_journeys.storage.models import SandboxContact, SandboxRecord
-from crm_journeys.storage.upsert import insert_ignoring_conflicts
 
 CORE = ("first_name", "last_name")
+RECORD_KEY = ("tenant_id", "kind", "idempotency_key")
 
 
 class SandboxConnector(Connector):
@@ -111,16 +113,47 @@ class SandboxConnector(Connector):
 
     # --- plumbing ---------------------------------------------------------------------
     def _record(self, contact_ref: str, kind: str, key: str, data: dict[str, Any]) -> WriteResult:
+        """One record per (kind, key): a repeated write finds the first one and adds none.
+
+        Plain statements built once, on the session's connection: the outbox calls this for
+        every email it delivers on the default install, and ORM objects and statement
+        building cost more than the two or three small statements themselves."""
         with self._db.unit_of_work() as s:
-            contact = self._find(s, contact_ref, create=True)
-            assert contact is not None
-            added = insert_ignoring_conflicts(s, SandboxRecord, [{
-                "tenant_id": self._tenant, "contact_id": contact.id, "kind": kind, "idempotency_key": key,
-                "data": data, "created_at": self._now()}], ["tenant_id", "kind", "idempotency_key"])
-            rec_id = s.scalar(select(SandboxRecord.id).where(SandboxRecord.tenant_id == self._tenant,
-                                                             SandboxRecord.kind == kind,
-                                                             SandboxRecord.idempotency_key == key))
-        return WriteResult(str(rec_id), created=bool(added))
+            conn = s.connection()
+            row = {"tenant_id": self._tenant, "contact_id": self._contact_id(s, contact_ref), "kind": kind,
+                   "idempotency_key": key, "data": data, "created_at": self._now()}
+            added = conn.execute(_insert(conn, SandboxRecord, RECORD_KEY), row).scalar()
+            found = added or conn.execute(_RECORD_ID, {"tenant": self._tenant, "kind": kind, "key": key}).scalar()
+        return WriteResult(str(found), created=added is not None)
+
+    def _contact_id(self, s: Session, ref: str) -> int:
+        """The id of the sandbox contact ``ref`` names, an ``email:`` ref first seen here
+        added. Email refs and existing ids take the short way; anything else goes through
+        ``_find``, which a subclass may widen (the dry-run CRM accepts any ref)."""
+        conn = s.connection()
+        found = None
+        if ref.startswith("email:"):
+            found = self._email_contact_id(conn, ref[6:].lower())
+        elif ref.isdigit():
+            found = conn.execute(_CONTACT_BY_ID, {"tenant": self._tenant, "id": int(ref)}).scalar()
+        if found is None:
+            contact = self._find(s, ref, create=True)
+            if contact is None:
+                raise FatalConnectorError(f"no sandbox contact {ref!r}")
+            found = contact.id
+        return int(found)
+
+    def _email_contact_id(self, conn: Connection, email: str) -> int:
+        """If another writer adds the same email first, its row is read back."""
+        by_email = {"tenant": self._tenant, "email": email}
+        found = conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
+        if found is None:
+            now = self._now()
+            found = conn.execute(_insert(conn, SandboxContact, ("tenant_id", "email")), {
+                "tenant_id": self._tenant, "email": email, "first_name": "", "last_name": "", "fields": {},
+                "tags": [], "groups": [], "created_at": now, "modified_at": now, "version": 1,
+            }).scalar() or conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
+        return int(found)
 
     def _change(self, contact_ref: str, mutate: Any) -> WriteResult:
         with self._db.unit_of_work() as s:
@@ -164,3 +197,26 @@ def to_canonical(row: SandboxContact) -> CanonicalContact:
                             last_name=row.last_name or None, created_at=row.created_at,
                             modified_at=row.modified_at, version=str(row.version), tags=list(row.tags or []),
                             groups=list(row.groups or []), fields=fields, **known)
+
+
+# Statements of the write path, built once (see ``_record``).
+_CONTACT_BY_EMAIL = select(SandboxContact.id).where(SandboxContact.tenant_id == bindparam("tenant"),
+                                                    SandboxContact.email == bindparam("email"))
+_CONTACT_BY_ID = select(SandboxContact.id).where(SandboxContact.tenant_id == bindparam("tenant"),
+                                                 SandboxContact.id == bindparam("id"))
+_RECORD_ID = select(SandboxRecord.id).where(SandboxRecord.tenant_id == bindparam("tenant"),
+                                            SandboxRecord.kind == bindparam("kind"),
+                                            SandboxRecord.idempotency_key == bindparam("key"))
+
+
+def _insert(conn: Connection, model: Any, conflict: tuple[str, ...]) -> Any:
+    """``INSERT .. ON CONFLICT (conflict) DO NOTHING RETURNING id`` for the connection's
+    dialect: the idempotent write, built once per table and dialect."""
+    return _insert_for(model, conflict, conn.dialect.name)
+
+
+@cache
+def _insert_for(model: Any, conflict: tuple[str, ...], dialect: str) -> Any:
+    dml = postgresql if dialect == "postgresql" else sqlite
+    table = model.__table__
+    return dml.insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c.id)

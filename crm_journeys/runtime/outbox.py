@@ -1,25 +1,54 @@
 """Carries out outbox rows: each action runs at least once and takes effect exactly once.
 
-A row is claimed with a lease in one short transaction, executed outside any transaction
-(the CRM call may be slow), and closed in another. A crash in between re-runs the row
-after the lease; the idempotency key makes the CRM keep one record. Retriable failures
-back off exponentially with jitter (or as the host's Retry-After says); after
-``MAX_ATTEMPTS``, or on a fatal error, the row is dead-lettered with the reason.
+A batch of rows is claimed with a lease in one short transaction, each row's action runs
+outside any transaction (the CRM call may be slow), and the rows are closed afterwards
+(done, retried later, or dead-lettered). A crash between an action and its row's close
+re-runs the row once the lease runs out. Retriable failures back off exponentially with
+jitter (or as the host's Retry-After says); after ``MAX_ATTEMPTS``, or on a fatal error,
+the row is dead-lettered with the reason.
+
+When a row is closed is what keeps "exactly once" true, and what a row costs:
+
+* A row whose result says ``idempotent`` (the host keeps one record per idempotency key:
+  every connector write of a lead, activity or email; or the action only emitted
+  de-duplicated events) is closed together with the rest of its batch, in one
+  transaction with the events the batch emitted. A crash before that commit re-runs those
+  rows after the lease; the host finds each key already there and the events' dedup keys
+  drop the copies, so nothing is doubled. The price is re-running up to a batch of such
+  rows, which is cheap next to one transaction per row.
+* A row that did something a re-run would repeat (an SMTP send, a third-party webhook, a
+  tag or field change a later row may overwrite) is closed at once, in the same
+  transaction as any rows waiting before it (so emitted events keep their order). A crash
+  can then re-run at most the one row in flight, as before.
+* A failure (retry or dead letter) had no effect a re-run would double, or one the retry
+  repeats anyway, so it waits for the batch close too.
+* Waiting rows are also closed after ``FLUSH_AFTER`` seconds, so a batch of slow CRM calls
+  neither holds finished rows open nor risks their lease.
+
+Per pass, what is the same for many rows is read or built once: a tenant's action
+settings and connector, each action's instance, and the batch's contacts and journeys (two
+queries for the whole batch, not two per row).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from crm_journeys.actions.base import ActionContext, ContactView
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from crm_journeys.actions.base import Action, ActionContext, ActionResult, ContactView
 from crm_journeys.actions.registry import load_action
+from crm_journeys.connectors.base import Connector
 from crm_journeys.errors import FatalConnectorError, PluginNotFound, RetriableConnectorError
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_many
-from crm_journeys.storage.models import Contact, OutboxMessage
+from crm_journeys.storage.models import Contact, Instance, OutboxMessage
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -28,6 +57,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_DELAY = 30.0
 MAX_DELAY = 6 * 3600.0
+FLUSH_AFTER = 1.0  # seconds a finished row may wait for its batch's close
 
 
 @dataclass
@@ -44,6 +74,16 @@ class Claimed:
     contact: ContactView
 
 
+@dataclass
+class Closing:
+    """A row's outcome, waiting to be written: the columns to set and the events it emitted."""
+
+    row: Claimed
+    values: dict[str, Any]
+    emitted: list[IncomingEvent] = field(default_factory=list)
+    now: bool = False  # the effect is not idempotent: close it right away
+
+
 def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> float:
     """Seconds to wait before attempt ``attempts + 1``: the host's hint, or capped
     exponential backoff with full jitter."""
@@ -53,6 +93,32 @@ def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> flo
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+class PassCache:
+    """What one pass reads or builds once, however many of its rows need it."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self._settings: dict[int, dict[str, Any]] = {}
+        self._connectors: dict[int, Connector] = {}
+        self._actions: dict[str, Action[Any]] = {}
+
+    def settings(self, tenant_id: int) -> dict[str, Any]:
+        if tenant_id not in self._settings:
+            self._settings[tenant_id] = self.rt.action_settings(tenant_id)
+        return self._settings[tenant_id]
+
+    def connector(self, tenant_id: int) -> Connector:
+        if tenant_id not in self._connectors:
+            self._connectors[tenant_id] = self.rt.connector_for(tenant_id)
+        return self._connectors[tenant_id]
+
+    def action(self, name: str) -> Action[Any]:
+        """Actions hold no state between calls (their input is the context and params)."""
+        if name not in self._actions:
+            self._actions[name] = load_action(name)()
+        return self._actions[name]
+
+
 class OutboxRunner:
     def __init__(self, runtime: Runtime, worker_id: str = "local"):
         self.rt = runtime
@@ -60,82 +126,119 @@ class OutboxRunner:
         self.rng = random.Random()
 
     def run_once(self, limit: int = 50) -> int:
+        """Claim up to ``limit`` due rows, run them in order and close them (see the module
+        docstring for when); returns how many were claimed."""
         claimed = self._claim(limit)
-        settings: dict[int, dict[str, Any]] = {}  # read once per tenant per pass, not per row
-        for row in claimed:
-            if row.tenant_id not in settings:
-                settings[row.tenant_id] = self.rt.action_settings(row.tenant_id)
-            self._run(row, settings[row.tenant_id])
+        cache = PassCache(self.rt)
+        waiting: list[Closing] = []
+        since = time.monotonic()
+        try:
+            for row in claimed:
+                closing = self._run(row, cache)
+                waiting.append(closing)
+                if closing.now or time.monotonic() - since > FLUSH_AFTER:
+                    self._close(waiting)
+                    since = time.monotonic()
+        finally:  # an interrupted pass still closes what finished (a kill does not: the lease)
+            self._close(waiting)
         return len(claimed)
 
     def _claim(self, limit: int) -> list[Claimed]:
         now = self.rt.clock.now()
         with self.rt.db.unit_of_work() as s:
             rows = self.rt.claims.outbox(s, now, limit, self.worker_id)
-            out = []
-            for row in rows:
-                contact = s.get(Contact, row.contact_id)
-                assert contact is not None
-                out.append(Claimed(row.id, row.tenant_id, row.action, dict(row.params), row.idempotency_key,
-                                   row.attempts, _journey_of(s, row), ContactView(
-                                       contact.id, contact.external_id, contact.email, dict(contact.fields or {}),
-                                       list(contact.tags or []))))
-            return out
+            if not rows:
+                return []
+            contacts = _contacts(s, {r.contact_id for r in rows})
+            journeys = _journeys(s, {r.instance_id for r in rows if r.instance_id is not None})
+            return [Claimed(r.id, r.tenant_id, r.action, dict(r.params), r.idempotency_key, r.attempts,
+                            journeys.get(r.instance_id) if r.instance_id is not None else None,
+                            contacts[r.contact_id]) for r in rows]
 
-    def _run(self, row: Claimed, settings: dict[str, Any]) -> None:
+    def _run(self, row: Claimed, cache: PassCache) -> Closing:
         emitted: list[IncomingEvent] = []
         try:
-            action = load_action(row.action)()
-            ctx = ActionContext(tenant_id=row.tenant_id, connector=self.rt.connector_for(row.tenant_id),
+            action = cache.action(row.action)
+            ctx = ActionContext(tenant_id=row.tenant_id, connector=cache.connector(row.tenant_id),
                                 contact=row.contact, idempotency_key=row.key, now=self.rt.clock.now(),
                                 outbox_id=row.id, journey_id=row.journey_id, emit=emitted.append,
-                                settings=settings)
+                                settings=cache.settings(row.tenant_id))
             result = action.execute(ctx, action.load_params(row.params))
         except RetriableConnectorError as exc:
-            self._retry(row, str(exc), exc.retry_after)
+            return self._retry(row, str(exc), exc.retry_after)
         except (FatalConnectorError, PluginNotFound) as exc:
-            self._dead(row, str(exc))
+            return self._dead(row, str(exc))
         except Exception as exc:  # unknown failures are retried, then dead-lettered
             log.exception("outbox row %s failed", row.id)
-            self._retry(row, f"{type(exc).__name__}: {exc}", None)
-        else:
-            self._done(row, {"summary": result.summary, "external_id": result.external_id, **result.data},
-                       emitted)
+            return self._retry(row, f"{type(exc).__name__}: {exc}", None)
+        return self._done(row, result, emitted)
 
-    def _done(self, row: Claimed, result: dict[str, Any], emitted: list[IncomingEvent]) -> None:
-        now = self.rt.clock.now()
-        with self.rt.db.unit_of_work() as s:
-            msg = s.get(OutboxMessage, row.id)
-            assert msg is not None
-            msg.status, msg.result, msg.done_at = "done", result, now
-            msg.attempts = row.attempts + 1
-            msg.lease_until = None
-            ingest_many(s, row.tenant_id, emitted, now)
+    def _done(self, row: Claimed, result: ActionResult, emitted: list[IncomingEvent]) -> Closing:
+        summary = {"summary": result.summary, "external_id": result.external_id, **result.data}
+        return Closing(row, {"status": "done", "result": summary, "done_at": self.rt.clock.now(),
+                             "attempts": row.attempts + 1, "lease_until": None},
+                       emitted, now=not result.idempotent)
 
-    def _retry(self, row: Claimed, reason: str, retry_after: float | None) -> None:
+    def _retry(self, row: Claimed, reason: str, retry_after: float | None) -> Closing:
         attempts = row.attempts + 1
         if attempts >= MAX_ATTEMPTS:
-            self._dead(row, f"gave up after {attempts} attempts: {reason}")
-            return
+            return self._dead(row, f"gave up after {attempts} attempts: {reason}")
         delay = backoff(attempts, retry_after, self.rng)
-        self._close(row, "pending", reason, self.rt.clock.now() + timedelta(seconds=delay), attempts)
+        return _failed(row, "pending", reason, self.rt.clock.now() + timedelta(seconds=delay), attempts)
 
-    def _dead(self, row: Claimed, reason: str) -> None:
-        self._close(row, "dead", reason, self.rt.clock.now(), row.attempts + 1)
+    def _dead(self, row: Claimed, reason: str) -> Closing:
+        return _failed(row, "dead", reason, self.rt.clock.now(), row.attempts + 1)
 
-    def _close(self, row: Claimed, status: str, reason: str, next_at: datetime, attempts: int) -> None:
+    def _close(self, waiting: list[Closing]) -> None:
+        """Write every waiting outcome and the events they emitted in one transaction.
+
+        The list is emptied first: if the commit fails the rows stay leased and re-run,
+        and the pass's final close does not try the same write again."""
+        if not waiting:
+            return
+        closings = list(waiting)
+        waiting.clear()
         with self.rt.db.unit_of_work() as s:
-            msg = s.get(OutboxMessage, row.id)
-            assert msg is not None
-            msg.status, msg.last_error, msg.next_attempt_at = status, reason[:2000], next_at
-            msg.attempts = attempts
-            msg.lease_until = None
+            for group in _same_columns(closings):
+                s.execute(update(OutboxMessage), group)
+            now = self.rt.clock.now()
+            for tenant_id, events in _events_by_tenant(closings):
+                ingest_many(s, tenant_id, events, now)
 
 
-def _journey_of(session: Any, row: OutboxMessage) -> int | None:
-    from crm_journeys.storage.models import Instance
+def _failed(row: Claimed, status: str, reason: str, next_at: datetime, attempts: int) -> Closing:
+    return Closing(row, {"status": status, "last_error": reason[:2000], "next_attempt_at": next_at,
+                         "attempts": attempts, "lease_until": None})
 
-    if row.instance_id is None:
-        return None
-    inst = session.get(Instance, row.instance_id)
-    return inst.journey_id if inst else None
+
+def _same_columns(closings: list[Closing]) -> Iterator[list[dict[str, Any]]]:
+    """Outcomes grouped by the columns they set: one executemany UPDATE per group."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for c in closings:
+        groups.setdefault(tuple(c.values), []).append({"id": c.row.id, **c.values})
+    yield from groups.values()
+
+
+def _events_by_tenant(closings: list[Closing]) -> Iterator[tuple[int, list[IncomingEvent]]]:
+    """Emitted events per tenant, in the order their rows ran."""
+    by_tenant: dict[int, list[IncomingEvent]] = {}
+    for c in closings:
+        if c.emitted:
+            by_tenant.setdefault(c.row.tenant_id, []).extend(c.emitted)
+    yield from by_tenant.items()
+
+
+def _contacts(session: Session, ids: set[int]) -> dict[int, ContactView]:
+    """The batch's contacts as actions see them, in one query."""
+    rows = session.execute(select(Contact.id, Contact.external_id, Contact.email, Contact.fields,
+                                  Contact.tags).where(Contact.id.in_(ids)))
+    return {r.id: ContactView(r.id, r.external_id, r.email, dict(r.fields or {}), list(r.tags or []))
+            for r in rows}
+
+
+def _journeys(session: Session, instance_ids: set[int]) -> dict[int, int]:
+    """The journey of each of the batch's instances, in one query."""
+    if not instance_ids:
+        return {}
+    return dict(session.execute(select(Instance.id, Instance.journey_id)
+                                .where(Instance.id.in_(instance_ids))).all())
