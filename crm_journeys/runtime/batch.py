@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from crm_journeys.runtime.ids import IdSource
 from crm_journeys.runtime.rows import RowWriter
 from crm_journeys.storage.models import (
     Contact,
@@ -38,7 +39,7 @@ class BatchCache:
     rotations), the live/paused status of those instances' journeys, and each tenant's
     routes. Contacts and instances created during the batch are added as they appear."""
 
-    def __init__(self, session: Session, events: list[InboxEvent]):
+    def __init__(self, session: Session, events: list[InboxEvent], *, expected_rows: int = 0):
         self.session = session
         self._by_ext: dict[tuple[int, str], Contact] = {}
         self._by_email: dict[tuple[int, str], Contact] = {}
@@ -48,9 +49,9 @@ class BatchCache:
         self._journey_live: dict[int, bool] = {}
         self._routes: dict[int, dict[tuple[str, str], set[int]]] = {}
         self._segments: dict[int, list[Any]] = {}
-        self._next_ids: dict[Any, int] = {}
         self._logs: list[dict[str, Any]] = []
-        self._cancels: list[dict[str, int]] = []
+        self._cancels: set[int] = set()  # instances whose older wake-ups close at the end
+        self._new_wakeups: dict[int, list[Any]] = {}  # this batch's wake-ups, by instance
         self._done: list[dict[str, Any]] = []
         self._keys: dict[int, tuple[str, str | None]] = {}
         self._identity_moved = False
@@ -58,6 +59,7 @@ class BatchCache:
         self._outbox_keys: set[tuple[int, str]] = set()
         self._outbox_logs: list[tuple[tuple[int, str], dict[str, Any]]] = []
         self.rows = RowWriter(session)  # new rows, and rows read as plain rows (``RowWriter.load``)
+        self.ids = IdSource(session, block=max(len(events), expected_rows, 50))
         self._fired: list[dict[str, Any]] = []
         sa_event.listen(session, "before_flush", self._before_flush)
         wanted: dict[int, tuple[set[str], set[str]]] = {}
@@ -93,27 +95,13 @@ class BatchCache:
             self._instances.setdefault(contact_id, [])
 
     # --- writes -------------------------------------------------------------------------
-    def new_id(self, model: Any) -> int | None:
-        """The next primary key of ``model`` without a flush, on SQLite only: its writer
-        holds the database (BEGIN IMMEDIATE) and would pick max(id) + 1 itself. On
-        PostgreSQL the caller flushes and the sequence decides."""
-        if self.session.get_bind().dialect.name != "sqlite":
-            return None
-        last = self._next_ids.get(model)
-        if last is None:
-            with self.session.no_autoflush:
-                last = self.session.scalar(select(func.max(model.id))) or 0
-        self._next_ids[model] = last + 1
-        return last + 1
-
     def new_row(self, model: Any, values: dict[str, Any]) -> Any:
         """A new contact, instance or wake-up as a plain row the batch inserts itself
-        (``rows.RowWriter``). None on PostgreSQL (no id without the sequence): the caller
-        adds an ORM object as usual."""
-        new_id = self.new_id(model)
-        if new_id is None:
-            return None
-        return self.rows.create(model, new_id, values)
+        (``rows.RowWriter``), its id handed out without a flush (``ids.IdSource``)."""
+        row = self.rows.create(model, self.ids.next(model), values)
+        if model is Wakeup:
+            self._new_wakeups.setdefault(row.instance_id, []).append(row)
+        return row
 
     def fired(self, wakeup: Wakeup, now: datetime) -> None:
         """A wake-up fired (with its lateness): one UPDATE for the batch's wake-ups."""
@@ -137,19 +125,16 @@ class BatchCache:
         self._outbox.append(row)
         self._outbox_logs.append((key, detail))
 
-    def cancel_wakeups(self, instance_id: int) -> bool:
-        """Defer "close the instance's pending wake-ups" to the end of the batch, bounded
-        by the wake-up ids handed out so far so that later holds stay pending. SQLite
-        only (ids come from ``new_id``); False tells the caller to update right away."""
-        if self.session.get_bind().dialect.name != "sqlite":
-            return False
-        mark = self._next_ids.get(Wakeup)  # the last id handed out
-        if mark is None:
-            with self.session.no_autoflush:
-                mark = self.session.scalar(select(func.max(Wakeup.id))) or 0
-            self._next_ids[Wakeup] = mark
-        self._cancels.append({"iid": instance_id, "mark": mark})
-        return True
+    def cancel_wakeups(self, instance_id: int) -> None:
+        """Close the instance's pending wake-ups as of now: the ones this batch made so far
+        at once (they are plain rows), the older ones with one UPDATE at the end of the
+        batch. That UPDATE stops below the batch's first new wake-up id: every older row's
+        id is lower (SQLite's single writer counts up; a PostgreSQL sequence only grows, and
+        the older rows were committed before this batch locked the contact), so holds made
+        later in the batch stay pending."""
+        for row in self._new_wakeups.get(instance_id, ()):
+            row.pending = False
+        self._cancels.add(instance_id)
 
     def queue_log(self, row: dict[str, Any]) -> None:
         self._logs.append(row)
@@ -181,8 +166,10 @@ class BatchCache:
             self.session.connection().execute(_MARK_DONE, self._done)
             self._done = []
         if self._cancels:
-            self.session.connection().execute(_CANCEL_WAKEUPS, self._cancels)
-            self._cancels = []
+            below = self.ids.first(Wakeup) or _NO_BOUND
+            self.session.connection().execute(
+                _CANCEL_WAKEUPS, [{"iid": iid, "below": below} for iid in sorted(self._cancels)])
+            self._cancels = set()
 
     def note(self, contact: Contact) -> None:
         """After an event changed ``contact``: keep the lookups right if its identity moved."""
@@ -284,7 +271,8 @@ class BatchCache:
 
 
 _CANCEL_WAKEUPS = (update(Wakeup).where(Wakeup.instance_id == bindparam("iid"), Wakeup.pending.is_(True),
-                                       Wakeup.id <= bindparam("mark")).values(pending=False))
+                                       Wakeup.id < bindparam("below")).values(pending=False))
+_NO_BOUND = 2 ** 62  # no new wake-up in the batch: every pending one is older
 _MARK_DONE = (update(InboxEvent).where(InboxEvent.id == bindparam("eid"))
               .values(status="done", processed_at=bindparam("now"), attempts=InboxEvent.attempts + 1))
 _MARK_FIRED = (update(Wakeup).where(Wakeup.id == bindparam("wid"))

@@ -131,7 +131,7 @@ class Dispatcher:
                     return known, False
                 batch.add_contact(found, new=False)
             return found, False
-        contact = self._new_contact(session, event, ident, external_id, email, now)
+        contact = self._new_contact(session, event, ident, external_id, email, now, batch)
         if batch is not None:
             batch.add_contact(contact, new=True)
         return contact, True
@@ -141,8 +141,9 @@ class Dispatcher:
         values = dict(tenant_id=event.tenant_id, external_id=external_id or f"email:{email}", email=email,
                       fields={k: ident[k] for k in CONTACT_KEYS if ident.get(k)}, tags=[], groups=[],
                       segments=[], activity={}, updated_at=now)
-        contact = batch.new_row(Contact, values) if batch is not None else None
-        if contact is None:
+        if batch is not None:
+            contact = batch.new_row(Contact, values)
+        else:
             contact = Contact(**values)
             session.add(contact)
             session.flush()

@@ -38,7 +38,7 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
     try:
         with runtime.db.unit_of_work() as session:
             due = runtime.claims.wakeups(session, now, limit)
-            batch = BatchCache(session, [])
+            batch = BatchCache(session, [], expected_rows=len(due))
             instances = batch.rows.load(Instance, [w.instance_id for w in due])
             batch.rows.load(Contact, [i.contact_id for i in instances])
             for wakeup in due:

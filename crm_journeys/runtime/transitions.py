@@ -83,8 +83,9 @@ class Applier:
                       version_id=self.version.id, contact_id=self.contact.id, entry_key=entry_key,
                       rotation=rotation, status="active", step=None, loops={}, visits=0,
                       entered_at=self.now, updated_at=self.now)
-        inst = self.batch.new_row(Instance, values) if self.batch is not None else None
-        if inst is None:
+        if self.batch is not None:
+            inst = self.batch.new_row(Instance, values)
+        else:
             inst = Instance(**values)
             self.session.add(inst)
             self.session.flush()
@@ -136,7 +137,9 @@ class Applier:
         due = wake_time(step, hold, self.now, self.contact.fields or {}, self.version.journey)
         values = dict(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id, visit=inst.visits,
                       due_at=due, pending=True)
-        if self.batch is None or self.batch.new_row(Wakeup, values) is None:
+        if self.batch is not None:
+            self.batch.new_row(Wakeup, values)
+        else:
             self.session.add(Wakeup(**values))
         self._log(inst, "hold", step.id, firing, extra={"until": due.isoformat()})
 
@@ -169,8 +172,9 @@ class Applier:
             self._cancel_wakeups(inst)
 
     def _cancel_wakeups(self, inst: Instance) -> None:
-        if self.batch is not None and self.batch.cancel_wakeups(inst.id):
-            return  # one UPDATE for the whole batch, covering the wake-ups that exist now
+        if self.batch is not None:
+            self.batch.cancel_wakeups(inst.id)  # one UPDATE for the whole batch
+            return
         self.session.execute(update(Wakeup).where(Wakeup.instance_id == inst.id, Wakeup.pending.is_(True))
                              .values(pending=False))
 
