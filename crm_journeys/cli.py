@@ -1,4 +1,5 @@
-"""The ``crm-journeys`` command: serve, work, migrate, validate, publish, simulate, demo."""
+"""The ``crm-journeys`` command: serve, work, migrate, validate, publish, simulate, demo,
+install, prune finished rows, and repair HubSpot installs."""
 
 from __future__ import annotations
 
@@ -396,6 +397,109 @@ def manifest_cmd(check: bool, output: str | None) -> None:
         return
     path.write_text(text)
     click.echo(f"wrote {path}")
+
+# --- retention: finished rows removed after a per-tenant period ---------------------------
+
+def _now(database: Database) -> datetime:
+    """The runtime's clock, the one every time-dependent decision reads."""
+    from crm_journeys.runtime.services import Runtime
+
+    return Runtime(db=database).clock.now()
+
+
+@main.command("prune")
+@click.option("--tenant", "tenants", multiple=True, help="Tenant slug; repeat (default: every tenant).")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000),
+              help="Rows per DELETE; each batch is its own transaction.")
+@click.pass_context
+def prune_cmd(ctx: click.Context, tenants: tuple[str, ...], dry_run: bool, batch_size: int) -> None:
+    """Remove finished rows past each tenant's retention (the worker does it every 15 minutes)."""
+    from crm_journeys.runtime.retention import prune
+
+    database = _current_db(ctx)
+    try:
+        report = prune(database, _now(database), tenants, dry_run=dry_run, batch_size=batch_size)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would remove" if dry_run else "removed"
+    for slug, counts in report.items():
+        click.echo(f"{slug}: {verb} {sum(counts.values())} rows")
+        for name, count in counts.items():
+            click.echo(f"  {name:<16} {count}")
+
+
+@main.group()
+def retention() -> None:
+    """Per-tenant retention periods (days; null keeps for ever)."""
+
+
+@retention.command("show")
+@click.option("--tenant", "tenants", multiple=True, help="Tenant slug; repeat (default: every tenant).")
+@click.pass_context
+def retention_show(ctx: click.Context, tenants: tuple[str, ...]) -> None:
+    """Print each tenant's retention policy, defaults included."""
+    from crm_journeys.runtime.retention import policies
+
+    database = _current_db(ctx)
+    try:
+        found = policies(database, tenants)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for _, slug, policy in found:
+        click.echo(f"{slug}: " + ", ".join(f"{k}={'never' if v is None else v}"
+                                           for k, v in policy.as_dict().items()))
+
+
+@retention.command("set")
+@click.option("--tenant", required=True)
+@click.argument("values", nargs=-1, required=True, metavar="KEY=DAYS...")
+@click.pass_context
+def retention_set(ctx: click.Context, tenant: str, values: tuple[str, ...]) -> None:
+    """Override retention periods, e.g. ``inbox_days=45 dead_days=null``."""
+    from crm_journeys.runtime.retention import SETTINGS_KEY, check_policy
+    from crm_journeys.runtime.tenants import tenant_by_slug
+
+    given = {k: None if v in ("null", "never") else v for k, v in _pairs(values, "KEY=DAYS").items()}
+    try:
+        changes = check_policy(given)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="KEY=DAYS") from None
+    database = _current_db(ctx)
+    with database.unit_of_work() as s:
+        row = tenant_by_slug(s, tenant)
+        settings = dict(row.settings or {})
+        settings[SETTINGS_KEY] = {**(settings.get(SETTINGS_KEY) or {}), **changes}
+        row.settings = settings
+    ctx.invoke(retention_show, tenants=(tenant,))
+
+
+# --- HubSpot installs --------------------------------------------------------------------
+
+@main.group()
+def hubspot() -> None:
+    """HubSpot installs."""
+
+
+@hubspot.command("backfill-portals")
+@click.option("--tenant", "tenants", multiple=True, help="Tenant slug; repeat (default: all lacking one).")
+@click.pass_context
+def hubspot_backfill_portals(ctx: click.Context, tenants: tuple[str, ...]) -> None:
+    """Record the HubSpot account (portal id) of tenants installed without one, as
+    HubSpot's token metadata names it, so the app's webhook URL reaches them."""
+    from crm_journeys.install import backfill_portals
+    from crm_journeys.runtime.services import Runtime
+
+    database = _current_db(ctx)
+    results = backfill_portals(Runtime(db=database), tenants)
+    if not results:
+        click.echo("every installed HubSpot tenant has its portal id")
+    for result in results:
+        hint = " (try again later)" if result.retry else ""
+        click.echo(f"{result.slug}: {result.outcome}: {result.message}{hint}")
+    if any(r.outcome in ("failed", "conflict") for r in results):
+        ctx.exit(1)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -11,7 +11,10 @@ reads one page to prove the credentials work; a failed check leaves no tenant be
 
 A HubSpot tenant records its account (``portal_id``): the app's one webhook URL routes
 each event to the tenant of its ``portalId`` (``hubspot_tenants``), so an account is
-installed at most once.
+installed at most once. The column ``Tenant.portal_id`` is what routes and what the
+unique index guards; ``settings["portal_id"]`` keeps the same value for the connector.
+Tenants installed before the column existed get it from ``backfill_portals``, which asks
+HubSpot's token metadata.
 """
 
 from __future__ import annotations
@@ -23,11 +26,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, delete, func, select, type_coerce
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from crm_journeys.connectors.hubspot import token_metadata
-from crm_journeys.connectors.oauth import OAuthClient, new_state, pkce_pair
-from crm_journeys.errors import ConnectorError, CrmJourneysError, PluginNotFound
+from crm_journeys.connectors.oauth import OAuthClient, hubspot_app, keeper_for, new_state, pkce_pair
+from crm_journeys.errors import (
+    ConnectorError,
+    CrmJourneysError,
+    FatalConnectorError,
+    PluginNotFound,
+    RetriableConnectorError,
+)
 from crm_journeys.hosts import HostProfile, profile_for
 from crm_journeys.manifest import schema_errors
 from crm_journeys.runtime.tenants import SLUG, create_tenant
@@ -184,28 +194,134 @@ def _hubspot_account(runtime: Runtime, settings: dict[str, Any], credentials: di
 
 
 def hubspot_tenants(session: Any, portal_ids: Iterable[str]) -> dict[str, list[Tenant]]:
-    """The HubSpot tenants installed on these accounts, by portal id (one each, as the
-    install refuses a second)."""
+    """The HubSpot tenants installed on these accounts, by portal id (one each: the unique
+    index on ``(connector, portal_id)`` allows no second)."""
     wanted = sorted({str(p) for p in portal_ids if p})
     if not wanted:
         return {}
-    portal = type_coerce(Tenant.settings, JSON)["portal_id"].as_string()
     found: dict[str, list[Tenant]] = {}
     for tenant in session.scalars(select(Tenant).where(Tenant.connector == "hubspot",
-                                                       portal.in_(wanted)).order_by(Tenant.id)):
-        found.setdefault(str(tenant.settings["portal_id"]), []).append(tenant)
+                                                       Tenant.portal_id.in_(wanted))
+                                  .order_by(Tenant.id)):
+        found.setdefault(str(tenant.portal_id), []).append(tenant)
     return found
+
+
+def record_portal(tenant: Tenant, portal: str, app_id: str | None = None) -> None:
+    """Write the account to the column (routing, uniqueness) and to the settings the
+    connector reads; the caller's flush raises ``IntegrityError`` if another tenant has it."""
+    tenant.portal_id = portal
+    extra = {"app_id": app_id} if app_id and not (tenant.settings or {}).get("app_id") else {}
+    tenant.settings = {**(tenant.settings or {}), "portal_id": portal, **extra}
+
+
+@dataclass(frozen=True)
+class PortalBackfill:
+    """What ``backfill_portals`` found for one tenant. ``outcome``: ``recorded``,
+    ``already`` (nothing to do), ``conflict`` (another tenant has the account), ``failed``
+    (HubSpot could not say, or no such HubSpot tenant; ``retry``: trying later may help)."""
+
+    slug: str
+    outcome: str
+    portal_id: str | None
+    message: str
+    retry: bool = False
+
+
+def backfill_portals(runtime: Runtime, slugs: Iterable[str] = ()) -> list[PortalBackfill]:
+    """For installed HubSpot tenants without a portal id, ask HubSpot's token metadata
+    which account their token belongs to and record it; one result per tenant."""
+    wanted = sorted(set(slugs))
+    with runtime.db.unit_of_work() as s:
+        query = select(Tenant.id, Tenant.slug).where(Tenant.connector == "hubspot",
+                                                     Tenant.portal_id.is_(None))
+        if wanted:
+            query = query.where(Tenant.slug.in_(wanted))
+        missing = s.execute(query.order_by(Tenant.id)).all()
+        named = {slug for _, slug in missing}
+        skipped = [_not_missing(s, slug) for slug in wanted if slug not in named]
+    return skipped + [_backfill_one(runtime, tenant_id, slug) for tenant_id, slug in missing]
+
+
+def _not_missing(session: Any, slug: str) -> PortalBackfill:
+    """Why a tenant named on the command line needs nothing (or cannot be helped)."""
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        return PortalBackfill(slug, "failed", None, "no such tenant")
+    if tenant.connector != "hubspot":
+        return PortalBackfill(slug, "failed", None, f"a {tenant.connector} tenant, not HubSpot")
+    return PortalBackfill(slug, "already", tenant.portal_id,
+                          f"HubSpot account {tenant.portal_id} already recorded")
+
+
+def _backfill_one(runtime: Runtime, tenant_id: int, slug: str) -> PortalBackfill:
+    try:
+        hub, app = _ask_token_metadata(runtime, tenant_id)
+    except (ConnectorError, InstallError) as exc:
+        return PortalBackfill(slug, "failed", None, str(exc),
+                              retry=isinstance(exc, RetriableConnectorError))
+    portal = str(hub)
+    try:
+        with runtime.db.unit_of_work() as s:
+            tenant = s.get(Tenant, tenant_id)
+            if tenant is None:
+                return PortalBackfill(slug, "failed", portal, "uninstalled meanwhile")
+            owner = hubspot_tenants(s, [portal]).get(portal)
+            if owner:
+                return PortalBackfill(slug, "conflict", portal, f"HubSpot account {portal} "
+                                      f"is already tenant {owner[0].slug!r}; uninstall one")
+            record_portal(tenant, portal, app)
+    except IntegrityError:  # recorded for another tenant between our check and commit
+        return PortalBackfill(slug, "conflict", portal,
+                              f"HubSpot account {portal} was just recorded for another tenant")
+    runtime.forget_connector(tenant_id)  # the next connector reads the new settings
+    return PortalBackfill(slug, "recorded", portal, f"HubSpot account {portal}")
+
+
+def _ask_token_metadata(runtime: Runtime, tenant_id: int) -> tuple[Any, str | None]:
+    """``(hub_id, app_id)`` from ``GET /oauth/v1/access-tokens/{token}``. An expired or
+    unknown token is renewed once with the refresh token (and stored) and asked again."""
+    with runtime.db.unit_of_work() as s:
+        tenant = s.get(Tenant, tenant_id)
+        assert tenant is not None
+        settings, credentials = dict(tenant.settings or {}), decrypt_json(tenant.credentials)
+    token = credentials.get("access_token")
+    if not token:
+        raise InstallError({"credentials": "no access token stored; reinstall"})
+    api = settings.get("oauth_api_url") or settings.get("base_url") or "https://api.hubapi.com"
+    context = {**dict(runtime.settings.get("connector_context") or {}), "clock": runtime.clock,
+               "on_credentials_update": lambda c: update_credentials(runtime.db, tenant_id, c)}
+    try:
+        meta = token_metadata(api, token, **context)
+    except FatalConnectorError as exc:
+        keeper = keeper_for(hubspot_app(api), credentials, context)
+        if keeper is None:  # a private-app token: the metadata endpoint knows OAuth tokens
+            raise InstallError({"credentials": f"HubSpot does not describe this token and "
+                                               f"it cannot be renewed: {exc}"}) from None
+        meta = token_metadata(api, keeper(), **context)
+    if not meta.get("hub_id"):
+        raise InstallError({"credentials": "HubSpot's token metadata names no account"})
+    return meta["hub_id"], str(meta["app_id"]) if meta.get("app_id") else None
 
 
 # --- every host ----------------------------------------------------------------------------
 def install_tenant(runtime: Runtime, host: str, slug: str, name: str, settings: dict[str, Any],
                    credentials: dict[str, Any], *, check: bool = True) -> int:
     """Create the tenant, prepare the host and prove the credentials; returns its id."""
-    with runtime.db.unit_of_work() as s:
-        check_request(s, host, slug, settings, credentials)
-        tenant = create_tenant(s, slug, name or slug, runtime.clock.now(), connector=host,
-                               settings=settings, credentials=credentials)
-        tenant_id = tenant.id
+    portal = str(settings.get("portal_id") or "") if host == "hubspot" else ""
+    try:
+        with runtime.db.unit_of_work() as s:
+            check_request(s, host, slug, settings, credentials)
+            tenant = create_tenant(s, slug, name or slug, runtime.clock.now(), connector=host,
+                                   settings=settings, credentials=credentials)
+            if portal:
+                record_portal(tenant, portal)
+                s.flush()
+            tenant_id = tenant.id
+    except IntegrityError:  # a concurrent install of the same account (or slug) won
+        with runtime.db.unit_of_work() as s:
+            check_request(s, host, slug, settings, credentials)
+        raise InstallError({"tenant": "installed concurrently; try again"}) from None
     if not check:
         return tenant_id
     try:

@@ -1,7 +1,10 @@
 """The worker loop: due wake-ups, then the inbox, then the outbox, until told to stop.
 
 It sleeps only when there is nothing to do, and never past the next due wake-up (the
-short look-ahead), so waits fire on time without scanning.
+short look-ahead), so waits fire on time without scanning. The long-running loop also
+removes finished rows past their retention, a few small batches per pass
+(``runtime.retention``); ``step`` and ``drain``, which tests and the simulator drive on a
+virtual clock, never do, so a simulated year does not prune its own evidence.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from crm_journeys.runtime.dispatch import Dispatcher
 from crm_journeys.runtime.outbox import OutboxRunner
+from crm_journeys.runtime.retention import RetentionRunner
 from crm_journeys.runtime.starting_points import fire_due as fire_starting_points
 from crm_journeys.runtime.timers import fire_due, next_due
 from crm_journeys.runtime.upkeep import CrmUpkeep
@@ -31,11 +35,14 @@ class Worker:
     idle_sleep: float = 0.5
     batch: int = 200
     stop_event: threading.Event = field(default_factory=threading.Event)
+    prune_every: float | None = 900.0  # seconds between retention sweeps; None: never
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.runtime)
         self.outbox = OutboxRunner(self.runtime, self.worker_id)
         self.upkeep = CrmUpkeep(self.runtime, self.worker_id)
+        self.retention = (RetentionRunner(self.runtime, every=timedelta(seconds=self.prune_every))
+                          if self.prune_every else None)
 
     def step(self) -> int:
         """One pass over all three queues; returns how much work it found."""
@@ -61,6 +68,8 @@ class Worker:
         while not self.stop_event.is_set():
             try:
                 busy = self.step()
+                if self.retention is not None:
+                    busy += self.retention.run_due()
             except Exception:
                 log.exception("worker pass failed; retrying")
                 busy = 0
@@ -101,8 +110,6 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
                pool_size: int = 2) -> None:
     """One scale-out worker process (``crm-journeys worker``): its own small connection
     pool, claims shared with every other worker through the database (see ``claims``)."""
-    from datetime import timedelta
-
     from crm_journeys.runtime.collector import tune_collector
     from crm_journeys.runtime.services import Runtime
     from crm_journeys.storage.db import Database

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -70,9 +71,16 @@ def _tenant() -> Mapped[int]:
 
 
 class Tenant(Base):
-    """One installation into one CRM account."""
+    """One installation into one CRM account.
+
+    ``portal_id`` is the host's own account id where the host has one that routes shared
+    webhooks (HubSpot's portal): unique per host when set, so two tenants can never claim
+    one account. A unique index rather than a constraint: adding a constraint to this
+    table on SQLite means rebuilding it, and dropping the old one would cascade.
+    """
 
     __tablename__ = "cj_tenant"
+    __table_args__ = (Index("uq_cj_tenant_connector_portal_id", "connector", "portal_id", unique=True),)
     id: Mapped[int] = _id()
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -82,6 +90,7 @@ class Tenant(Base):
     webhook_secret: Mapped[str] = mapped_column(String(200), default="")
     sync_cursor: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
+    portal_id: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class Journey(Base):
@@ -149,7 +158,11 @@ class InboxEvent(Base):
 
     __tablename__ = "cj_inbox"
     __table_args__ = (UniqueConstraint("tenant_id", "dedup_key"),
-                      Index("ix_cj_inbox_pending", "status", "id"))
+                      Index("ix_cj_inbox_pending", "status", "id"),
+                      # retention finds a tenant's oldest processed rows; pending rows stay out
+                      Index("ix_cj_inbox_processed", "tenant_id", "processed_at",
+                            sqlite_where=text("processed_at IS NOT NULL"),
+                            postgresql_where=text("processed_at IS NOT NULL")))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("cj_tenant.id", ondelete="CASCADE"))
     dedup_key: Mapped[str] = mapped_column(String(200))
@@ -167,6 +180,9 @@ class InboxEvent(Base):
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
+ENDED_UNPRUNED = "ended_at IS NOT NULL AND history_pruned_at IS NULL"
+
+
 class Instance(Base):
     """One contact's run through one journey version (per entry key and rotation)."""
 
@@ -175,6 +191,9 @@ class Instance(Base):
         UniqueConstraint("version_id", "contact_id", "entry_key", "rotation"),
         Index("ix_cj_instance_contact", "tenant_id", "contact_id", "status"),
         Index("ix_cj_instance_journey", "journey_id", "status", "step"),
+        # retention: ended instances whose step logs are still there, oldest first
+        Index("ix_cj_instance_ended", "tenant_id", "ended_at", sqlite_where=text(ENDED_UNPRUNED),
+              postgresql_where=text(ENDED_UNPRUNED)),
     )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("cj_tenant.id", ondelete="CASCADE"))
@@ -191,6 +210,8 @@ class Instance(Base):
     updated_at: Mapped[datetime]
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     outcome: Mapped[str] = mapped_column(String(200), default="")
+    # when retention removed its step logs (folded into ``StepRollup``); None: still there
+    history_pruned_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Wakeup(Base):
@@ -248,6 +269,27 @@ class StepLog(Base):
     kind: Mapped[str] = mapped_column(String(20))  # entered|branch|action|hold|woke|goal|exit|done
     branch: Mapped[str] = mapped_column(String(80), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class StepRollup(Base):
+    """What retention removed from ``cj_step_log``, as the counts analytics read.
+
+    ``kind`` is ``visited`` (instances that passed ``step``), ``branch`` (rows per
+    ``branch``), ``exit`` (rows), ``goal`` (rows per ``step``/``branch``) or
+    ``goal_reached`` (instances that reached any goal). Adding these to what the live
+    logs say gives the same figures as before the prune.
+    """
+
+    __tablename__ = "cj_step_rollup"
+    __table_args__ = (UniqueConstraint("journey_id", "kind", "step", "branch"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = _tenant()
+    journey_id: Mapped[int] = mapped_column(ForeignKey("cj_journey.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    step: Mapped[str] = mapped_column(String(80), default="")
+    branch: Mapped[str] = mapped_column(String(80), default="")
+    count: Mapped[int] = mapped_column(IdType, default=0)
+    updated_at: Mapped[datetime]
 
 
 class SandboxContact(Base):

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.errors import NotFound
+from crm_journeys.runtime.retention import VISIT_KINDS, rollup_counts
 from crm_journeys.storage.models import (
     Contact,
     Instance,
@@ -72,6 +73,10 @@ def counts(s: Session, tenant_id: int, journey_ids: list[int] | None = None) -> 
              .where(StepLog.tenant_id == tenant_id, StepLog.kind == "goal").group_by(StepLog.journey_id))
     for jid, n in s.execute(goals):
         out[jid]["goal_reached"] = n
+    ids = journey_ids if journey_ids is not None else list(out)
+    for jid, rolled in rollup_counts(s, tenant_id, ids).items():  # step logs pruned by retention
+        if rolled.goal_reached:
+            out[jid]["goal_reached"] += rolled.goal_reached
     return out
 
 
@@ -98,7 +103,7 @@ def analytics(s: Session, tenant_id: int, journey_id: int) -> dict[str, Any]:
     exits: Counter[str] = Counter()
     goals: Counter[str] = Counter()
     for log in logs:
-        if log.kind in ("action", "hold", "branch", "exit", "done") and log.step:
+        if log.kind in VISIT_KINDS and log.step:
             visited[log.step].add(log.instance_id)
         if log.kind == "branch":
             branches[log.step][log.branch] += 1
@@ -106,6 +111,11 @@ def analytics(s: Session, tenant_id: int, journey_id: int) -> dict[str, Any]:
             exits[log.step] += 1
         elif log.kind == "goal":
             goals[log.branch or log.step] += 1
+    rolled = rollup_counts(s, tenant_id, [journey_id])[journey_id]  # what retention pruned
+    for name, extra in rolled.branches.items():
+        branches[name].update(extra)
+    exits.update(rolled.exits)
+    goals.update(rolled.goals)
     waiting = dict(s.execute(select(Instance.step, func.count()).where(
         Instance.tenant_id == tenant_id, Instance.journey_id == journey_id, Instance.status == "active")
         .group_by(Instance.step)).all())
@@ -115,7 +125,8 @@ def analytics(s: Session, tenant_id: int, journey_id: int) -> dict[str, Any]:
                                      Wakeup.lateness_ms.is_not(None))):
         lateness[step].append(int(ms or 0))
     steps = [{"id": st.get("id", ""), "label": st.get("label") or st.get("id", ""), "type": st.get("type", ""),
-              "entered": len(visited.get(st.get("id", ""), ())), "waiting": int(waiting.get(st.get("id"), 0)),
+              "entered": len(visited.get(st.get("id", ""), ())) + rolled.visited[st.get("id", "")],
+              "waiting": int(waiting.get(st.get("id"), 0)),
               "exited": exits.get(st.get("id", ""), 0), "branches": dict(branches.get(st.get("id", ""), {})),
               "lateness_p50_ms": _percentile(lateness.get(st.get("id", ""), []), 50),
               "lateness_p99_ms": _percentile(lateness.get(st.get("id", ""), []), 99)}
