@@ -82,11 +82,15 @@ class BatchCache:
                                                                        column.in_(chunk))))
             for contact in sorted(found, key=lambda c: c.id, reverse=True):  # lowest id wins an email
                 self._index(contact)
-        ids = sorted({c.id for c in self._by_ext.values()} | {c.id for c in self._by_email.values()})
-        for chunk in _chunks(ids):
-            for inst in session.scalars(select(Instance).where(Instance.contact_id.in_(chunk))
-                                        .order_by(Instance.id)):
-                self._instances.setdefault(inst.contact_id, []).append(inst)
+        known = {c.id: c.tenant_id for c in (*self._by_ext.values(), *self._by_email.values())}
+        ids = sorted(known)
+        for tenant_id in sorted(set(known.values())):
+            mine = [i for i in ids if known[i] == tenant_id]
+            for chunk in _chunks(mine):
+                for inst in session.scalars(select(Instance).where(Instance.tenant_id == tenant_id,
+                                                                   Instance.contact_id.in_(chunk))
+                                            .order_by(Instance.id)):
+                    self._instances.setdefault(inst.contact_id, []).append(inst)
         journeys = sorted({i.journey_id for lst in self._instances.values() for i in lst})
         for chunk in _chunks(journeys):
             for jid, status in session.execute(select(Journey.id, Journey.status).where(Journey.id.in_(chunk))):
@@ -213,7 +217,8 @@ class BatchCache:
             self._instances.setdefault(contact.id, [])
         elif contact.id not in self._instances:
             self._instances[contact.id] = list(self.session.scalars(
-                select(Instance).where(Instance.contact_id == contact.id).order_by(Instance.id)))
+                select(Instance).where(Instance.tenant_id == contact.tenant_id, Instance.contact_id == contact.id)
+                .order_by(Instance.id)))
 
     # --- instances ----------------------------------------------------------------------
     def instances_of(self, contact_id: int) -> list[Instance]:
