@@ -11,18 +11,20 @@ What goes, per tenant (``RetentionPolicy``, in ``Tenant.settings["retention"]``)
   days). ``processed_at`` is never earlier than ``received_at``, the first delivery.
 - ``cj_outbox`` rows ``done`` more than ``outbox_days`` ago, ``dead`` ones (dead-lettered,
   kept for someone to look at) more than ``dead_days`` ago.
-- ``cj_wakeup`` rows no longer pending (fired or cancelled) and ``cj_lapse`` rows fired or
-  cancelled, due more than ``timer_days`` ago.
-- ``cj_step_log`` rows of instances that ended more than ``step_log_days`` ago, all of an
-  instance's rows at once. Analytics read step logs, so what they count is first added to
-  ``cj_step_rollup`` in the same transaction (``rollup_counts`` reads it back): the
-  journey's figures stay exact while the per-contact timeline of long-finished instances
-  goes. Lateness percentiles are read from fired wake-ups, so they describe the
-  retention window only.
+- ``cj_lapse`` rows fired or cancelled, due more than ``lapse_days`` ago.
+- The history of instances that ended more than ``step_log_days`` ago: their
+  ``cj_step_log`` rows and closed ``cj_wakeup`` rows, all of an instance's at once.
+  Analytics read step logs, so what they count is first added to ``cj_step_rollup`` in
+  the same transaction (``rollup_counts`` reads it back): the journey's figures stay
+  exact while the per-contact timeline of long-finished instances goes. Wait lateness
+  percentiles are read from fired wake-ups, so they then describe the instances still
+  kept. Wake-ups go with their instance rather than by age because the only index that
+  finds old closed ones per tenant would cost every fired wake-up a write.
 
 What never goes: inbox rows still to do (``pending``, ``hint``, ``sync``), outbox rows
-still to send (``pending``, claimed or not), pending wake-ups and lapses, step logs of
-instances still active, instances themselves (the entered / completed counts), contacts.
+still to send (``pending``, claimed or not), pending wake-ups and lapses, step logs and
+wake-ups of instances still active, instances themselves (the entered / completed
+counts), contacts.
 
 The worker runs a sweep every few minutes outside its queue passes (``RetentionRunner``);
 ``crm-journeys prune`` runs one by hand, or counts what one would remove (``dry_run``).
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -68,8 +70,8 @@ class RetentionPolicy:
 
     inbox_days: int | None = 30
     outbox_days: int | None = 90
-    step_log_days: int | None = 90
-    timer_days: int | None = 90
+    step_log_days: int | None = 90  # and the closed wake-ups of those instances
+    lapse_days: int | None = 90
     dead_days: int | None = 180
 
     @classmethod
@@ -109,6 +111,9 @@ def check_policy(values: dict[str, Any]) -> dict[str, int | None]:
 
 
 # --- what each kind of row is ----------------------------------------------------------------
+Removed = dict[str, int]  # table (or table:status) -> rows
+
+
 @dataclass(frozen=True)
 class RowTarget:
     """Finished rows of one table, removed by id in batches once older than the cutoff."""
@@ -117,23 +122,28 @@ class RowTarget:
     model: Any
     setting: str
     candidates: Callable[[int, datetime], Select[Any]]  # (tenant, cutoff) -> ids, oldest first
+    floor_days: int = 0  # never keep less, whatever the policy says
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
 
     def cutoff(self, policy: RetentionPolicy, now: datetime) -> datetime | None:
         days = getattr(policy, self.setting)
-        return None if days is None else now - timedelta(days=days)
+        return None if days is None else now - timedelta(days=max(days, self.floor_days))
 
     def remove_batch(self, db: Database, tenant_id: int, cutoff: datetime, limit: int,
-                     now: datetime) -> tuple[int, bool]:
+                     now: datetime) -> tuple[Removed, bool]:
         """Remove up to ``limit`` rows in one transaction; (rows removed, maybe more)."""
         with db.unit_of_work() as s:
             ids = list(s.scalars(_locked(self.candidates(tenant_id, cutoff).limit(limit), db)))
             if ids:
                 s.execute(delete(self.model).where(self.model.id.in_(ids)))
-        return len(ids), len(ids) == limit
+        return {self.name: len(ids)}, len(ids) == limit
 
-    def count(self, s: Session, tenant_id: int, cutoff: datetime) -> int:
+    def count(self, s: Session, tenant_id: int, cutoff: datetime) -> Removed:
         inner = self.candidates(tenant_id, cutoff).order_by(None).subquery()
-        return int(s.scalar(select(func.count()).select_from(inner)) or 0)
+        return {self.name: int(s.scalar(select(func.count()).select_from(inner)) or 0)}
 
 
 def _inbox(status: str) -> Callable[[int, datetime], Select[Any]]:
@@ -146,25 +156,21 @@ def _inbox(status: str) -> Callable[[int, datetime], Select[Any]]:
     return candidates
 
 
-def _outbox(status: str) -> Callable[[int, datetime], Select[Any]]:
-    def candidates(tenant_id: int, cutoff: datetime) -> Select[Any]:
-        # next_attempt_at is when a row was last taken (done) or given up (dead): never
-        # after its done_at, so the (status, next_attempt_at) index bounds the scan
-        stmt = (select(OutboxMessage.id)
-                .where(OutboxMessage.status == status, OutboxMessage.next_attempt_at < cutoff,
-                       OutboxMessage.tenant_id == tenant_id)
-                .order_by(OutboxMessage.next_attempt_at))
-        if status == "done":
-            stmt = stmt.where(or_(OutboxMessage.done_at.is_(None), OutboxMessage.done_at < cutoff))
-        return stmt
-    return candidates
+def _outbox_done(tenant_id: int, cutoff: datetime) -> Select[Any]:
+    # the IS NOT NULL term lets SQLite pick the partial index ix_cj_outbox_done: led by the
+    # tenant, so rows another tenant keeps longer are never scanned
+    return (select(OutboxMessage.id)
+            .where(OutboxMessage.tenant_id == tenant_id, OutboxMessage.done_at.is_not(None),
+                   OutboxMessage.done_at < cutoff, OutboxMessage.status == "done")
+            .order_by(OutboxMessage.done_at))
 
 
-def _wakeups(tenant_id: int, cutoff: datetime) -> Select[Any]:
-    return (select(Wakeup.id)
-            .where(Wakeup.pending.is_(False), Wakeup.due_at < cutoff, Wakeup.tenant_id == tenant_id,
-                   or_(Wakeup.fired_at.is_(None), Wakeup.fired_at < cutoff))
-            .order_by(Wakeup.due_at))
+def _outbox_dead(tenant_id: int, cutoff: datetime) -> Select[Any]:
+    # given up at next_attempt_at; few rows, so the (status, next_attempt_at) index will do
+    return (select(OutboxMessage.id)
+            .where(OutboxMessage.status == "dead", OutboxMessage.next_attempt_at < cutoff,
+                   OutboxMessage.tenant_id == tenant_id)
+            .order_by(OutboxMessage.next_attempt_at))
 
 
 def _lapses(tenant_id: int, cutoff: datetime) -> Select[Any]:
@@ -175,12 +181,14 @@ def _lapses(tenant_id: int, cutoff: datetime) -> Select[Any]:
 
 
 @dataclass(frozen=True)
-class StepLogTarget:
-    """Step logs of instances ended before the cutoff, whole instances at a time, their
-    analytics folded into ``cj_step_rollup`` in the same transaction."""
+class HistoryTarget:
+    """The history of instances that ended before the cutoff: their step logs, with what
+    analytics count folded into ``cj_step_rollup`` in the same transaction, and their
+    closed wake-ups; whole instances at a time. An instance whose wake-up is still
+    pending (its journey was archived mid-wait: it fires without effect) waits for it."""
 
-    name: str = "cj_step_log"
     setting: str = "step_log_days"
+    names: tuple[str, ...] = ("cj_step_log", "cj_wakeup")
     rows_per_instance: int = 10  # a batch of ``limit`` rows is about limit / 10 instances
 
     def cutoff(self, policy: RetentionPolicy, now: datetime) -> datetime | None:
@@ -190,43 +198,52 @@ class StepLogTarget:
     @staticmethod
     def ended(tenant_id: int, cutoff: datetime) -> Select[Any]:
         # the two IS [NOT] NULL terms are the partial index ix_cj_instance_ended's own
+        waiting = select(Wakeup.id).where(Wakeup.instance_id == Instance.id, Wakeup.pending.is_(True))
         return (select(Instance.id)
                 .where(Instance.tenant_id == tenant_id, Instance.ended_at.is_not(None),
                        Instance.history_pruned_at.is_(None), Instance.ended_at < cutoff,
-                       Instance.status != "active")
+                       Instance.status != "active", ~waiting.exists())
                 .order_by(Instance.ended_at))
 
     def remove_batch(self, db: Database, tenant_id: int, cutoff: datetime, limit: int,
-                     now: datetime) -> tuple[int, bool]:
+                     now: datetime) -> tuple[Removed, bool]:
         take = max(1, limit // self.rows_per_instance)
         with db.unit_of_work() as s:
             ids = list(s.scalars(_locked(self.ended(tenant_id, cutoff).limit(take), db)))
             if not ids:
-                return 0, False
+                return dict.fromkeys(self.names, 0), False
             logs = s.execute(select(StepLog.journey_id, StepLog.instance_id, StepLog.step,
                                     StepLog.kind, StepLog.branch)
                              .where(StepLog.tenant_id == tenant_id, StepLog.instance_id.in_(ids))).all()
             _add_to_rollup(s, tenant_id, fold(logs), now)
             s.execute(delete(StepLog).where(StepLog.tenant_id == tenant_id, StepLog.instance_id.in_(ids)))
+            wakeups = _rowcount(s.execute(delete(Wakeup).where(
+                Wakeup.tenant_id == tenant_id, Wakeup.instance_id.in_(ids), Wakeup.pending.is_(False))))
             s.execute(update(Instance).where(Instance.id.in_(ids)).values(history_pruned_at=now))
-        return len(logs), len(ids) == take
+        return {"cj_step_log": len(logs), "cj_wakeup": wakeups}, len(ids) == take
 
-    def count(self, s: Session, tenant_id: int, cutoff: datetime) -> int:
+    def count(self, s: Session, tenant_id: int, cutoff: datetime) -> Removed:
         ended = self.ended(tenant_id, cutoff).order_by(None).subquery()
-        return int(s.scalar(select(func.count()).select_from(StepLog)
-                            .join(ended, ended.c.id == StepLog.instance_id)
-                            .where(StepLog.tenant_id == tenant_id)) or 0)
+        found = {}
+        for name, model in (("cj_step_log", StepLog), ("cj_wakeup", Wakeup)):
+            found[name] = int(s.scalar(select(func.count()).select_from(model)
+                                       .join(ended, ended.c.id == model.instance_id)
+                                       .where(model.tenant_id == tenant_id)) or 0)
+        return found
 
 
-Target = RowTarget | StepLogTarget
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
+Target = RowTarget | HistoryTarget
 TARGETS: tuple[Target, ...] = (
-    RowTarget("cj_inbox", InboxEvent, "inbox_days", _inbox("done")),
-    RowTarget("cj_inbox:failed", InboxEvent, "dead_days", _inbox("failed")),
-    RowTarget("cj_outbox", OutboxMessage, "outbox_days", _outbox("done")),
-    RowTarget("cj_outbox:dead", OutboxMessage, "dead_days", _outbox("dead")),
-    RowTarget("cj_wakeup", Wakeup, "timer_days", _wakeups),
-    RowTarget("cj_lapse", LapseTimer, "timer_days", _lapses),
-    StepLogTarget(),
+    RowTarget("cj_inbox", InboxEvent, "inbox_days", _inbox("done"), floor_days=DEDUP_FLOOR_DAYS),
+    RowTarget("cj_inbox:failed", InboxEvent, "dead_days", _inbox("failed"), floor_days=DEDUP_FLOOR_DAYS),
+    RowTarget("cj_outbox", OutboxMessage, "outbox_days", _outbox_done),
+    RowTarget("cj_outbox:dead", OutboxMessage, "dead_days", _outbox_dead),
+    RowTarget("cj_lapse", LapseTimer, "lapse_days", _lapses),
+    HistoryTarget(),
 )
 
 
@@ -323,10 +340,10 @@ def policies(db: Database, slugs: Iterable[str] = ()) -> list[tuple[int, str, Re
 
 
 def batches(db: Database, tenants: list[tuple[int, str, RetentionPolicy]], now: datetime, *,
-            batch_size: int = 500) -> Iterator[tuple[str, str, int]]:
-    """Remove what the tenants' policies let go, one committed batch per step:
-    yields (tenant slug, target name, rows removed) after each. ``now`` is fixed for the
-    sweep, so a sweep spread over many worker passes never widens its cutoffs."""
+            batch_size: int = 500) -> Iterator[tuple[str, Removed]]:
+    """Remove what the tenants' policies let go, one committed batch per step: yields
+    (tenant slug, rows removed per table) after each. ``now`` is fixed for the sweep, so
+    a sweep spread over many worker passes never widens its cutoffs."""
     for tenant_id, slug, policy in tenants:
         for target in TARGETS:
             cutoff = target.cutoff(policy, now)
@@ -334,25 +351,27 @@ def batches(db: Database, tenants: list[tuple[int, str, RetentionPolicy]], now: 
             while more:
                 assert cutoff is not None
                 removed, more = target.remove_batch(db, tenant_id, cutoff, batch_size, now)
-                yield slug, target.name, removed
+                yield slug, removed
 
 
 def prune(db: Database, now: datetime, slugs: Iterable[str] = (), *, dry_run: bool = False,
-          batch_size: int = 500) -> dict[str, dict[str, int]]:
-    """One full sweep (``crm-journeys prune``); per tenant slug, rows removed per target
+          batch_size: int = 500) -> dict[str, Removed]:
+    """One full sweep (``crm-journeys prune``); per tenant slug, rows removed per table
     (or, with ``dry_run``, rows a sweep would remove now, nothing removed)."""
     tenants = policies(db, slugs)
-    report: dict[str, dict[str, int]] = {slug: {t.name: 0 for t in TARGETS} for _, slug, _ in tenants}
+    names = [name for target in TARGETS for name in target.names]
+    report: dict[str, Removed] = {slug: dict.fromkeys(names, 0) for _, slug, _ in tenants}
     if dry_run:
         with db.unit_of_work() as s:
             for tenant_id, slug, policy in tenants:
                 for target in TARGETS:
                     cutoff = target.cutoff(policy, now)
                     if cutoff is not None:
-                        report[slug][target.name] = target.count(s, tenant_id, cutoff)
+                        report[slug].update(target.count(s, tenant_id, cutoff))
         return report
-    for slug, name, removed in batches(db, tenants, now, batch_size=batch_size):
-        report[slug][name] += removed
+    for slug, removed in batches(db, tenants, now, batch_size=batch_size):
+        for name, count in removed.items():
+            report[slug][name] += count
     return report
 
 
@@ -367,7 +386,7 @@ class RetentionRunner:
                  batch_size: int = 500, batches_per_pass: int = 4):
         self.rt, self.every = runtime, every
         self.batch_size, self.batches_per_pass = batch_size, batches_per_pass
-        self._sweep: Iterator[tuple[str, str, int]] | None = None
+        self._sweep: Iterator[tuple[str, Removed]] | None = None
         self._next_sweep: datetime | None = None  # None: sweep at the first call
         self._removed: Counter[str] = Counter()
 
@@ -380,8 +399,7 @@ class RetentionRunner:
         done = 0
         try:
             for _ in range(self.batches_per_pass):
-                _, name, removed = next(self._sweep)
-                self._removed[name] += removed
+                self._removed.update(next(self._sweep)[1])
                 done += 1
         except StopIteration:
             self._finish()

@@ -235,7 +235,11 @@ class OutboxMessage(Base):
 
     __tablename__ = "cj_outbox"
     __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),
-                      Index("ix_cj_outbox_due", "status", "next_attempt_at"))
+                      Index("ix_cj_outbox_due", "status", "next_attempt_at"),
+                      # retention finds a tenant's oldest done rows; rows still to send stay out
+                      Index("ix_cj_outbox_done", "tenant_id", "done_at",
+                            sqlite_where=text("done_at IS NOT NULL"),
+                            postgresql_where=text("done_at IS NOT NULL")))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("cj_tenant.id", ondelete="CASCADE"))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("cj_instance.id", ondelete="SET NULL"), index=True)

@@ -10,8 +10,9 @@ Create Date: 2026-11-23 09:30:00
   and the others stay NULL (logged) until ``crm-journeys hubspot backfill-portals``
   reports the conflict.
 - ``cj_instance.history_pruned_at`` and a partial index over ended instances whose step
-  logs are still there, ``cj_step_rollup`` for the counts retention folds away, and a
-  partial index over processed inbox rows: what ``runtime.retention`` reads.
+  logs are still there, ``cj_step_rollup`` for the counts retention folds away, and
+  partial indexes over processed inbox rows and done outbox rows, led by the tenant:
+  what ``runtime.retention`` reads.
 
 Only indexes and added columns on existing tables: on SQLite, anything that rebuilds
 ``cj_tenant`` would drop it, and with foreign keys on, dropping it cascades.
@@ -31,6 +32,7 @@ depends_on = None
 log = logging.getLogger("alembic.runtime.migration")
 ENDED_UNPRUNED = "ended_at IS NOT NULL AND history_pruned_at IS NULL"
 PROCESSED = "processed_at IS NOT NULL"
+DONE = "done_at IS NOT NULL"
 ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
@@ -45,6 +47,8 @@ def upgrade() -> None:
                     sqlite_where=sa.text(ENDED_UNPRUNED), postgresql_where=sa.text(ENDED_UNPRUNED))
     op.create_index('ix_cj_inbox_processed', 'cj_inbox', ['tenant_id', 'processed_at'],
                     sqlite_where=sa.text(PROCESSED), postgresql_where=sa.text(PROCESSED))
+    op.create_index('ix_cj_outbox_done', 'cj_outbox', ['tenant_id', 'done_at'],
+                    sqlite_where=sa.text(DONE), postgresql_where=sa.text(DONE))
     op.create_table('cj_step_rollup',
     sa.Column('id', ID, autoincrement=True, nullable=False),
     sa.Column('tenant_id', ID, nullable=False),
@@ -87,6 +91,7 @@ def _portals_from_settings() -> None:
 def downgrade() -> None:
     op.drop_index(op.f('ix_cj_step_rollup_tenant_id'), table_name='cj_step_rollup')
     op.drop_table('cj_step_rollup')
+    op.drop_index('ix_cj_outbox_done', table_name='cj_outbox')
     op.drop_index('ix_cj_inbox_processed', table_name='cj_inbox')
     op.drop_index('ix_cj_instance_ended', table_name='cj_instance')
     op.drop_index('uq_cj_tenant_connector_portal_id', table_name='cj_tenant')
