@@ -143,7 +143,7 @@ class SandboxConnector(Connector):
             found = contact.id
         return int(found)
 
-    def _email_contact_id(self, conn: Connection, email: str) -> int:
+    def _email_contact_id(self, conn: Connection, email: str) -> int | None:
         """If another writer adds the same email first, its row is read back."""
         by_email = {"tenant": self._tenant, "email": email}
         found = conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
@@ -153,7 +153,7 @@ class SandboxConnector(Connector):
                 "tenant_id": self._tenant, "email": email, "first_name": "", "last_name": "", "fields": {},
                 "tags": [], "groups": [], "created_at": now, "modified_at": now, "version": 1,
             }).scalar() or conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
-        return int(found)
+        return found
 
     def _change(self, contact_ref: str, mutate: Any) -> WriteResult:
         with self._db.unit_of_work() as s:

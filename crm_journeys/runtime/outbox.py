@@ -32,6 +32,7 @@ queries for the whole batch, not two per row).
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -101,6 +102,7 @@ class PassCache:
         self._settings: dict[int, dict[str, Any]] = {}
         self._connectors: dict[int, Connector] = {}
         self._actions: dict[str, Action[Any]] = {}
+        self._params: dict[str, list[tuple[dict[str, Any], Any]]] = {}
 
     def settings(self, tenant_id: int) -> dict[str, Any]:
         if tenant_id not in self._settings:
@@ -117,6 +119,18 @@ class PassCache:
         if name not in self._actions:
             self._actions[name] = load_action(name)()
         return self._actions[name]
+
+    def params(self, name: str, raw: dict[str, Any]) -> Any:
+        """``load_params`` once per distinct parameter set: the rows of one journey step
+        carry equal parameters, and validating them costs four times a copy. Each row gets
+        its own copy, so an action that changes its parameters changes only its own."""
+        seen = self._params.setdefault(name, [])
+        for known_raw, loaded in seen:
+            if known_raw == raw:
+                return copy.deepcopy(loaded)
+        loaded = self.action(name).load_params(raw)
+        seen.append((raw, loaded))
+        return copy.deepcopy(loaded)
 
 
 class OutboxRunner:
@@ -163,7 +177,7 @@ class OutboxRunner:
                                 contact=row.contact, idempotency_key=row.key, now=self.rt.clock.now(),
                                 outbox_id=row.id, journey_id=row.journey_id, emit=emitted.append,
                                 settings=cache.settings(row.tenant_id))
-            result = action.execute(ctx, action.load_params(row.params))
+            result = action.execute(ctx, cache.params(row.action, row.params))
         except RetriableConnectorError as exc:
             return self._retry(row, str(exc), exc.retry_after)
         except (FatalConnectorError, PluginNotFound) as exc:
