@@ -262,3 +262,29 @@ def test_sandbox_write_for_an_unknown_contact_is_fatal(sandbox):
         sandbox.create_lead("999999", LeadSpec(title="x"), idempotency_key="k")
     with pytest.raises(FatalConnectorError, match="not a sandbox contact id"):
         sandbox.create_lead("hubspot-17", LeadSpec(title="x"), idempotency_key="k")
+
+
+def test_a_row_that_cannot_be_closed_does_not_take_a_sent_rows_close_with_it(harness, monkeypatch):
+    queue_welcome_emails(harness, 2)
+    harness.publish({
+        "format_version": 1, "name": "Tag leads", "entry": {"policy": "every_time"},
+        "starting_points": [{"id": "f", "type": "form_submitted", "params": {"form": "demo"}}],
+        "first_step": "tag",
+        "steps": [{"id": "tag", "type": "action", "action": "add_tag", "params": {"tag": "lead"},
+                   "next": None, "run_multiple_times": True}]})
+    harness.event("form_submitted", "t0@example.com", key="demo")
+    while harness.worker.dispatcher.run_once(200):
+        pass
+    email_0, email_1, tag = harness.outbox()
+    real = outbox.ingest_many
+
+    def poisoned(session, tenant_id, events, now):  # type: ignore[no-untyped-def]
+        if any(e.dedup_key == f"sent:{email_1.idempotency_key}" for e in events):
+            raise ValueError("this row's event cannot be stored")
+        return real(session, tenant_id, events, now)
+
+    monkeypatch.setattr(outbox, "ingest_many", poisoned)
+    with pytest.raises(ValueError):
+        OutboxRunner(harness.runtime).run_once(50)
+    statuses = {r.id: (r.status, r.lease_until is not None) for r in harness.outbox()}
+    assert statuses == {email_0.id: ("done", False), email_1.id: ("pending", True), tag.id: ("done", False)}

@@ -24,6 +24,9 @@ When a row is closed is what keeps "exactly once" true, and what a row costs:
   repeats anyway, so it waits for the batch close too.
 * Waiting rows are also closed after ``FLUSH_AFTER`` seconds, so a batch of slow CRM calls
   neither holds finished rows open nor risks their lease.
+* If a joint close fails, the rows are closed one per transaction (as the dispatcher
+  redoes a failed batch event by event), so a row that cannot be closed never takes a
+  sent email's close down with it; the pass then stops and that row re-runs after its lease.
 
 Per pass, what is the same for many rows is read or built once: a tenant's action
 settings and connector, each action's instance, and the batch's contacts and journeys (two
@@ -82,7 +85,7 @@ class Closing:
     row: Claimed
     values: dict[str, Any]
     emitted: list[IncomingEvent] = field(default_factory=list)
-    now: bool = False  # the effect is not idempotent: close it right away
+    at_once: bool = False  # the effect is not idempotent: close it right away
 
 
 def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> float:
@@ -150,7 +153,7 @@ class OutboxRunner:
             for row in claimed:
                 closing = self._run(row, cache)
                 waiting.append(closing)
-                if closing.now or time.monotonic() - since > FLUSH_AFTER:
+                if closing.at_once or time.monotonic() - since > FLUSH_AFTER:
                     self._close(waiting)
                     since = time.monotonic()
         finally:  # an interrupted pass still closes what finished (a kill does not: the lease)
@@ -191,7 +194,7 @@ class OutboxRunner:
         summary = {"summary": result.summary, "external_id": result.external_id, **result.data}
         return Closing(row, {"status": "done", "result": summary, "done_at": self.rt.clock.now(),
                              "attempts": row.attempts + 1, "lease_until": None},
-                       emitted, now=not result.idempotent)
+                       emitted, at_once=not result.idempotent)
 
     def _retry(self, row: Claimed, reason: str, retry_after: float | None) -> Closing:
         attempts = row.attempts + 1
@@ -207,11 +210,36 @@ class OutboxRunner:
         """Write every waiting outcome and the events they emitted in one transaction.
 
         The list is emptied first: if the commit fails the rows stay leased and re-run,
-        and the pass's final close does not try the same write again."""
+        and the pass's final close does not try the same write again. If the joint write
+        fails, each row is closed alone, so one row that cannot be closed does not make a
+        non-idempotent neighbour run (and send) again."""
         if not waiting:
             return
         closings = list(waiting)
         waiting.clear()
+        try:
+            self._write(closings)
+        except Exception:
+            if len(closings) == 1:
+                raise
+            log.warning("closing %d outbox rows together failed; closing them one by one",
+                        len(closings), exc_info=True)
+            self._write_one_by_one(closings)
+
+    def _write_one_by_one(self, closings: list[Closing]) -> None:
+        """Raises the first failure once every other row is closed: the pass stops rather
+        than run more actions it might not be able to close."""
+        failure: Exception | None = None
+        for closing in closings:
+            try:
+                self._write([closing])
+            except Exception as exc:
+                log.exception("outbox row %s could not be closed; it re-runs after its lease", closing.row.id)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _write(self, closings: list[Closing]) -> None:
         with self.rt.db.unit_of_work() as s:
             for group in _same_columns(closings):
                 s.execute(update(OutboxMessage), group)
