@@ -7,8 +7,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -94,19 +96,36 @@ def create_api_token(session: Session, tenant_id: int, name: str, role: str = "e
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
+# Core statements built once: a token is checked on every API call, and an ORM query (a
+# Session, the identity map, a statement and its cache key per call) cost more than the
+# lookup itself. Reusing the statement objects lets SQLAlchemy reuse their compiled form.
+_TOKENS = cast(Table, ApiToken.__table__)
+_LOOKUP = select(_TOKENS.c.id, _TOKENS.c.tenant_id, _TOKENS.c.role, _TOKENS.c.name, _TOKENS.c.token_hash,
+                 _TOKENS.c.last_used_at).where(_TOKENS.c.token_hash == bindparam("digest"),
+                                               _TOKENS.c.revoked.is_(False))
+_TOUCH = update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id")).values(last_used_at=bindparam("used_at"))
+
 
 def token_principal(session: Session, plaintext: str, now: datetime | None = None) -> Principal | None:
     """The principal of a presented token, or None (unknown or revoked)."""
+    return token_principal_on(session.connection(), plaintext, now)
+
+
+def token_principal_on(conn: Connection, plaintext: str, now: datetime | None = None) -> Principal | None:
+    """``token_principal`` on a Core connection, inside the caller's transaction (the events
+    API checks the token and stores the event in one transaction).
+
+    ``last_used_at`` is written at most once a minute: a busy token must not cost a write per call.
+    """
     if not plaintext.startswith(TOKEN_PREFIX):
         return None
     digest = _digest(plaintext)
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked.is_(False)))
+    token = conn.execute(_LOOKUP, {"digest": digest}).first()
     if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
     now = now or datetime.now(UTC)
-    last = token.last_used_at
-    if last is None or now - last >= LAST_USED_GRANULARITY:
-        token.last_used_at = now  # at most one write a minute: a busy token must not cost a commit per call
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
+        conn.execute(_TOUCH, {"token_id": token.id, "used_at": now})
     return Principal(tenant_id=token.tenant_id, role=token.role, name=f"token {token.name}", token_id=token.id)
 
 

@@ -7,16 +7,19 @@ Nothing is decided here; the dispatcher reads the inbox in order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from crm_journeys.storage.models import InboxEvent
-from crm_journeys.storage.upsert import insert_ignoring_conflicts
 
 
 @dataclass
@@ -56,7 +59,48 @@ def ingest_many(session: Session, tenant_id: int, events: list[IncomingEvent], n
     if not events:
         return 0
     rows = [_row(tenant_id, e, now) for e in events]
-    return insert_ignoring_conflicts(session, InboxEvent, rows, ["tenant_id", "dedup_key"])
+    # Through the Session, not its connection: pending ORM rows (a new tenant, say) are
+    # flushed first, as callers expect.
+    return len(session.execute(_insert(session.get_bind().dialect.name), _params(rows)).all())
+
+
+def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetime]]) -> list[bool]:
+    """Store (tenant id, event, received at) triples of any tenants in one statement, inside
+    the caller's transaction; for each, whether it was new. A repeat within ``events`` is a
+    duplicate of its first occurrence, as if they had been stored one after the other.
+
+    Core, not a Session: the events API stores the events of several requests at once
+    (``web/intake.py``) and pays for no identity map or flush.
+    """
+    if not events:
+        return []
+    rows = [_row(tenant_id, e, now) for tenant_id, e, now in events]
+    inserted = {tuple(r) for r in conn.execute(_insert(conn.dialect.name), _params(rows))}
+    new = []
+    for row in rows:
+        ident = (row["tenant_id"], row["dedup_key"])
+        new.append(ident in inserted)
+        inserted.discard(ident)  # a later repeat in this batch is the duplicate
+    return new
+
+
+@functools.cache
+def _insert(dialect: str) -> Insert:
+    """INSERT .. ON CONFLICT (tenant, dedup key) DO NOTHING RETURNING (tenant, dedup key),
+    built once per dialect: the same statement object lets SQLAlchemy reuse its cache key
+    and compiled form instead of rebuilding both for every event. RETURNING tells which
+    rows are new (driver rowcounts disagree on skipped ones)."""
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - other databases
+        raise NotImplementedError(f"idempotent inserts need SQLite or PostgreSQL, not {dialect}")
+    table = InboxEvent.__table__
+    dml = postgresql if dialect == "postgresql" else sqlite
+    return (dml.insert(table).on_conflict_do_nothing(index_elements=["tenant_id", "dedup_key"])
+            .returning(table.c.tenant_id, table.c.dedup_key))
+
+
+def _params(rows: list[dict[str, Any]]) -> Any:
+    """One row as a single execution (an executemany of one costs more)."""
+    return rows if len(rows) > 1 else rows[0]
 
 
 def _row(tenant_id: int, event: IncomingEvent, now: datetime) -> dict[str, Any]:

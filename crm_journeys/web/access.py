@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import abort, g, request, session
 from sqlalchemy import select
 
-from crm_journeys.auth.accounts import Principal, can, token_principal, user_principal
+from crm_journeys.auth.accounts import Principal, can, token_principal_on, user_principal
 from crm_journeys.extension import state
 from crm_journeys.storage.auth_models import User
 from crm_journeys.web.errors import ApiError
@@ -22,6 +24,7 @@ from crm_journeys.web.errors import ApiError
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+TOKEN_REFUSED = "The API token is unknown or revoked."
 
 
 def csrf_token() -> str:
@@ -57,10 +60,10 @@ def api_principal() -> Principal:
     """Bearer token first, else the session (with CSRF on unsafe methods); 401 otherwise."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
-        with state().db.unit_of_work() as s:
-            principal = token_principal(s, header[7:].strip(), state().runtime.clock.now())
+        with state().db.engine.begin() as conn:  # Core: no Session, no ORM object for a lookup
+            principal = token_principal_on(conn, header[7:].strip(), state().runtime.clock.now())
         if principal is None:
-            raise ApiError(401, "unauthorized", "The API token is unknown or revoked.")
+            raise ApiError(401, "unauthorized", TOKEN_REFUSED)
         return principal
     principal = session_principal()
     if principal is None:
@@ -73,6 +76,41 @@ def api_principal() -> Principal:
 def require(principal: Principal, permission: str) -> None:
     if not can(principal.role, permission):
         raise ApiError(403, "forbidden", f"Your role ({principal.role}) may not {permission}.")
+
+
+@dataclass(frozen=True)
+class Access:
+    """An access check to finish later, inside the transaction that writes (the events
+    API's group commit): a bearer token still to be looked up, or a session principal
+    already resolved; plus the input's error, raised only once access is granted, so the
+    caller gets what any endpoint answers: 401/403 first, then 400/422.
+
+    Holds nothing of Flask's request: ``grant`` may run in another request's thread.
+    """
+
+    permission: str
+    token: str | None = None
+    principal: Principal | None = None
+    input_error: Exception | None = None
+
+    def grant(self, lookup: Callable[[str], Principal | None]) -> Principal:
+        """The principal (``lookup`` reads a token), or raises 401, 403 or the input's error."""
+        principal = self.principal if self.token is None else lookup(self.token)
+        if principal is None:
+            raise ApiError(401, "unauthorized", TOKEN_REFUSED)
+        require(principal, self.permission)
+        if self.input_error is not None:
+            raise self.input_error
+        return principal
+
+
+def deferred_access(permission: str, input_error: Exception | None) -> Access:
+    """The request's ``Access``: a bearer token is kept for ``grant`` to look up; a session
+    is checked now (401, or 403 without its CSRF token), as ``api_principal`` does."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return Access(permission, token=header[7:].strip(), input_error=input_error)
+    return Access(permission, principal=api_principal(), input_error=input_error)
 
 
 def ui_require(permission: str) -> Principal:

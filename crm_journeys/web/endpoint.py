@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from crm_journeys.definition.schema import flatten_errors
-from crm_journeys.web.access import api_principal, require
+from crm_journeys.web.access import api_principal, deferred_access, require
 from crm_journeys.web.errors import ApiError
 
 
@@ -64,12 +64,20 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, p
              body: type[Schema] | None = None, query: type[Schema] | None = None,
              out: type[Schema] | None = None, many: bool = False, status: int = 200,
              extra_statuses: tuple[int, ...] = (), description: str = "",
-             raw_out: dict[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             raw_out: dict[str, Any] | None = None,
+             defer_access: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a JSON API view.
 
     The view receives ``principal`` (unless public), ``body`` and ``query`` (loaded dicts)
     as keyword arguments when schemas are given, and returns data for ``out`` (or a Response).
+
+    With ``defer_access``, the view receives ``access`` (``web.access.Access``) instead of
+    ``principal`` and must call ``access.grant`` inside the transaction that writes: the
+    events API checks the token in its group commit, not in a transaction of its own. A
+    refused input then reaches the view as an empty ``body`` and ``grant`` raises its error.
     """
+    if defer_access and permission is None:
+        raise ValueError(f"{rule}: defer_access needs a permission to check")
     op = Operation(rule, method, summary, tag, permission, body, query, out, many, status,
                    extra_statuses, description, raw_out)
     OPERATIONS.append(op)
@@ -77,30 +85,66 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, p
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> Any:
-            if permission is not None:
-                principal = api_principal()
-                require(principal, permission)
-                kwargs["principal"] = principal
-            if query is not None:
-                kwargs["query"] = _load_query(query)
-            if body is not None:
-                kwargs["body"] = _load_body(body)
-            result = view(**kwargs)
-            if isinstance(result, Response):
-                return result
-            items = result.items if isinstance(result, Page) else result
-            data = _instance(out, many).dump(items) if out is not None else items
-            response = jsonify(data)
-            response.status_code = status
-            if isinstance(result, Page):
-                response.headers.update({"X-Total-Count": str(result.total), "X-Page": str(result.page),
-                                         "X-Per-Page": str(result.per_page)})
-            return response
+            if defer_access:
+                result = _call_deferred(view, kwargs, str(permission), query, body)
+            else:
+                _authorize(kwargs, permission)
+                inputs, error = _load_inputs(query, body)
+                if error is not None:
+                    raise error
+                result = view(**kwargs, **inputs)
+            return _respond(result, out, many, status)
 
         bp.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=wrapper, methods=[method])
         return wrapper
 
     return decorate
+
+
+def _call_deferred(view: Callable[..., Any], kwargs: dict[str, Any], permission: str,
+                   query: type[Schema] | None, body: type[Schema] | None) -> Any:
+    """The view with an ``Access`` to grant later; a refused input travels inside it."""
+    inputs, error = _load_inputs(query, body)
+    for name, schema in (("query", query), ("body", body)):
+        if schema is not None:
+            inputs.setdefault(name, {})
+    return view(access=deferred_access(permission, error), **kwargs, **inputs)
+
+
+def _authorize(kwargs: dict[str, Any], permission: str | None) -> None:
+    """Adds ``principal`` to the view's arguments, or raises 401/403 (public views: nothing)."""
+    if permission is not None:
+        principal = api_principal()
+        require(principal, permission)
+        kwargs["principal"] = principal
+
+
+def _load_inputs(query: type[Schema] | None,
+                 body: type[Schema] | None) -> tuple[dict[str, Any], ApiError | ValidationError | None]:
+    """(the loaded ``query`` and ``body`` arguments, or the first error they raise)."""
+    inputs: dict[str, Any] = {}
+    try:
+        if query is not None:
+            inputs["query"] = _load_query(query)
+        if body is not None:
+            inputs["body"] = _load_body(body)
+    except (ApiError, ValidationError) as exc:
+        return inputs, exc
+    return inputs, None
+
+
+def _respond(result: Any, out: type[Schema] | None, many: bool, status: int) -> Response:
+    """The view's result as JSON with the operation's status (and page headers for a Page)."""
+    if isinstance(result, Response):
+        return result
+    items = result.items if isinstance(result, Page) else result
+    data = _instance(out, many).dump(items) if out is not None else items
+    response = jsonify(data)
+    response.status_code = status
+    if isinstance(result, Page):
+        response.headers.update({"X-Total-Count": str(result.total), "X-Page": str(result.page),
+                                 "X-Per-Page": str(result.per_page)})
+    return response
 
 
 def _load_body(schema: type[Schema]) -> dict[str, Any]:
