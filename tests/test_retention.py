@@ -378,3 +378,26 @@ def test_an_archived_instance_still_waiting_keeps_its_history_until_the_wait_is_
         assert s.scalars(select(Wakeup.pending)).all() == [False]
     report = prune(database, clock.now())[_slug(h)]
     assert report["cj_step_log"] > 0 and report["cj_wakeup"] == 1
+
+
+def test_a_pruned_run_says_in_its_timeline_that_retention_removed_its_history(
+        database: Database, clock: VirtualClock) -> None:
+    """The contact's and the instance's timelines show one "history removed" entry instead
+    of an unexplained empty list; a run still kept shows its steps and no such entry."""
+    h = Harness(database, clock)
+    h.publish(WELCOME)
+    h.event("subscribed", "old@example.com", key="newsletter")
+    h.event("purchase", "old@example.com")  # the goal: the run ends today
+    h.run()
+    clock.advance(100 * DAY)
+    h.event("subscribed", "new@example.com", key="newsletter")
+    h.run()
+    old, new = sorted(h.instances(), key=lambda i: i.id)
+    assert old.status != "active"
+    prune(database, clock.now())
+    with database.unit_of_work() as s:
+        pruned = queries.instance_detail(s, h.tenant_id, old.id)["timeline"]
+        kept = queries.instance_detail(s, h.tenant_id, new.id)["timeline"]
+    assert [e["kind"] for e in pruned] == ["history removed"]
+    assert "retention removed" in pruned[0]["why"] and pruned[0]["at"] == clock.now()
+    assert kept and all(e["kind"] != "history removed" for e in kept)

@@ -185,7 +185,20 @@ def timeline(s: Session, tenant_id: int, instance_ids: list[int]) -> list[dict[s
         return []
     logs = s.scalars(select(StepLog).where(StepLog.tenant_id == tenant_id, StepLog.instance_id.in_(instance_ids))
                      .order_by(StepLog.at, StepLog.id))
-    return timeline_entries(logs)
+    return sorted(timeline_entries(logs) + _pruned_entries(s, tenant_id, instance_ids), key=lambda e: e["at"])
+
+
+def _pruned_entries(s: Session, tenant_id: int, instance_ids: list[int]) -> list[dict[str, Any]]:
+    """One entry per run whose step log retention removed, so an empty timeline says why
+    instead of looking like nothing happened."""
+    rows = s.execute(select(Instance.id, Instance.ended_at, Instance.history_pruned_at, Instance.status)
+                     .where(Instance.tenant_id == tenant_id, Instance.id.in_(instance_ids),
+                            Instance.history_pruned_at.is_not(None)))
+    return [{"at": pruned_at, "step": "", "kind": "history removed", "branch": "", "instance_id": iid,
+             "why": (f"retention removed this run's step log ({status} {ended_at:%Y-%m-%d}); "
+                     "its steps still count in the journey's analytics"),
+             "rule": "", "facts": {}}
+            for iid, ended_at, pruned_at, status in rows]
 
 
 def timeline_entries(logs: Iterable[StepLog]) -> list[dict[str, Any]]:
