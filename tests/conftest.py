@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,19 +54,29 @@ def _fresh_postgres(base_url: str) -> tuple[str, Any]:
     return url, drop
 
 
-@pytest.fixture(params=_backends())
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@contextmanager
+def empty_database(backend: str, tmp_path: Path) -> Iterator[Database]:
+    """A Database on a new SQLite file or a new PostgreSQL database (dropped afterwards),
+    with no schema yet: the caller upgrades it as far as it needs."""
     drop = None
-    if request.param == "sqlite":
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
     else:
         url, drop = _fresh_postgres(os.environ[PG_ENV])
     db = Database(url)
-    db.upgrade()
-    yield db
-    db.dispose()
-    if drop:
-        drop()
+    try:
+        yield db
+    finally:
+        db.dispose()
+        if drop:
+            drop()
+
+
+@pytest.fixture(params=_backends())
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with empty_database(request.param, tmp_path) as db:
+        db.upgrade()
+        yield db
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ models, and a downgrade loses no tenant's rows (SQLite must not rebuild ``cj_ten
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from sqlalchemy import JSON, column, func, insert, select, table
 from crm_journeys.storage.db import Database
 from crm_journeys.storage.migrate import downgrade, include_object, upgrade
 from crm_journeys.storage.models import Base, Journey, Tenant
-from tests.conftest import PG_ENV, START, _backends, _fresh_postgres
+from tests.conftest import START, _backends, empty_database
 
 LEGACY = [  # slug, connector, settings as stored before 0004
     ("acme", "hubspot", {"portal_id": "62515"}),
@@ -29,17 +28,9 @@ LEGACY = [  # slug, connector, settings as stored before 0004
 
 @pytest.fixture(params=_backends())
 def at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        url, drop = _fresh_postgres(os.environ[PG_ENV])
-    db = Database(url)
-    upgrade(db.engine, "0003")
-    yield db
-    db.dispose()
-    if drop:
-        drop()
+    with empty_database(request.param, tmp_path) as db:
+        upgrade(db.engine, "0003")
+        yield db
 
 
 def _legacy_tenants(db: Database) -> None:

@@ -8,11 +8,9 @@ code paths a HubSpot install does. Idempotency is a unique (kind, key) per recor
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crm_journeys.connectors.base import (
@@ -26,6 +24,7 @@ from crm_journeys.connectors.base import (
 )
 from crm_journeys.errors import FatalConnectorError
 from crm_journeys.storage.models import SandboxContact, SandboxRecord
+from crm_journeys.storage.upsert import insert_ignoring
 
 CORE = ("first_name", "last_name")
 RECORD_KEY = ("tenant_id", "kind", "idempotency_key")
@@ -212,11 +211,4 @@ _RECORD_ID = select(SandboxRecord.id).where(SandboxRecord.tenant_id == bindparam
 def _insert(conn: Connection, model: Any, conflict: tuple[str, ...]) -> Any:
     """``INSERT .. ON CONFLICT (conflict) DO NOTHING RETURNING id`` for the connection's
     dialect: the idempotent write, built once per table and dialect."""
-    return _insert_for(model, conflict, conn.dialect.name)
-
-
-@cache
-def _insert_for(model: Any, conflict: tuple[str, ...], dialect: str) -> Any:
-    dml = postgresql if dialect == "postgresql" else sqlite
-    table = model.__table__
-    return dml.insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c.id)
+    return insert_ignoring(conn.dialect.name, model.__table__, conflict, ("id",))

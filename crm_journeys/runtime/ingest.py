@@ -7,19 +7,20 @@ Nothing is decided here; the dispatcher reads the inbox in order.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from crm_journeys.storage.models import InboxEvent
+from crm_journeys.storage.upsert import execution_params, insert_ignoring
+
+DEDUP = ("tenant_id", "dedup_key")  # an event's identity, and the inbox's unique key
 
 
 @dataclass
@@ -61,7 +62,7 @@ def ingest_many(session: Session, tenant_id: int, events: list[IncomingEvent], n
     rows = [_row(tenant_id, e, now) for e in events]
     # Through the Session, not its connection: pending ORM rows (a new tenant, say) are
     # flushed first, as callers expect.
-    return len(session.execute(_insert(session.get_bind().dialect.name), _params(rows)).all())
+    return len(session.execute(_insert(session.get_bind().dialect.name), execution_params(rows)).all())
 
 
 def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetime]]) -> list[bool]:
@@ -75,7 +76,7 @@ def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetim
     if not events:
         return []
     rows = [_row(tenant_id, e, now) for tenant_id, e, now in events]
-    inserted = {tuple(r) for r in conn.execute(_insert(conn.dialect.name), _params(rows))}
+    inserted = {tuple(r) for r in conn.execute(_insert(conn.dialect.name), execution_params(rows))}
     new = []
     for row in rows:
         ident = (row["tenant_id"], row["dedup_key"])
@@ -84,23 +85,10 @@ def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetim
     return new
 
 
-@functools.cache
 def _insert(dialect: str) -> Insert:
-    """INSERT .. ON CONFLICT (tenant, dedup key) DO NOTHING RETURNING (tenant, dedup key),
-    built once per dialect: the same statement object lets SQLAlchemy reuse its cache key
-    and compiled form instead of rebuilding both for every event. RETURNING tells which
-    rows are new (driver rowcounts disagree on skipped ones)."""
-    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - other databases
-        raise NotImplementedError(f"idempotent inserts need SQLite or PostgreSQL, not {dialect}")
-    table = InboxEvent.__table__
-    dml = postgresql if dialect == "postgresql" else sqlite
-    return (dml.insert(table).on_conflict_do_nothing(index_elements=["tenant_id", "dedup_key"])
-            .returning(table.c.tenant_id, table.c.dedup_key))
-
-
-def _params(rows: list[dict[str, Any]]) -> Any:
-    """One row as a single execution (an executemany of one costs more)."""
-    return rows if len(rows) > 1 else rows[0]
+    """INSERT .. ON CONFLICT (tenant, dedup key) DO NOTHING RETURNING (tenant, dedup key):
+    RETURNING tells which rows are new (driver rowcounts disagree on skipped ones)."""
+    return insert_ignoring(dialect, InboxEvent.__table__, DEDUP, DEDUP)
 
 
 def _row(tenant_id: int, event: IncomingEvent, now: datetime) -> dict[str, Any]:

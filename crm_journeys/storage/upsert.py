@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 
 def insert_ignoring_conflicts(session: Session, model: Any, rows: list[dict[str, Any]],
@@ -21,12 +23,23 @@ def insert_returning_new(session: Session, model: Any, rows: list[dict[str, Any]
     ``returning`` columns of the rows that were added (one statement, RETURNING)."""
     if not rows:
         return []
-    table = model.__table__
-    dialect = session.get_bind().dialect.name
-    params: Any = rows if len(rows) > 1 else rows[0]
+    stmt = insert_ignoring(session.get_bind().dialect.name, model.__table__, tuple(conflict_columns),
+                           tuple(returning))
+    return [tuple(r) for r in session.execute(stmt, execution_params(rows)).all()]
+
+
+@functools.cache
+def insert_ignoring(dialect: str, table: Any, conflict_columns: tuple[str, ...],
+                    returning: tuple[str, ...]) -> Insert:
+    """The statement, built once per dialect, table and columns: reusing the same object
+    lets SQLAlchemy reuse its cache key and compiled form on hot paths (ingest, outbox)."""
     if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - other databases
         raise NotImplementedError(f"idempotent inserts need SQLite or PostgreSQL, not {dialect}")
     dml = postgresql if dialect == "postgresql" else sqlite
-    stmt = (dml.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+    return (dml.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
             .returning(*(table.c[c] for c in returning)))
-    return [tuple(r) for r in session.execute(stmt, params).all()]
+
+
+def execution_params(rows: list[dict[str, Any]]) -> Any:
+    """One row as a single execution (an executemany of one costs more)."""
+    return rows if len(rows) > 1 else rows[0]
