@@ -21,14 +21,13 @@ import itertools
 import json
 import threading
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import durable_rules_engine as rete
 from durable import engine as dr
 
+from crm_journeys import jsontext
 from crm_journeys.errors import CrmJourneysError
 from crm_journeys.rules.compiler import CompiledJourney
 
@@ -40,20 +39,7 @@ CHAINING_OPS = ("enter", "goto", "action", "jump", "goal")
 _HANDLED, _NOT_HANDLED, _OBSERVED, _DEFERRED = 0, 1, 2, 3
 
 
-def _json_writer() -> Callable[[Any], str]:
-    """``json.dumps(obj, ensure_ascii=False)``, the text durable.engine hands the C engine,
-    with CPython's C encoder built once instead of once per message (``dumps`` builds a
-    ``JSONEncoder`` and ``encode`` a C encoder on every call). No circular-reference
-    bookkeeping: messages are trees of JSON values (a cycle still fails, with RecursionError)."""
-    encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
-    if c_make_encoder is None:  # pragma: no cover - not CPython
-        return encoder.encode
-    write = c_make_encoder(None, encoder.default, encode_basestring, None, encoder.key_separator,
-                           encoder.item_separator, False, False, True)
-    return lambda obj: "".join(write(obj, 0))
-
-
-_to_json = _json_writer()
+_to_json = jsontext.writer(ensure_ascii=False)  # the text durable.engine hands the C engine
 # json.loads without its leading and trailing whitespace scans (the C engine writes none)
 _from_json = json.JSONDecoder().raw_decode
 

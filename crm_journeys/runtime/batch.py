@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.ids import IdSource
 from crm_journeys.runtime.rows import RowWriter
+from crm_journeys.storage import bulk
 from crm_journeys.storage.models import (
     Contact,
     InboxEvent,
@@ -29,7 +30,6 @@ from crm_journeys.storage.models import (
     StepLog,
     Wakeup,
 )
-from crm_journeys.storage.upsert import insert_returning_new
 
 
 class BatchCache:
@@ -151,28 +151,28 @@ class BatchCache:
         """Write what was queued: the instances first (outbox rows and logs refer to them)."""
         self.rows.write()
         if self._fired:
-            self.session.connection().execute(_MARK_FIRED, self._fired)
+            bulk.execute_many(self.session, _MARK_FIRED, self._fired)
             self._fired = []
         self.session.flush()
         # The listener ties the session and this cache in a cycle: untie it, so the batch's
         # objects are freed by reference counting instead of by the cyclic collector.
         sa_event.remove(self.session, "before_flush", self._before_flush)
         if self._outbox:
-            new = set(insert_returning_new(self.session, OutboxMessage, self._outbox, ["tenant_id", "idempotency_key"],
-                                           ["tenant_id", "idempotency_key"]))
+            new = set(bulk.insert_ignoring_returning(self.session, OutboxMessage.__table__, self._outbox,
+                                                     _OUTBOX_KEY, _OUTBOX_KEY))
             for key, detail in self._outbox_logs:
                 detail["queued"] = key in new
             self._outbox, self._outbox_logs = [], []
         if self._logs:
-            self.session.connection().execute(insert(StepLog), self._logs)
+            bulk.execute_many(self.session, _INSERT_LOG, self._logs)
             self._logs = []
         if self._done:
-            self.session.connection().execute(_MARK_DONE, self._done)
+            bulk.execute_many(self.session, _MARK_DONE, self._done)
             self._done = []
         if self._cancels:
             below = self.ids.first(Wakeup) or _NO_BOUND
-            self.session.connection().execute(
-                _CANCEL_WAKEUPS, [{"iid": iid, "below": below} for iid in sorted(self._cancels)])
+            bulk.execute_many(self.session, _CANCEL_WAKEUPS,
+                              [{"iid": iid, "below": below} for iid in sorted(self._cancels)])
             self._cancels = set()
 
     def note(self, contact: Contact) -> None:
@@ -277,6 +277,8 @@ class BatchCache:
 
 _CANCEL_WAKEUPS = (update(Wakeup).where(Wakeup.instance_id == bindparam("iid"), Wakeup.pending.is_(True),
                                        Wakeup.id < bindparam("below")).values(pending=False))
+_INSERT_LOG = insert(StepLog)
+_OUTBOX_KEY = ("tenant_id", "idempotency_key")
 _NO_BOUND = 2 ** 62  # no new wake-up in the batch: every pending one is older
 _MARK_DONE = (update(InboxEvent).where(InboxEvent.id == bindparam("eid"))
               .values(status="done", processed_at=bindparam("now"), attempts=InboxEvent.attempts + 1))

@@ -108,11 +108,15 @@ class Claims:
         return taken
 
     # --- wake-ups -----------------------------------------------------------------------
-    def wakeups(self, session: Session, now: datetime, limit: int) -> list[Wakeup]:
-        stmt = (select(Wakeup).where(Wakeup.pending.is_(True), Wakeup.due_at <= now,
-                                     Wakeup.instance_id.not_in(paused_instances()))
+    def wakeups(self, session: Session, now: datetime, limit: int, *, plain: bool = False) -> list[Any]:
+        """Due wake-ups as ORM objects, or with ``plain`` as read-only rows (the batch path
+        closes them with one UPDATE and never changes them; rows cost far less to load)."""
+        stmt = (select(Wakeup.__table__ if plain else Wakeup)
+                .where(Wakeup.pending.is_(True), Wakeup.due_at <= now,
+                       Wakeup.instance_id.not_in(paused_instances()))
                 .order_by(Wakeup.due_at, Wakeup.id).limit(limit))
-        rows = list(session.scalars(self._locked(stmt)))
+        result = session.execute(self._locked(stmt))
+        rows = list(result.all() if plain else result.scalars())
         if not self.postgres or not rows:
             return rows
         refs = dict(session.execute(

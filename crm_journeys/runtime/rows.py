@@ -11,12 +11,14 @@ everything else keeps using the ORM.
 
 from __future__ import annotations
 
+import functools
 from operator import attrgetter
 from typing import Any, ClassVar
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
+from crm_journeys.storage import bulk
 from crm_journeys.storage.models import Contact, Instance, Wakeup
 
 INSERT_ORDER = (Contact, Instance, Wakeup)  # each refers only to tables before it
@@ -62,6 +64,12 @@ def _defaults(model: Any) -> dict[str, Any]:
     return {key: value(None) if call else value for key, value, call in plan}
 
 
+@functools.lru_cache(maxsize=128)
+def _update(model: Any, keys: tuple[str, ...]) -> Any:
+    """UPDATE of these columns by id (one statement object per set, so it compiles once)."""
+    return update(model).where(model.id == bindparam("row_id")).values({k: bindparam(f"v_{k}") for k in keys})
+
+
 def _build(model: Any, values: dict[str, Any]) -> Any:
     obj = row_class(model)()
     for key, value in values.items():
@@ -94,14 +102,14 @@ class RowWriter:
         known = self._rows.setdefault(model, {})
         seen = self._seen.setdefault(model, {})
         out: list[Any] = []
-        wanted = sorted(set(ids) - set(known))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            for mapping in self.session.connection().execute(select(model).where(model.id.in_(chunk))).mappings():
-                obj = _build(model, dict(mapping))
-                known[obj.id] = obj
-                seen[obj.id] = obj.values()
-                out.append(obj)
+        cls = row_class(model)
+        for values in bulk.select_rows(self.session, model.__table__, "id", sorted(set(ids) - set(known))):
+            obj: Any = cls()
+            for key, value in zip(cls.columns, values, strict=True):
+                setattr(obj, key, value)
+            known[obj.id] = obj
+            seen[obj.id] = values
+            out.append(obj)
         return out
 
     def get(self, model: Any, row_id: int) -> Any | None:
@@ -117,7 +125,7 @@ class RowWriter:
         for model in INSERT_ORDER:
             objs = self._new.pop(model, None)
             if objs:
-                self.session.connection().execute(insert(model), [o.as_dict() for o in objs])
+                bulk.insert_rows(self.session, model.__table__, [o.values() for o in objs])
                 self._seen.setdefault(model, {}).update((o.id, o.values()) for o in objs)
 
     def write(self) -> None:
@@ -136,7 +144,5 @@ class RowWriter:
                     params = {f"v_{k}": v for k, v in zip(columns, now, strict=True) if k in keys}
                     groups.setdefault(keys, []).append({"row_id": row_id, **params})
             for keys, params_list in groups.items():
-                stmt = (update(model).where(model.id == bindparam("row_id"))
-                        .values({k: bindparam(f"v_{k}") for k in keys}))
-                self.session.connection().execute(stmt, params_list)
+                bulk.execute_many(self.session, _update(model, keys), params_list)
         self._rows, self._seen = {}, {}

@@ -37,7 +37,7 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
     now = runtime.clock.now()
     try:
         with runtime.db.unit_of_work() as session:
-            due = runtime.claims.wakeups(session, now, limit)
+            due = runtime.claims.wakeups(session, now, limit, plain=True)
             batch = BatchCache(session, [], expected_rows=len(due))
             instances = batch.rows.load(Instance, [w.instance_id for w in due])
             batch.rows.load(Contact, [i.contact_id for i in instances])

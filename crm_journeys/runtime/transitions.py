@@ -214,14 +214,29 @@ class Applier:
 
 
 def _facts(message: dict[str, Any]) -> dict[str, Any]:
-    """What the rule saw, minus bookkeeping: shown in the contact's timeline."""
-    contact = message.get("contact") or {}
-    out = {k: _shown(v) for k, v in contact.items()}
-    out = {k: v for k, v in out.items() if v}
+    """What the rule saw, minus bookkeeping: shown in the contact's timeline. Runs once per
+    decision, so the layout ``facts.contact_facts`` builds is walked directly: only text
+    fields carry type prefixes, only the lists carry sentinels, the other groups hold
+    numbers and booleans as they are shown; anything else takes the general route."""
+    out: dict[str, Any] = {}
+    for key, value in (message.get("contact") or {}).items():
+        if key == "f":
+            value = {name: decode_value(v) for name, v in value.items()}
+        elif key in _AS_IS:
+            pass
+        elif isinstance(value, list):
+            value = [i for i in value if i != ""]
+        else:
+            value = _shown(value)
+        if value:
+            out[key] = value
     if message.get("type"):
         out["event"] = {"type": message["type"], "key": message.get("key", ""),
                         **_shown(message.get("event") or {})}
     return out
+
+
+_AS_IS = frozenset({"d", "n", "act", "x"})  # epoch seconds, numbers, activity stamps, booleans
 
 
 def _shown(value: Any) -> Any:

@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_journeys import jsontext
+
 ENV_URL = "CRM_JOURNEYS_DATABASE_URL"
 
 
@@ -69,6 +71,8 @@ def _make_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        # JSON columns are text that SQLAlchemy converts; psycopg converts PostgreSQL's itself
+        kwargs.update(json_serializer=jsontext.dumps, json_deserializer=jsontext.read)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_engine(url, **kwargs)
