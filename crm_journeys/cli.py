@@ -1,5 +1,5 @@
 """The ``crm-journeys`` command: serve, work, migrate, validate, publish, simulate, demo,
-install, prune finished rows, and repair HubSpot installs."""
+install, prune finished rows, repair HubSpot installs, and (``cli_outbox``) failed actions."""
 
 from __future__ import annotations
 
@@ -499,6 +499,12 @@ def hubspot_backfill_portals(ctx: click.Context, tenants: tuple[str, ...]) -> No
         click.echo(f"{result.slug}: {result.outcome}: {result.message}{hint}")
     if any(r.outcome in ("failed", "conflict") for r in results):
         ctx.exit(1)
+
+
+# --- failed actions: the command-line side of the "Action errors" page ---------------------
+from crm_journeys.cli_outbox import outbox  # noqa: E402  (it reaches back for _current_db and _now)
+
+main.add_command(outbox)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,8 @@ What goes, per tenant (``RetentionPolicy``, in ``Tenant.settings["retention"]``)
   times with exponential backoff, about a day and a half; workflow webhooks up to three
   days). ``processed_at`` is never earlier than ``received_at``, the first delivery.
 - ``cj_outbox`` rows ``done`` more than ``outbox_days`` ago, ``dead`` ones (dead-lettered,
-  kept for someone to look at) more than ``dead_days`` ago.
+  kept for someone to look at) and ``dismissed`` ones (dead ones an admin gave up, see
+  ``action_errors``) more than ``dead_days`` after they were given up.
 - ``cj_lapse`` rows fired or cancelled, due more than ``lapse_days`` ago.
 - The history of instances that ended more than ``step_log_days`` ago: their
   ``cj_step_log`` rows and closed ``cj_wakeup`` rows, all of an instance's at once.
@@ -166,9 +167,10 @@ def _outbox_done(tenant_id: int, cutoff: datetime) -> Select[Any]:
 
 
 def _outbox_dead(tenant_id: int, cutoff: datetime) -> Select[Any]:
-    # given up at next_attempt_at; few rows, so the (status, next_attempt_at) index will do
+    # given up at next_attempt_at (dismissing keeps it); few rows, so the (status,
+    # next_attempt_at) index will do
     return (select(OutboxMessage.id)
-            .where(OutboxMessage.status == "dead", OutboxMessage.next_attempt_at < cutoff,
+            .where(OutboxMessage.status.in_(("dead", "dismissed")), OutboxMessage.next_attempt_at < cutoff,
                    OutboxMessage.tenant_id == tenant_id)
             .order_by(OutboxMessage.next_attempt_at))
 

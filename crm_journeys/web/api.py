@@ -44,4 +44,10 @@ def list_templates(principal: Any) -> Any:
 
 
 # Route modules register on import; imported last because they use ``api``.
-from crm_journeys.web import api_activity, api_admin, api_journeys, api_setup  # noqa: E402,F401
+from crm_journeys.web import (  # noqa: E402,F401
+    api_action_errors,
+    api_activity,
+    api_admin,
+    api_journeys,
+    api_setup,
+)

@@ -300,6 +300,7 @@ def contact(contact_id: int) -> Any:
 
 from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui``)
     admin,
+    admin_action_errors,
     admin_integrations,
     admin_segments,
     admin_triggers,
