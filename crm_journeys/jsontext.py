@@ -31,12 +31,15 @@ def writer(*, ensure_ascii: bool) -> Callable[[Any], str]:
     return lambda obj: "".join(write(obj, 0))
 
 
+_EMPTY = frozenset({"{}", "[]"})
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def read(text: str) -> Any:
     """``json.loads`` for text we wrote ourselves (no surrounding whitespace): the C
     scanner alone. Falls back to ``json.loads`` for anything else, so errors read the same."""
+    if text in _EMPTY:  # most stored containers are empty: a new one, without scanning
+        return {} if text == "{}" else []
     try:
         value, end = _scan(text, 0)
     except StopIteration:
@@ -47,3 +50,8 @@ def read(text: str) -> Any:
 
 
 dumps = writer(ensure_ascii=True)  # the text SQLAlchemy's JSON columns have always stored
+
+
+def read_or_none(text: str | None) -> Any:
+    """A JSON column's value as SQLite hands it back (NULL stays None)."""
+    return None if text is None else read(text)

@@ -8,8 +8,10 @@ engine takes must be the one ``definition.conditions.evaluate`` predicts.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +24,7 @@ from crm_journeys.definition.model import (
     Leaf,
     StartingPoint,
 )
+from crm_journeys.rules import engine as engine_module
 from crm_journeys.rules.compiler import compile_journey
 from crm_journeys.rules.engine import RulesEngine
 from crm_journeys.runtime.facts import message
@@ -108,3 +111,66 @@ def test_known_truth_table_kunde_and_instagram():
     assert engine_says(cond, {**base, "tags": ["Kunde", "Instagram Follower"]}) is True
     assert engine_says(cond, {**base, "tags": ["Kunde"]}) is False
     assert engine_says(cond, {**base, "tags": []}) is False
+
+
+# --- one session per ruleset: nothing carries over from one decision to the next ---------
+SHARED = RulesEngine()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_session_uses() -> Iterator[None]:
+    """Sessions replaced every 3 decisions, so the tests cross that boundary often
+    (module-scoped: hypothesis runs the body many times per function-scoped fixture)."""
+    saved = engine_module.SESSION_USES
+    engine_module.SESSION_USES = 3
+    yield
+    engine_module.SESSION_USES = saved
+
+
+def _split(cond, name: str):  # type: ignore[no-untyped-def]
+    journey = Journey(name="shared", starting_points=(StartingPoint("sp", "signup"),),
+                      steps=(ConditionSplitStep("split", condition=cond, yes="y", no="n"),
+                             ExitStep("y"), ExitStep("n")), first_step="split")
+    return compile_journey(journey, name)
+
+
+def _ask(engine: RulesEngine, compiled, facts, step: str = "split") -> list:  # type: ignore[no-untyped-def]
+    contact = Contact(id=1, tenant_id=1, external_id="c1", fields=facts["fields"], tags=facts["tags"],
+                      groups=facts["groups"], segments=facts["segments"], activity=facts["activity"])
+    msg = message("trigger", contact=contact, needs=compiled.needs, now=NOW, event_type="subscribed")
+    msg["kind"], msg["inst"]["step"] = "arrive", step
+    return [f.intent.get("branch") for f in engine.decide(compiled, msg) if f.intent.get("step") == "split"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cond=conditions, many=st.lists(contacts, min_size=2, max_size=12))
+def test_decisions_in_one_session_agree_one_by_one(cond, many, monkeypatch_session_uses):
+    """Many contacts decided in the ruleset's one session (replaced every 3 decisions here),
+    with unmatched messages in between, each branch as the reference evaluator predicts."""
+    compiled = _split(cond, f"shared_{next(NAMES)}")
+    for facts in many:
+        assert _ask(SHARED, compiled, facts, step="nowhere") == []
+        oracle = evaluate(cond, {**facts, "event": {}, "now": NOW.timestamp()})
+        assert _ask(SHARED, compiled, facts) == ["yes" if oracle else "no"]
+
+
+def test_a_failed_decision_leaves_the_next_one_right(monkeypatch):  # type: ignore[no-untyped-def]
+    engine = RulesEngine()
+    compiled = _split(Leaf("has_tag", value="VIP"), f"shared_{next(NAMES)}")
+    vip = {"fields": {}, "tags": ["VIP"], "groups": [], "segments": [], "activity": {}}
+    assert _ask(engine, compiled, vip) == ["yes"]
+    real = RulesEngine._consequent
+
+    def broken(self, rs, rule_id, facts, firings):  # type: ignore[no-untyped-def]
+        raise RuntimeError("consequent failed")
+
+    monkeypatch.setattr(RulesEngine, "_consequent", broken)
+    try:
+        _ask(engine, compiled, vip)
+    except Exception as exc:
+        assert "consequent failed" in str(exc)
+    else:
+        raise AssertionError("the failure was swallowed")
+    monkeypatch.setattr(RulesEngine, "_consequent", real)
+    assert _ask(engine, compiled, {**vip, "tags": []}) == ["no"]
+    assert _ask(engine, compiled, vip) == ["yes"]

@@ -22,12 +22,13 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import JSON, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 
+from crm_journeys import jsontext
 from crm_journeys.storage.models import UtcDateTime
 
 Processor = Callable[[Any], Any] | None
@@ -180,16 +181,27 @@ def _column_processors(dialect: Dialect, table: Any, columns: tuple[str, ...]) -
     return tuple(_bind_processor(dialect, table.c[c].type) for c in columns)
 
 
+@functools.lru_cache(maxsize=64)
+def _result_processors(dialect: Dialect, table: Any) -> tuple[Processor, ...]:
+    return tuple(_result_processor(dialect, c.type) for c in table.columns)
+
+
 def _bind_processor(dialect: Dialect, type_: Any) -> Processor:
+    """SQLAlchemy's, except on SQLite: JSON text straight from ``jsontext`` (what the
+    engine's ``json_serializer`` makes anyway, without two wrapper calls per value) and
+    timestamps memoised (a batch writes the same few instants over and over)."""
+    if dialect.name == "sqlite" and isinstance(type_, JSON):
+        return jsontext.dumps
     proc = type_.dialect_impl(dialect).bind_processor(dialect)
     if proc is not None and isinstance(type_, UtcDateTime):
         return functools.lru_cache(maxsize=_MEMO_SIZE)(proc)
     return proc
 
 
-@functools.lru_cache(maxsize=64)
-def _result_processors(dialect: Dialect, table: Any) -> tuple[Processor, ...]:
-    return tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in table.columns)
+def _result_processor(dialect: Dialect, type_: Any) -> Processor:
+    if dialect.name == "sqlite" and isinstance(type_, JSON):
+        return jsontext.read_or_none
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
 @functools.lru_cache(maxsize=256)
