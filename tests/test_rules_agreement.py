@@ -161,7 +161,7 @@ def test_a_failed_decision_leaves_the_next_one_right(monkeypatch):  # type: igno
     assert _ask(engine, compiled, vip) == ["yes"]
     real = RulesEngine._consequent
 
-    def broken(self, rs, rule_id, facts, firings):  # type: ignore[no-untyped-def]
+    def broken(self, *args):  # type: ignore[no-untyped-def]
         raise RuntimeError("consequent failed")
 
     monkeypatch.setattr(RulesEngine, "_consequent", broken)
@@ -174,3 +174,19 @@ def test_a_failed_decision_leaves_the_next_one_right(monkeypatch):  # type: igno
     monkeypatch.setattr(RulesEngine, "_consequent", real)
     assert _ask(engine, compiled, {**vip, "tags": []}) == ["no"]
     assert _ask(engine, compiled, vip) == ["yes"]
+
+
+def test_matched_messages_are_looked_up_not_parsed(monkeypatch):  # type: ignore[no-untyped-def]
+    """The engine hands an action's message back as the text it was given: a decision finds
+    it among its own messages (parsing stays the fallback for any other shape)."""
+    compiled = _split(Leaf("has_tag", value="VIP"), f"shared_{next(NAMES)}")
+    vip = {"fields": {}, "tags": ["VIP"], "groups": [], "segments": [], "activity": {}}
+
+    def no_parse(text):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"parsed {text[:60]}")
+
+    monkeypatch.setattr(engine_module, "_from_json", no_parse)
+    assert _ask(RulesEngine(), compiled, vip) == ["yes"]
+    monkeypatch.undo()
+    assert engine_module._matched('{"r1":{"m":{"kind": "arrive", "sid": "7"}}}', None) == (
+        "r1", {"kind": "arrive", "sid": "7"})

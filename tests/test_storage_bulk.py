@@ -5,6 +5,7 @@ and the new/skipped split of an idempotent insert."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,3 +116,11 @@ def test_insert_ignoring_returning_tells_new_rows_from_existing_keys(database: D
         stored = s.scalars(select(OutboxMessage).order_by(OutboxMessage.idempotency_key)).all()
         assert [m.idempotency_key for m in stored] == ["a", "b", "c", "d", "e"]
         assert stored[0].params == {"subject": "Cześć"} and stored[0].next_attempt_at == NOW
+
+
+def test_json_columns_are_written_as_json_dumps_writes_them() -> None:
+    """Shared containers are written once per column, empty ones without the encoder; the
+    text is still exactly ``json.dumps``'s for every row."""
+    shared = {"subject": "Grüße", "n": [1, 2.5, None, True]}
+    values = [shared, {}, [], None, shared, {"a": {}}, [{}], "text", 0, False, shared]
+    assert bulk.JsonText().column(values) == [json.dumps(v) for v in values]

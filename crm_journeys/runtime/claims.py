@@ -30,7 +30,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select, text, tuple_
+from sqlalchemy import Select, bindparam, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.orm import Session
 
@@ -68,16 +68,21 @@ class Claims:
         return {k for k, ok in session.execute(_TRY_LOCKS, {"keys": keys}) if ok}
 
     # --- inbox --------------------------------------------------------------------------
-    def inbox(self, session: Session, limit: int, worker: str, now: datetime) -> list[InboxEvent]:
-        stmt = (select(InboxEvent).where(InboxEvent.status == "pending")
+    def inbox(self, session: Session, limit: int, worker: str, now: datetime, *,
+              plain: bool = False) -> list[Any]:
+        """Pending events in id order, as ORM objects or with ``plain`` as read-only rows
+        (the batch path marks them done with one UPDATE; rows cost far less to load)."""
+        stmt = (select(InboxEvent.__table__ if plain else InboxEvent).where(InboxEvent.status == "pending")
                 .order_by(InboxEvent.id).limit(limit))
         if not self.postgres:
-            return list(session.scalars(stmt))
+            result = session.execute(stmt)
+            return list(result.all() if plain else result.scalars())
         stmt = stmt.where(or_(InboxEvent.lease_until.is_(None), InboxEvent.lease_until < now))
-        rows = list(session.scalars(self._locked(stmt)))
+        result = session.execute(self._locked(stmt))
+        rows = list(result.all() if plain else result.scalars())
         if not rows:
             return []
-        by_contact: OrderedDict[tuple[int, str], list[InboxEvent]] = OrderedDict()
+        by_contact: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()
         for row in rows:
             by_contact.setdefault((row.tenant_id, row.contact_ref), []).append(row)
         keys = {c: contact_lock_key(*c) for c in by_contact}
@@ -97,11 +102,15 @@ class Claims:
         for oid, tenant_id, ref in others:
             c = (tenant_id, ref)
             cutoff[c] = min(cutoff.get(c, oid), oid)
-        taken: list[InboxEvent] = []
+        taken: list[Any] = []
         for c, evs in mine.items():
             limit_id = cutoff.get(c)
             taken.extend(e for e in evs if limit_id is None or e.id < limit_id)
         taken.sort(key=lambda e: e.id)
+        if plain:
+            session.execute(update(InboxEvent).where(InboxEvent.id.in_([e.id for e in taken]))
+                            .values(claimed_by=worker, lease_until=now + self.lease))
+            return taken
         for row in taken:
             row.claimed_by = worker
             row.lease_until = now + self.lease

@@ -52,7 +52,7 @@ class Dispatcher:
         """
         try:
             with self.rt.db.unit_of_work() as session:
-                events = self.rt.claims.inbox(session, limit, worker_id, self.rt.clock.now())
+                events = self.rt.claims.inbox(session, limit, worker_id, self.rt.clock.now(), plain=True)
                 batch = BatchCache(session, events)
                 now = self.rt.clock.now()
                 for event in events:

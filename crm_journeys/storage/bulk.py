@@ -16,7 +16,7 @@ column's result processor applied.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -53,8 +53,7 @@ class Prepared:
             if name is None:
                 columns.append([const] * n)
                 continue
-            values = map(itemgetter(name), rows)
-            columns.append(list(map(proc, values)) if proc is not None else list(values))
+            columns.append(_apply(proc, map(itemgetter(name), rows)))
         return list(zip(*columns, strict=True))
 
 
@@ -96,9 +95,42 @@ def _converted(processors: Sequence[Processor], rows: Sequence[Sequence[Any]]) -
     """Rows with each column's processor applied, one column at a time."""
     if not rows:
         return []
-    columns = [list(map(proc, col)) if proc is not None else col
-               for proc, col in zip(processors, zip(*rows, strict=True), strict=True)]
+    columns = [_apply(proc, col) for proc, col in zip(processors, zip(*rows, strict=True), strict=True)]
     return list(zip(*columns, strict=True))
+
+
+def _apply(proc: Processor, values: Iterable[Any]) -> list[Any]:
+    """One column's values through its processor (a whole column at once where it can)."""
+    if proc is None:
+        return list(values)
+    if isinstance(proc, JsonText):
+        return proc.column(values)
+    return list(map(proc, values))
+
+
+class JsonText:
+    """JSON text for SQLite's JSON columns, one column at a time: a container many rows
+    share (an action step's parameters, on every outbox row of that step) is written
+    once, and empty ones without the encoder."""
+
+    def __call__(self, value: Any) -> str:
+        return jsontext.dumps(value)
+
+    def column(self, values: Iterable[Any]) -> list[str]:
+        out: list[str] = []
+        memo: dict[int, str] = {}  # by identity: every value stays referenced by its row meanwhile
+        for value in values:
+            if not value and type(value) in _EMPTY_TEXT:
+                out.append(_EMPTY_TEXT[type(value)])
+                continue
+            text = memo.get(id(value))
+            if text is None:
+                text = memo[id(value)] = jsontext.dumps(value)
+            out.append(text)
+        return out
+
+
+_EMPTY_TEXT: dict[type, str] = {dict: "{}", list: "[]"}
 
 
 def insert_ignoring_returning(session: Session, table: Any, rows: Sequence[dict[str, Any]],
@@ -118,8 +150,7 @@ def insert_ignoring_returning(session: Session, table: Any, rows: Sequence[dict[
         part = rows[start:start + chunk]
         values = []
         for name, proc in zip(columns, processors, strict=True):
-            col = map(itemgetter(name), part)
-            values.append(map(proc, col) if proc is not None else col)
+            values.append(_apply(proc, map(itemgetter(name), part)))
         flat = tuple(chain.from_iterable(zip(*values, strict=True)))
         sql = _insert_ignoring_sql(conn.dialect, table, columns, len(part), tuple(conflict), tuple(returning))
         out.extend(tuple(r) for r in conn.exec_driver_sql(sql, flat))
@@ -191,7 +222,7 @@ def _bind_processor(dialect: Dialect, type_: Any) -> Processor:
     engine's ``json_serializer`` makes anyway, without two wrapper calls per value) and
     timestamps memoised (a batch writes the same few instants over and over)."""
     if dialect.name == "sqlite" and isinstance(type_, JSON):
-        return jsontext.dumps
+        return _JSON_TEXT
     proc = type_.dialect_impl(dialect).bind_processor(dialect)
     if proc is not None and isinstance(type_, UtcDateTime):
         return functools.lru_cache(maxsize=_MEMO_SIZE)(proc)
@@ -202,6 +233,9 @@ def _result_processor(dialect: Dialect, type_: Any) -> Processor:
     if dialect.name == "sqlite" and isinstance(type_, JSON):
         return jsontext.read_or_none
     return type_.dialect_impl(dialect).result_processor(dialect, None)
+
+
+_JSON_TEXT = JsonText()
 
 
 @functools.lru_cache(maxsize=256)
