@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_journeys.errors import NotFound
@@ -86,10 +86,24 @@ DISMISS = _Move("dismissed", "action dismissed", lambda now: {
 
 
 # --- reading -------------------------------------------------------------------------------
-def _failing(status: str | None) -> ColumnElement[bool]:
-    dead = OutboxMessage.status == DEAD
-    retrying = and_(OutboxMessage.status == "pending", OutboxMessage.attempts > 0)
-    return {DEAD: dead, RETRYING: retrying}.get(status or "", or_(dead, retrying))
+def _inline(value: str | int) -> ColumnElement[Any]:
+    """A constant written into the SQL, not bound: a planner proves that a query only wants
+    rows of a partial index from the constants it sees (PostgreSQL's plan for a prepared
+    statement, reused across values, sees none)."""
+    return literal(value, literal_execute=True)
+
+
+# Failing rows are what the partial index ix_cj_outbox_failing holds: FAILING is its WHERE, term
+# for term. SQLite uses a partial index only for a query that repeats that WHERE or one of its OR
+# branches (it proves nothing more), and PostgreSQL estimates an AND of two status terms far too low.
+DEAD_ROW = OutboxMessage.status == _inline(DEAD)
+FAILING = or_(DEAD_ROW, and_(OutboxMessage.status == _inline("pending"), OutboxMessage.attempts > _inline(0)))
+_FAILING_AS = {DEAD: [DEAD_ROW], RETRYING: [FAILING, ~DEAD_ROW]}
+
+
+def _failing(status: str | None) -> list[ColumnElement[bool]]:
+    """Failing rows, dead or retrying (``status``; None: both)."""
+    return _FAILING_AS.get(status or "", [FAILING])
 
 
 def _narrowed(tenant_id: int, f: ErrorFilter) -> list[ColumnElement[bool]]:
@@ -119,19 +133,19 @@ def _shown(row: Any) -> ActionError:
 
 def list_errors(s: Session, tenant_id: int, f: ErrorFilter, *, limit: int, offset: int = 0) -> list[ActionError]:
     """The filter's failed actions, newest first."""
-    query = (_rows().where(*_narrowed(tenant_id, f), _failing(f.status))
+    query = (_rows().where(*_narrowed(tenant_id, f), *_failing(f.status))
              .order_by(OutboxMessage.id.desc()).limit(limit).offset(offset))
     return [_shown(r) for r in s.execute(query)]
 
 
 def count_errors(s: Session, tenant_id: int, f: ErrorFilter) -> int:
-    query = select(func.count()).select_from(OutboxMessage).where(*_narrowed(tenant_id, f), _failing(f.status))
+    query = select(func.count()).select_from(OutboxMessage).where(*_narrowed(tenant_id, f), *_failing(f.status))
     return int(s.scalar(query) or 0)
 
 
 def dead_count(s: Session, tenant_id: int) -> int:
     """Dead rows of the tenant, counted up to ``BADGE_CAP`` (one bounded query, for the nav)."""
-    capped = (select(OutboxMessage.id).where(OutboxMessage.status == DEAD, OutboxMessage.tenant_id == tenant_id)
+    capped = (select(OutboxMessage.id).where(OutboxMessage.tenant_id == tenant_id, DEAD_ROW)
               .limit(BADGE_CAP).subquery())
     return int(s.scalar(select(func.count()).select_from(capped)) or 0)
 
@@ -146,7 +160,7 @@ def get_error(s: Session, tenant_id: int, outbox_id: int) -> ActionError:
 
 def actions_in_use(s: Session, tenant_id: int) -> list[str]:
     """Action names of the tenant's failed rows (the filter's choices)."""
-    query = select(OutboxMessage.action).where(OutboxMessage.tenant_id == tenant_id, _failing(None)).distinct()
+    query = select(OutboxMessage.action).where(OutboxMessage.tenant_id == tenant_id, *_failing(None)).distinct()
     return sorted(s.scalars(query))
 
 
@@ -190,7 +204,7 @@ def _move(s: Session, move: _Move, terms: Sequence[ColumnElement[bool]], now: da
 
     The rows are read first for what the timeline says (RETURNING gives the new values);
     a dead row's attempts and error do not change until it moves, so the read holds."""
-    dead = [*terms, OutboxMessage.status == DEAD]
+    dead = [*terms, DEAD_ROW]
     before = {r.id: r for r in s.execute(select(
         OutboxMessage.id, OutboxMessage.tenant_id, OutboxMessage.instance_id, OutboxMessage.step,
         OutboxMessage.action, OutboxMessage.attempts, OutboxMessage.last_error).where(*dead))}

@@ -270,7 +270,12 @@ class OutboxMessage(Base):
                       # retention finds a tenant's oldest done rows; rows still to send stay out
                       Index("ix_cj_outbox_done", "tenant_id", "done_at",
                             sqlite_where=text("done_at IS NOT NULL"),
-                            postgresql_where=text("done_at IS NOT NULL")))
+                            postgresql_where=text("done_at IS NOT NULL")),
+                      # failing rows only (dead or retrying), newest first per tenant: the action-errors
+                      # list, its counts and the nav badge; its WHERE is runtime.action_errors.FAILING
+                      Index("ix_cj_outbox_failing", "tenant_id", "id", "status", "action",
+                            sqlite_where=text("status = 'dead' OR (status = 'pending' AND attempts > 0)"),
+                            postgresql_where=text("status = 'dead' OR (status = 'pending' AND attempts > 0)")))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("cj_tenant.id", ondelete="CASCADE"))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("cj_instance.id", ondelete="SET NULL"), index=True)
@@ -279,7 +284,7 @@ class OutboxMessage(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(60))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|done|dead
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|done|dead|dismissed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str] = mapped_column(Text, default="")
