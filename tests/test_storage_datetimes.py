@@ -54,3 +54,10 @@ def test_order_in_the_database_is_time_order(tmp_path) -> None:
         conn.execute(text("INSERT INTO t (at) VALUES ('2026-03-02 09:00:00.000001')"))  # written elsewhere
         got = list(conn.execute(select(table.c.at).order_by(table.c.at)).scalars())
     assert got == sorted([*VALUES, datetime(2026, 3, 2, 9, 0, 0, 1, tzinfo=UTC)])
+
+
+def test_text_with_its_own_offset_keeps_it() -> None:
+    _, result, _ = _processors()
+    assert result("2026-03-05 09:00:00+02:00") == datetime(2026, 3, 5, 7, tzinfo=UTC)
+    assert result("2026-03-05T09:00:00Z") == datetime(2026, 3, 5, 9, tzinfo=UTC)
+    assert result("2026-03-05 09:00").tzinfo is not None

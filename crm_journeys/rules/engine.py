@@ -30,6 +30,7 @@ import json
 import threading
 import traceback
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 import durable_rules_engine as rete
@@ -215,7 +216,8 @@ class _Posted:
             shared["sid"] = self.sid
             self._facts = _to_json(shared)[1:-1]
         inst = f', "inst": {_to_json(message["inst"])}' if "inst" in message else ""
-        text = f'{{"kind": {_to_json(message.get("kind"))}{inst}, {self._facts}}}'
+        kind = message.get("kind")
+        text = f'{{"kind": {encode_basestring(kind) if type(kind) is str else _to_json(kind)}{inst}, {self._facts}}}'
         self.by_text[text] = message
         return text
 

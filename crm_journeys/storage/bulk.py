@@ -238,7 +238,7 @@ def _result_processor(dialect: Dialect, type_: Any) -> Processor:
 _JSON_TEXT = JsonText()
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # one per chunk length a batch happens to have
 def _select_sql(dialect: Dialect, table: Any, where_column: str, n: int) -> str:
     stmt = select(*table.columns).where(table.c[where_column].in_([0] * n))
     compiled = stmt.compile(dialect=_positional_dialect(dialect),
@@ -246,7 +246,7 @@ def _select_sql(dialect: Dialect, table: Any, where_column: str, n: int) -> str:
     return compiled.string
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)  # one per row count a batch happens to have
 def _insert_ignoring_sql(dialect: Dialect, table: Any, columns: tuple[str, ...], n: int,
                          conflict: tuple[str, ...], returning: tuple[str, ...]) -> str:
     quote = dialect.identifier_preparer.quote
