@@ -1,6 +1,7 @@
 """The events API's group commit: concurrent requests share a transaction, yet each gets
 what it would have got alone (its own 202, duplicate, 401, 403 or 422), only after the
-commit, and one bad event never loses the others."""
+commit, and one bad event never loses the others. A refused caller gets its 401 before
+its body is validated, and a token is looked up once per request."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from crm_journeys.auth.accounts import Principal, token_principal_on
 from crm_journeys.auth.admin import revoke_token
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_each
 from crm_journeys.storage.auth_models import ApiToken
@@ -18,6 +20,7 @@ from crm_journeys.web.access import Access
 from crm_journeys.web.api_activity import INTAKE
 from crm_journeys.web.group_commit import GroupCommit
 from crm_journeys.web.intake import EventIntake, Submission
+from crm_journeys.web.schemas import EventIn
 from tests.web_fixtures import Api
 
 # --- the mechanism, without a database ----------------------------------------------------
@@ -193,8 +196,6 @@ def test_one_batch_answers_each_request_as_if_alone(app, clock):
 
 
 def test_a_failing_event_does_not_lose_the_others(app, clock):
-    from crm_journeys.auth.accounts import Principal
-
     ghost = Principal(tenant_id=10**6, role="editor", name="a tenant that is gone")  # its row breaks the FK
     with app.app_context():
         outcomes = _intake(app).run_batch([
@@ -207,13 +208,17 @@ def test_a_failing_event_does_not_lose_the_others(app, clock):
     assert _inbox_count(app, app.config["TEST_TENANTS"]["acme"]) == 2
 
 
-def test_a_revoked_token_is_refused_by_the_next_batch(app, clock, as_):
-    api = as_("acme_editor")
-    assert api.post("/events", json=_event(1)).status_code == 202
+def _revoke_editor_token(app) -> None:
     with app.extensions["crm_journeys"].db.unit_of_work() as s:
         token_id = s.scalar(select(ApiToken.id).where(ApiToken.name == "editor token",
                                                       ApiToken.tenant_id == app.config["TEST_TENANTS"]["acme"]))
         revoke_token(s, app.config["TEST_TENANTS"]["acme"], token_id)
+
+
+def test_a_revoked_token_is_refused_by_the_next_batch(app, clock, as_):
+    api = as_("acme_editor")
+    assert api.post("/events", json=_event(1)).status_code == 202
+    _revoke_editor_token(app)
     refused = api.post("/events", json=_event(2))
     assert refused.status_code == 401 and refused.json["message"] == "The API token is unknown or revoked."
 
@@ -229,6 +234,63 @@ def test_access_is_checked_before_the_body(as_, app):
     garbled = as_("acme_editor").client.post("/api/events", data="{not json", content_type="application/json",
                                               headers={"Authorization": "Bearer cjt_nope"})
     assert garbled.status_code == 401
+
+
+@pytest.fixture
+def validations(monkeypatch) -> list[object]:
+    """Every body the events API's schema validates (a spy on ``EventIn.load``)."""
+    seen: list[object] = []
+    load = EventIn.load
+
+    def spy(self, data, *args, **kwargs):
+        seen.append(data)
+        return load(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(EventIn, "load", spy)
+    return seen
+
+
+@pytest.fixture
+def lookups(monkeypatch) -> list[str]:
+    """Every token the intake's batches look up."""
+    seen: list[str] = []
+
+    def spy(conn, token, now=None):
+        seen.append(token)
+        return token_principal_on(conn, token, now)
+
+    monkeypatch.setattr("crm_journeys.web.intake.token_principal_on", spy)
+    return seen
+
+
+def test_a_refused_caller_gets_401_without_its_body_being_validated(app, validations):
+    bad_body = {"type": "subscribed", "contact": {}, "properties": {str(i): i for i in range(1000)}}
+    for headers in ({"Authorization": "Bearer cjt_not-a-token"}, {}):  # a wrong token; neither token nor session
+        answer = app.test_client().post("/api/events", json=bad_body, headers=headers)
+        assert answer.status_code == 401
+    assert validations == []
+
+
+def test_a_token_is_looked_up_once_per_request_and_first_when_not_known_good(app, as_, validations, lookups):
+    api, bad_body = as_("acme_editor"), {"type": "subscribed", "contact": {}}
+    assert api.post("/events", json=_event(1)).status_code == 202  # new: looked up, then validated
+    assert api.post("/events", json=_event(2)).status_code == 202  # granted lately: validated first
+    assert api.post("/events", json=bad_body).status_code == 422
+    assert len(lookups) == 3 and len(validations) == 3
+    _revoke_editor_token(app)
+    assert api.post("/events", json=bad_body).status_code == 401  # still thought good: validated, refused
+    assert api.post("/events", json=bad_body).status_code == 401  # forgotten: refused first
+    assert len(lookups) == 5 and len(validations) == 4
+
+
+def test_a_submission_without_a_body_only_checks_access(app, clock):
+    with app.app_context():
+        checked, stored, refused = _intake(app).run_batch([
+            _submission(app, clock, None), _submission(app, clock, _event(1)),
+            _submission(app, clock, None, token="cjt_unknown")])
+    assert isinstance(checked, Principal) and checked.tenant_id == app.config["TEST_TENANTS"]["acme"]
+    assert stored[0] is True and refused.status == 401
+    assert _inbox_count(app, app.config["TEST_TENANTS"]["acme"]) == 1
 
 
 def test_last_used_is_written_at_most_once_a_minute(as_, app, clock):

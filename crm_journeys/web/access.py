@@ -104,13 +104,13 @@ class Access:
         return principal
 
 
-def deferred_access(permission: str, input_error: Exception | None) -> Access:
+def deferred_access(permission: str) -> Access:
     """The request's ``Access``: a bearer token is kept for ``grant`` to look up; a session
     is checked now (401, or 403 without its CSRF token), as ``api_principal`` does."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
-        return Access(permission, token=header[7:].strip(), input_error=input_error)
-    return Access(permission, principal=api_principal(), input_error=input_error)
+        return Access(permission, token=header[7:].strip())
+    return Access(permission, principal=api_principal())
 
 
 def ui_require(permission: str) -> Principal:

@@ -23,7 +23,7 @@ from crm_journeys.web.access import Access
 from crm_journeys.web.api import api
 from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
-from crm_journeys.web.intake import EventIntake, Submission
+from crm_journeys.web.intake import EventIntake
 from crm_journeys.web.schemas import (
     AnalyticsOut,
     ContactDetailOut,
@@ -89,10 +89,11 @@ def _attach_intake(setup: BlueprintSetupState) -> None:
 @endpoint(api, "/events", "POST", summary="Send an event (a named custom event or a canonical type)",
           tag="events", permission="events", body=EventIn, out=EventOut, status=202, defer_access=True,
           description="The contact is identified by email or by the CRM's id. An `id` makes a repeat harmless.")
-def post_event(access: Access, body: dict[str, Any]) -> Any:
+def post_event(access: Access, load: Callable[[], dict[str, Any]]) -> Any:
     """The hot path of machine senders: concurrent requests share one transaction (token
-    check and insert); each is answered after that transaction committed."""
-    new, event = current_app.extensions[INTAKE].submit(Submission(access, body, state().runtime.clock.now()))
+    check and insert); each is answered after that transaction committed. The body is
+    validated once the token is known (``web/intake.py``)."""
+    new, event = current_app.extensions[INTAKE].submit(access, lambda: load()["body"], state().runtime.clock.now())
     return {"accepted": new, "duplicate": not new, "type": event.type, "key": event.key}
 
 

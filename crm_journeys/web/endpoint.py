@@ -72,9 +72,11 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, p
     as keyword arguments when schemas are given, and returns data for ``out`` (or a Response).
 
     With ``defer_access``, the view receives ``access`` (``web.access.Access``) instead of
-    ``principal`` and must call ``access.grant`` inside the transaction that writes: the
-    events API checks the token in its group commit, not in a transaction of its own. A
-    refused input then reaches the view as an empty ``body`` and ``grant`` raises its error.
+    ``principal``, and ``load`` instead of ``body`` and ``query``: the events API checks a
+    token in its group commit, not in a transaction of its own, and validates the input
+    (``load()`` returns the loaded ``body`` and ``query``, or raises their 400/422) only
+    once it knows the token, so a refused caller never pays for validation. A session is
+    checked before the view runs.
     """
     if defer_access and permission is None:
         raise ValueError(f"{rule}: defer_access needs a permission to check")
@@ -86,29 +88,17 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, p
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> Any:
             if defer_access:
-                result = _call_deferred(view, kwargs, str(permission), query, body)
+                load = functools.partial(_load_inputs, query, body)
+                result = view(access=deferred_access(str(permission)), load=load, **kwargs)
             else:
                 _authorize(kwargs, permission)
-                inputs, error = _load_inputs(query, body)
-                if error is not None:
-                    raise error
-                result = view(**kwargs, **inputs)
+                result = view(**kwargs, **_load_inputs(query, body))
             return _respond(result, out, many, status)
 
         bp.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=wrapper, methods=[method])
         return wrapper
 
     return decorate
-
-
-def _call_deferred(view: Callable[..., Any], kwargs: dict[str, Any], permission: str,
-                   query: type[Schema] | None, body: type[Schema] | None) -> Any:
-    """The view with an ``Access`` to grant later; a refused input travels inside it."""
-    inputs, error = _load_inputs(query, body)
-    for name, schema in (("query", query), ("body", body)):
-        if schema is not None:
-            inputs.setdefault(name, {})
-    return view(access=deferred_access(permission, error), **kwargs, **inputs)
 
 
 def _authorize(kwargs: dict[str, Any], permission: str | None) -> None:
@@ -119,18 +109,14 @@ def _authorize(kwargs: dict[str, Any], permission: str | None) -> None:
         kwargs["principal"] = principal
 
 
-def _load_inputs(query: type[Schema] | None,
-                 body: type[Schema] | None) -> tuple[dict[str, Any], ApiError | ValidationError | None]:
-    """(the loaded ``query`` and ``body`` arguments, or the first error they raise)."""
+def _load_inputs(query: type[Schema] | None, body: type[Schema] | None) -> dict[str, Any]:
+    """The loaded ``query`` and ``body`` arguments; raises the first error they give (400/422)."""
     inputs: dict[str, Any] = {}
-    try:
-        if query is not None:
-            inputs["query"] = _load_query(query)
-        if body is not None:
-            inputs["body"] = _load_body(body)
-    except (ApiError, ValidationError) as exc:
-        return inputs, exc
-    return inputs, None
+    if query is not None:
+        inputs["query"] = _load_query(query)
+    if body is not None:
+        inputs["body"] = _load_body(body)
+    return inputs
 
 
 def _respond(result: Any, out: type[Schema] | None, many: bool, status: int) -> Response:
