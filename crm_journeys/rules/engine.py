@@ -31,7 +31,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, NamedTuple
 
 import durable_rules_engine as rete
 from durable import engine as dr
@@ -58,9 +58,9 @@ class RuleEngineError(CrmJourneysError):
     """The engine failed inside a decision; the event stays unprocessed and is retried."""
 
 
-@dataclass(frozen=True)
-class Firing:
-    """One rule that fired: its id, the intent it records, and the facts it saw."""
+class Firing(NamedTuple):
+    """One rule that fired: its id, the intent it records, and the facts it saw (a named
+    tuple: several are made per decision, at a fifth of a frozen dataclass's cost)."""
 
     rule: str
     intent: dict[str, Any]

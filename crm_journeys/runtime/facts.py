@@ -21,20 +21,30 @@ from crm_journeys.storage.models import Contact, Instance
 
 
 def contact_facts(contact: Contact, needs: FactNeeds, event: dict[str, Any]) -> dict[str, Any]:
+    """The contact's part of a message: only the groups of facts the journey reads (a rule
+    reads nothing else, and the timeline shows no empty group), each only with the facts
+    it names."""
+    facts: dict[str, Any] = {}
     fields = contact.fields or {}
-    facts: dict[str, Any] = {
-        "f": {k: _scalar(fields[k]) for k in needs.fields if fields.get(k) is not None},
-        "d": {k: e for k in needs.date_fields if (e := to_epoch(fields.get(k))) is not None},
-        "n": {k: fields[k] for k in needs.number_fields if _is_number(fields.get(k))},
-        # Each list opens with a "" sentinel: durable_rules' all-items test is false on an
-        # empty list, and "has no tag X" must be true for a contact with no tags at all.
-        "tags": ["", *(t for t in contact.tags or [] if t in needs.tags)],
-        "groups": ["", *(g for g in contact.groups or [] if g in needs.groups)],
-        "segments": ["", *(s for s in contact.segments or [] if s in needs.segments)],
-        "act": _activity(contact.activity or {}, needs),
-        "x": {tid: text_test(path, op, value, fields, event)
-              for tid, (path, op, value) in needs.text_tests.items()},
-    }
+    if needs.fields:
+        facts["f"] = {k: _scalar(fields[k]) for k in needs.fields if fields.get(k) is not None}
+    if needs.date_fields:
+        facts["d"] = {k: e for k in needs.date_fields if (e := to_epoch(fields.get(k))) is not None}
+    if needs.number_fields:
+        facts["n"] = {k: fields[k] for k in needs.number_fields if _is_number(fields.get(k))}
+    # Each list opens with a "" sentinel: durable_rules' all-items test is false on an
+    # empty list, and "has no tag X" must be true for a contact with no tags at all.
+    if needs.tags:
+        facts["tags"] = ["", *(t for t in contact.tags or [] if t in needs.tags)]
+    if needs.groups:
+        facts["groups"] = ["", *(g for g in contact.groups or [] if g in needs.groups)]
+    if needs.segments:
+        facts["segments"] = ["", *(s for s in contact.segments or [] if s in needs.segments)]
+    if needs.activity:
+        facts["act"] = _activity(contact.activity or {}, needs)
+    if needs.text_tests:
+        facts["x"] = {tid: text_test(path, op, value, fields, event)
+                      for tid, (path, op, value) in needs.text_tests.items()}
     return facts
 
 
