@@ -124,3 +124,18 @@ def test_json_columns_are_written_as_json_dumps_writes_them() -> None:
     shared = {"subject": "Grüße", "n": [1, 2.5, None, True]}
     values = [shared, {}, [], None, shared, {"a": {}}, [{}], "text", 0, False, shared]
     assert bulk.JsonText().column(values) == [json.dumps(v) for v in values]
+
+
+def test_update_rows_sets_only_the_given_columns(database: Database) -> None:
+    tenant_id = _tenant(database)
+    with database.unit_of_work() as s:
+        s.execute(insert(Contact), [{"id": 100 + i, **_contact(tenant_id, i)} for i in range(3)])
+    later = NOW + timedelta(days=1)
+    with database.unit_of_work() as s:
+        bulk.update_rows(s, Contact.__table__, ("fields", "updated_at"),
+                         [({"moved": "ünï"}, later, 100), ({}, later, 102)])
+    with database.unit_of_work() as s:
+        got = {c.id: (c.fields, c.updated_at, c.email) for c in s.scalars(select(Contact))}
+    assert got == {100: ({"moved": "ünï"}, later, "c0@example.com"),
+                   101: (_contact(tenant_id, 1)["fields"], NOW + timedelta(seconds=1), "c1@example.com"),
+                   102: ({}, later, "c2@example.com")}

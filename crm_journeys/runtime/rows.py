@@ -12,11 +12,9 @@ everything else keeps using the ORM.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from operator import attrgetter
 from typing import Any, ClassVar
 
-from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from crm_journeys.storage import bulk
@@ -72,12 +70,6 @@ def _defaults(model: Any) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
                 constant[c.key] = None if c.default is None else c.default.arg
         plan = _DEFAULTS[model] = (constant, factories)
     return plan
-
-
-@functools.lru_cache(maxsize=128)
-def _update(model: Any, keys: tuple[str, ...]) -> Any:
-    """UPDATE of these columns by id (one statement object per set, so it compiles once)."""
-    return update(model).where(model.id == bindparam("row_id")).values({k: bindparam(f"v_{k}") for k in keys})
 
 
 class RowWriter:
@@ -141,14 +133,14 @@ class RowWriter:
         self.insert_new()
         for model, seen in self._seen.items():
             rows = self._rows[model]
-            columns = row_class(model).columns
-            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            snapshot = row_class(model).snapshot
+            groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
             for row_id, before in seen.items():
-                now = rows[row_id].values()
+                now = snapshot(rows[row_id])
                 if now != before:
-                    keys = tuple(k for k, old, new in zip(columns, before, now, strict=True) if old != new)
-                    params = {f"v_{k}": v for k, v in zip(columns, now, strict=True) if k in keys}
-                    groups.setdefault(keys, []).append({"row_id": row_id, **params})
-            for keys, params_list in groups.items():
-                bulk.execute_many(self.session, _update(model, keys), params_list)
+                    changed = tuple(i for i, (old, new) in enumerate(zip(before, now, strict=True)) if old != new)
+                    groups.setdefault(changed, []).append((*(now[i] for i in changed), row_id))
+            columns = row_class(model).columns
+            for changed, params in groups.items():
+                bulk.update_rows(self.session, model.__table__, tuple(columns[i] for i in changed), params)
         self._rows, self._seen = {}, {}

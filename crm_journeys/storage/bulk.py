@@ -22,7 +22,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, insert, select
+from sqlalchemy import JSON, bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -72,6 +72,16 @@ def insert_rows(session: Session, table: Any, rows: Sequence[Sequence[Any]]) -> 
         return
     conn = session.connection()
     prepared = _insert_all(conn.dialect, table)
+    conn.exec_driver_sql(prepared.sql, _converted(prepared.processors, rows))
+
+
+def update_rows(session: Session, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``UPDATE table SET <columns> WHERE id = ?`` per row, each row a tuple of the new
+    values of ``columns`` followed by the row's id."""
+    if not rows:
+        return
+    conn = session.connection()
+    prepared = _update_by_id(conn.dialect, table, tuple(columns))
     conn.exec_driver_sql(prepared.sql, _converted(prepared.processors, rows))
 
 
@@ -205,6 +215,19 @@ def _insert_all(dialect: Dialect, table: Any) -> Prepared:
         raise RuntimeError(f"unexpected parameter order for {table.name}: {compiled.positiontup}")
     processors = _column_processors(dialect, table, tuple(keys))
     return Prepared(compiled.string, tuple(keys), processors, (None,) * len(keys))
+
+
+@functools.lru_cache(maxsize=128)
+def _update_by_id(dialect: Dialect, table: Any, columns: tuple[str, ...]) -> Prepared:
+    """UPDATE of ``columns`` by id, parameters in that order and the id last."""
+    stmt = (update(table).where(table.c.id == bindparam("row_id"))
+            .values({c: bindparam(f"v_{c}") for c in columns}))
+    compiled: Any = stmt.compile(dialect=_positional_dialect(dialect))
+    names = tuple(compiled.positiontup or ())
+    if names != (*(f"v_{c}" for c in columns), "row_id"):  # pragma: no cover - SET before WHERE
+        raise RuntimeError(f"unexpected parameter order for {table.name}: {names}")
+    processors = (*_column_processors(dialect, table, columns), None)
+    return Prepared(compiled.string, names, processors, (None,) * len(names))
 
 
 @functools.lru_cache(maxsize=128)
