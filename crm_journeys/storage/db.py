@@ -8,6 +8,8 @@ processed" mark in one transaction.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,9 +92,37 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT * 1000)}")
     cur.close()
 
 
+BUSY_WAIT = 30.0  # seconds a writer waits for SQLite's write lock before giving up
+_FIRST_RETRY, _LONGEST_RETRY = 0.0001, 0.002  # seconds between tries, growing by half each time
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """Take SQLite's write lock, trying again every 0.1-2 ms while another process holds it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then
+    100 ms between tries, so a writer that finds the lock taken waits on average far
+    longer than the holder keeps it: with the web app and the worker writing one file at
+    500 events/s, a third of the worker's time went to those sleeps and webhooks waited
+    up to 1.3 s for their outbox row (bench P6). Short, growing retries cut that p99 to
+    about 0.13 s for some CPU spent retrying. The handler is off only while this loop
+    runs; every other statement keeps ``busy_timeout``."""
+    raw = conn.connection.driver_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        delay, deadline = _FIRST_RETRY, time.monotonic() + BUSY_WAIT
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    break
+            time.sleep(delay)
+            delay = min(delay * 1.5, _LONGEST_RETRY)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT * 1000)}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")  # a last try, raising SQLAlchemy's error if it fails
