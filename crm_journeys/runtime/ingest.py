@@ -15,10 +15,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
+from crm_journeys.storage import bulk
 from crm_journeys.storage.models import InboxEvent
-from crm_journeys.storage.upsert import execution_params, insert_ignoring
 
 DEDUP = ("tenant_id", "dedup_key")  # an event's identity, and the inbox's unique key
 
@@ -60,9 +59,8 @@ def ingest_many(session: Session, tenant_id: int, events: list[IncomingEvent], n
     if not events:
         return 0
     rows = [_row(tenant_id, e, now) for e in events]
-    # Through the Session, not its connection: pending ORM rows (a new tenant, say) are
-    # flushed first, as callers expect.
-    return len(session.execute(_insert(session.get_bind().dialect.name), execution_params(rows)).all())
+    session.flush()  # pending ORM rows (a new tenant, say) first, as callers expect
+    return len(bulk.insert_ignoring_returning(session, InboxEvent.__table__, rows, DEDUP, DEDUP))
 
 
 def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetime]]) -> list[bool]:
@@ -76,19 +74,13 @@ def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetim
     if not events:
         return []
     rows = [_row(tenant_id, e, now) for tenant_id, e, now in events]
-    inserted = {tuple(r) for r in conn.execute(_insert(conn.dialect.name), execution_params(rows))}
+    inserted = set(bulk.insert_ignoring_returning(conn, InboxEvent.__table__, rows, DEDUP, DEDUP))
     new = []
     for row in rows:
         ident = (row["tenant_id"], row["dedup_key"])
         new.append(ident in inserted)
         inserted.discard(ident)  # a later repeat in this batch is the duplicate
     return new
-
-
-def _insert(dialect: str) -> Insert:
-    """INSERT .. ON CONFLICT (tenant, dedup key) DO NOTHING RETURNING (tenant, dedup key):
-    RETURNING tells which rows are new (driver rowcounts disagree on skipped ones)."""
-    return insert_ignoring(dialect, InboxEvent.__table__, DEDUP, DEDUP)
 
 
 def _row(tenant_id: int, event: IncomingEvent, now: datetime) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, bindparam, insert, select, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
@@ -143,16 +143,17 @@ class JsonText:
 _EMPTY_TEXT: dict[type, str] = {dict: "{}", list: "[]"}
 
 
-def insert_ignoring_returning(session: Session, table: Any, rows: Sequence[dict[str, Any]],
+def insert_ignoring_returning(target: Session | Connection, table: Any, rows: Sequence[dict[str, Any]],
                               conflict: Sequence[str], returning: Sequence[str], *,
                               chunk: int = 200) -> list[tuple[Any, ...]]:
     """``INSERT .. VALUES (..), (..) ON CONFLICT (conflict) DO NOTHING RETURNING ..`` in
     statements of up to ``chunk`` rows (each row a dict of the same columns): the
     ``returning`` columns of the rows that were new. RETURNING is what tells new from
-    skipped on both databases (driver row counts disagree about skipped rows)."""
+    skipped on both databases (driver row counts disagree about skipped rows). On a
+    session's or a plain connection's transaction."""
     if not rows:
         return []
-    conn = session.connection()
+    conn = target.connection() if isinstance(target, Session) else target
     columns = tuple(rows[0])
     processors = _column_processors(conn.dialect, table, columns)
     out: list[tuple[Any, ...]] = []
