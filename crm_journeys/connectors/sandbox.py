@@ -23,8 +23,8 @@ from crm_journeys.connectors.base import (
     WriteResult,
 )
 from crm_journeys.errors import FatalConnectorError
+from crm_journeys.storage import bulk
 from crm_journeys.storage.models import SandboxContact, SandboxRecord
-from crm_journeys.storage.upsert import insert_ignoring
 
 CORE = ("first_name", "last_name")
 RECORD_KEY = ("tenant_id", "kind", "idempotency_key")
@@ -121,7 +121,7 @@ class SandboxConnector(Connector):
             conn = s.connection()
             row = {"tenant_id": self._tenant, "contact_id": self._contact_id(s, contact_ref), "kind": kind,
                    "idempotency_key": key, "data": data, "created_at": self._now()}
-            added = conn.execute(_insert(conn, SandboxRecord, RECORD_KEY), row).scalar()
+            added = _insert(conn, SandboxRecord, RECORD_KEY, row)
             found = added or conn.execute(_RECORD_ID, {"tenant": self._tenant, "kind": kind, "key": key}).scalar()
         return WriteResult(str(found), created=added is not None)
 
@@ -148,10 +148,10 @@ class SandboxConnector(Connector):
         found = conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
         if found is None:
             now = self._now()
-            found = conn.execute(_insert(conn, SandboxContact, ("tenant_id", "email")), {
+            found = _insert(conn, SandboxContact, ("tenant_id", "email"), {
                 "tenant_id": self._tenant, "email": email, "first_name": "", "last_name": "", "fields": {},
                 "tags": [], "groups": [], "created_at": now, "modified_at": now, "version": 1,
-            }).scalar() or conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
+            }) or conn.execute(_CONTACT_BY_EMAIL, by_email).scalar()
         return found
 
     def _change(self, contact_ref: str, mutate: Any) -> WriteResult:
@@ -208,7 +208,7 @@ _RECORD_ID = select(SandboxRecord.id).where(SandboxRecord.tenant_id == bindparam
                                             SandboxRecord.idempotency_key == bindparam("key"))
 
 
-def _insert(conn: Connection, model: Any, conflict: tuple[str, ...]) -> Any:
-    """``INSERT .. ON CONFLICT (conflict) DO NOTHING RETURNING id`` for the connection's
-    dialect: the idempotent write, built once per table and dialect."""
-    return insert_ignoring(conn.dialect.name, model.__table__, conflict, ("id",))
+def _insert(conn: Connection, model: Any, conflict: tuple[str, ...], row: dict[str, Any]) -> int | None:
+    """The idempotent write: the new row's id, or None when ``conflict`` found one."""
+    added = bulk.insert_ignoring_returning(conn, model.__table__, [row], conflict, ("id",))
+    return int(added[0][0]) if added else None
