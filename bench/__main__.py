@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -100,6 +101,15 @@ def write_doc(block: str) -> None:
         DOC.write_text("# Benchmarks\n\n" + block + "\n")
 
 
+def _in_own_process(name: str, quick: bool) -> dict[str, Any]:
+    """Run one figure in a fresh Python process, as each is a deployment of its own: what
+    one figure leaves behind (P2's 1,001 registered rulesets, caches, the collector's
+    generations) once cost the next one up to 30 % of its rate."""
+    cmd = [sys.executable, "-m", "bench", "--figure", name, *(["--quick"] if quick else [])]
+    done = subprocess.run(cmd, cwd=DOC.parent.parent, stdout=subprocess.PIPE, check=True, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.figures import FIGURES
 
@@ -107,18 +117,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
     parser.add_argument("--only", default="", help="comma-separated figures, e.g. P1,P3")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--figure", choices=sorted(FIGURES), help=argparse.SUPPRESS)  # internal: one figure
     args = parser.parse_args(argv)
     chosen = [f.strip().upper() for f in args.only.split(",") if f.strip()] or list(FIGURES)
     from crm_journeys.runtime.collector import tune_collector
 
-    tune_collector()  # the settings of `crm-journeys serve` and `worker`, the processes measured
+    if args.figure:
+        # one figure in this process, with the settings of `crm-journeys serve` and
+        # `worker` (the processes measured), its result as JSON on stdout
+        tune_collector()
+        t0 = time.monotonic()
+        result = FIGURES[args.figure](args.quick)
+        result["wall_s"] = round(time.monotonic() - t0, 1)
+        print(json.dumps(result, default=str))
+        return 0
     started = datetime.now(UTC)
     results = []
     for name in chosen:
-        t0 = time.monotonic()
         print(f"{name} ...", file=sys.stderr, flush=True)
-        result = FIGURES[name](args.quick)
-        result["wall_s"] = round(time.monotonic() - t0, 1)
+        result = _in_own_process(name, args.quick)
         results.append(result)
         fig, measured, base, ratio, goal, holds = row(result)
         print(f"{fig}: {measured} | baseline: {base} | ratio {ratio} | goal: {goal} | holds: {holds}", flush=True)
