@@ -15,7 +15,8 @@ from typing import Any
 
 from bench.common import machine
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -106,7 +107,7 @@ def _in_own_process(name: str, quick: bool) -> dict[str, Any]:
     one figure leaves behind (P2's 1,001 registered rulesets, caches, the collector's
     generations) once cost the next one up to 30 % of its rate."""
     cmd = [sys.executable, "-m", "bench", "--figure", name, *(["--quick"] if quick else [])]
-    done = subprocess.run(cmd, cwd=DOC.parent.parent, stdout=subprocess.PIPE, check=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
