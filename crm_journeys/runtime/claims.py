@@ -75,11 +75,9 @@ class Claims:
         stmt = (select(InboxEvent.__table__ if plain else InboxEvent).where(InboxEvent.status == "pending")
                 .order_by(InboxEvent.id).limit(limit))
         if not self.postgres:
-            result = session.execute(stmt)
-            return list(result.all() if plain else result.scalars())
+            return _fetch(session, stmt, plain)
         stmt = stmt.where(or_(InboxEvent.lease_until.is_(None), InboxEvent.lease_until < now))
-        result = session.execute(self._locked(stmt))
-        rows = list(result.all() if plain else result.scalars())
+        rows = _fetch(session, self._locked(stmt), plain)
         if not rows:
             return []
         by_contact: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()
@@ -124,8 +122,7 @@ class Claims:
                 .where(Wakeup.pending.is_(True), Wakeup.due_at <= now,
                        Wakeup.instance_id.not_in(paused_instances()))
                 .order_by(Wakeup.due_at, Wakeup.id).limit(limit))
-        result = session.execute(self._locked(stmt))
-        rows = list(result.all() if plain else result.scalars())
+        rows = _fetch(session, self._locked(stmt), plain)
         if not self.postgres or not rows:
             return rows
         refs = dict(session.execute(
@@ -150,6 +147,12 @@ class Claims:
 
 
 __all__ = ["LEASE", "Claims", "canonical_ref", "contact_lock_key"]
+
+
+def _fetch(session: Session, stmt: Select[Any], plain: bool) -> list[Any]:
+    """The rows of a select of a table (plain) or of its mapped class (ORM objects)."""
+    result = session.execute(stmt)
+    return list(result.all() if plain else result.scalars())
 
 
 def paused_instances() -> Select[Any]:
