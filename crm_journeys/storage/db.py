@@ -119,7 +119,8 @@ def _sqlite_begin_immediate(conn: Any) -> None:
                 raw.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # and its extended codes
+                if not busy or time.monotonic() > deadline:
                     break
             time.sleep(delay)
             delay = min(delay * 1.5, _LONGEST_RETRY)
