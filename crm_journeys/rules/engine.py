@@ -112,7 +112,7 @@ class RulesEngine:
             session = self._sessions.get(rs.name)
             if session is None or session[1] >= SESSION_USES:
                 if session is not None:
-                    self._drop_session(rs, session[0], acted=False)
+                    self._drop_session(rs, session[0])
                 session = (str(next(self._sids)), 0)
             sid, uses = session
             firings: list[Firing] = []
@@ -122,7 +122,7 @@ class RulesEngine:
             except BaseException:
                 self._sessions.pop(rs.name, None)
                 with contextlib.suppress(RuleEngineError):  # the first failure is the one to report
-                    self._drop_session(rs, sid, acted=False)
+                    self._drop_session(rs, sid)
                 raise
             self._sessions[rs.name] = (sid, uses + 1)
             return firings
@@ -160,14 +160,13 @@ class RulesEngine:
         if failure:
             raise RuleEngineError(f"rule action failed in {rs.name}: {failure}")
 
-    def _drop_session(self, rs: _Ruleset, sid: str, *, acted: bool) -> None:
+    def _drop_session(self, rs: _Ruleset, sid: str) -> None:
         # A session that never ran an action may free garbage when deleted (the C engine's
         # createStateNode leaves the action buffers that deleteStateNode frees
         # uninitialised; completing an action sets them to NULL): the no-op rule makes sure
-        # one ran first. When a rule fired, an action ran already and the session can go.
+        # one ran first, whatever the session did before.
         try:
-            if not acted:
-                self._run(rs, _to_json({"sid": sid, "kind": "noop"}), [], None)
+            self._run(rs, _to_json({"sid": sid, "kind": "noop"}), [], None)
             rete.delete_state(rs.handle, sid)
         except Exception as exc:  # pragma: no cover - engine bookkeeping only
             raise RuleEngineError(f"could not drop session {sid} of {rs.name}: {exc}") from exc

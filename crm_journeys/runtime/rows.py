@@ -34,9 +34,6 @@ class Row:
     def values(self) -> tuple[Any, ...]:
         return type(self).snapshot(self)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.columns}
-
 
 _CLASSES: dict[Any, type[Row]] = {}
 _DEFAULTS: dict[Any, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}

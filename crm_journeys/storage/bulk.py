@@ -37,24 +37,28 @@ _MEMO_SIZE = 1024  # a batch writes the same few timestamps over and over
 
 @dataclass(frozen=True)
 class Prepared:
-    """One statement as driver text: per positional parameter, the name a row supplies it
-    under (None: a constant compiled into the statement) and its value processor."""
+    """A statement run with rows as dicts: its driver text and, per positional parameter,
+    the name a row supplies it under (None: a constant compiled into the statement), its
+    value processor and, for a constant, its processed value."""
 
     sql: str
     names: tuple[str | None, ...]
     processors: tuple[Processor, ...]
-    constants: tuple[Any, ...]  # processed values of the constant parameters, else None
+    constants: tuple[Any, ...]
 
     def parameters(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """The rows as positional tuples, converted one column at a time."""
-        n = len(rows)
-        columns: list[Any] = []
-        for name, proc, const in zip(self.names, self.processors, self.constants, strict=True):
-            if name is None:
-                columns.append([const] * n)
-                continue
-            columns.append(_apply(proc, map(itemgetter(name), rows)))
-        return list(zip(*columns, strict=True))
+        return _by_name(rows, self.names, self.processors, self.constants)
+
+
+@dataclass(frozen=True)
+class Positional:
+    """A statement run with rows as tuples, one value per parameter in order."""
+
+    sql: str
+    processors: tuple[Processor, ...]
+
+    def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        conn.exec_driver_sql(self.sql, _converted(self.processors, rows))
 
 
 def execute_many(session: Session, stmt: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
@@ -68,21 +72,17 @@ def execute_many(session: Session, stmt: ClauseElement, rows: Sequence[dict[str,
 
 def insert_rows(session: Session, table: Any, rows: Sequence[Sequence[Any]]) -> None:
     """Insert rows given as tuples of every column in the table's order (``Row.values()``)."""
-    if not rows:
-        return
-    conn = session.connection()
-    prepared = _insert_all(conn.dialect, table)
-    conn.exec_driver_sql(prepared.sql, _converted(prepared.processors, rows))
+    if rows:
+        conn = session.connection()
+        _insert_all(conn.dialect, table).run(conn, rows)
 
 
 def update_rows(session: Session, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """``UPDATE table SET <columns> WHERE id = ?`` per row, each row a tuple of the new
     values of ``columns`` followed by the row's id."""
-    if not rows:
-        return
-    conn = session.connection()
-    prepared = _update_by_id(conn.dialect, table, tuple(columns))
-    conn.exec_driver_sql(prepared.sql, _converted(prepared.processors, rows))
+    if rows:
+        conn = session.connection()
+        _update_by_id(conn.dialect, table, tuple(columns)).run(conn, rows)
 
 
 def select_rows(session: Session, table: Any, where_column: str, values: Sequence[Any],
@@ -99,6 +99,16 @@ def select_rows(session: Session, table: Any, where_column: str, values: Sequenc
         fetched = conn.exec_driver_sql(sql, tuple(part)).fetchall()
         out.extend(_converted(processors, fetched))
     return out
+
+
+def _by_name(rows: Sequence[dict[str, Any]], names: Sequence[str | None], processors: Sequence[Processor],
+             constants: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Dict rows as positional tuples of ``names`` (None: that position's constant),
+    converted one column at a time."""
+    consts = constants or (None,) * len(names)
+    columns = [[const] * len(rows) if name is None else _apply(proc, map(itemgetter(name), rows))
+               for name, proc, const in zip(names, processors, consts, strict=True)]
+    return list(zip(*columns, strict=True))
 
 
 def _converted(processors: Sequence[Processor], rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
@@ -159,10 +169,7 @@ def insert_ignoring_returning(target: Session | Connection, table: Any, rows: Se
     out: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        values = []
-        for name, proc in zip(columns, processors, strict=True):
-            values.append(_apply(proc, map(itemgetter(name), part)))
-        flat = tuple(chain.from_iterable(zip(*values, strict=True)))
+        flat = tuple(chain.from_iterable(_by_name(part, columns, processors)))
         sql = _insert_ignoring_sql(conn.dialect, table, columns, len(part), tuple(conflict), tuple(returning))
         out.extend(tuple(r) for r in conn.exec_driver_sql(sql, flat))
     return out
@@ -208,18 +215,17 @@ def _prepare(dialect: Dialect, stmt: ClauseElement, supplied: frozenset[str]) ->
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_all(dialect: Dialect, table: Any) -> Prepared:
+def _insert_all(dialect: Dialect, table: Any) -> Positional:
     """INSERT of every column, parameters in the table's column order."""
     keys = [c.key for c in table.columns]
     compiled = insert(table).compile(dialect=_positional_dialect(dialect), column_keys=keys)
     if list(compiled.positiontup or ()) != keys:  # pragma: no cover - SQLAlchemy renders table order
         raise RuntimeError(f"unexpected parameter order for {table.name}: {compiled.positiontup}")
-    processors = _column_processors(dialect, table, tuple(keys))
-    return Prepared(compiled.string, tuple(keys), processors, (None,) * len(keys))
+    return Positional(compiled.string, _column_processors(dialect, table, tuple(keys)))
 
 
 @functools.lru_cache(maxsize=128)
-def _update_by_id(dialect: Dialect, table: Any, columns: tuple[str, ...]) -> Prepared:
+def _update_by_id(dialect: Dialect, table: Any, columns: tuple[str, ...]) -> Positional:
     """UPDATE of ``columns`` by id, parameters in that order and the id last."""
     stmt = (update(table).where(table.c.id == bindparam("row_id"))
             .values({c: bindparam(f"v_{c}") for c in columns}))
@@ -227,8 +233,7 @@ def _update_by_id(dialect: Dialect, table: Any, columns: tuple[str, ...]) -> Pre
     names = tuple(compiled.positiontup or ())
     if names != (*(f"v_{c}" for c in columns), "row_id"):  # pragma: no cover - SET before WHERE
         raise RuntimeError(f"unexpected parameter order for {table.name}: {names}")
-    processors = (*_column_processors(dialect, table, columns), None)
-    return Prepared(compiled.string, names, processors, (None,) * len(names))
+    return Positional(compiled.string, (*_column_processors(dialect, table, columns), None))
 
 
 @functools.lru_cache(maxsize=128)
