@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from crm_journeys.connectors.base import ActivitySpec, EmailSpec, LeadSpec
-from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract, WebhookReceiver, drain
+from crm_journeys.connectors.contract import (
+    ConnectorContract,
+    HostRefusalContract,
+    WebhookReceiver,
+    drain,
+)
 from crm_journeys.connectors.dynamics import DynamicsConnector
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError, WebhookRejected

@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.models import JourneyVersion
+from tests import test_install_hosts as hosts
 from tests.fakes.dynamics import HUMAN_USER as DYN_SAM
 from tests.fakes.odoo import SALES_UID as ODOO_SAM
 from tests.fakes.salesforce import HUMAN_USER as SF_SAM
-from tests.test_install_hosts import Env, env, install, journey, seed  # noqa: F401 (fixture)
+from tests.test_install_hosts import Env, install, journey, seed
 
 SAM = {"hubspot": "41629779", "salesforce": SF_SAM, "dynamics": DYN_SAM, "odoo": str(ODOO_SAM)}
 SECOND = {"hubspot": ("kim@sales.example", "41629780"),
@@ -24,7 +25,12 @@ SECOND = {"hubspot": ("kim@sales.example", "41629780"),
           "dynamics": ("kim@sales.example", "8d7b1a52-0000-4000-8000-00000000c003"),
           "odoo": ("admin@acme.example", "2")}
 
-pytestmark = pytest.mark.parametrize("env", list(SAM), indirect=True)
+
+
+@pytest.fixture(params=list(SAM))
+def env(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """The install harness of ``test_install_hosts`` for the hosts with an owner directory."""
+    yield from hosts.env.__wrapped__(request, tmp_path)
 
 
 def call(env: Env, method: str, path: str, **kw: Any) -> Any:
