@@ -122,3 +122,12 @@ class TestOdooJsonRpcRefusals(TestOdooJson2Refusals):
 def test_portal_and_archived_users_are_not_owners(host):
     names = [o.name for o in make(host).list_owners()]
     assert names == ["Journeys Integration", "Mitchell Admin", "Sam Seller"]
+
+
+def test_an_owner_email_is_refused_before_anything_is_written(host):
+    connector = make(host)
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    spec = ActivitySpec("task", "Call", host.clock.now(), owner="sam@sales.example")
+    with pytest.raises(FatalConnectorError, match="publish the journey again"):
+        connector.create_activity(ref, spec, "k-email-owner")
+    assert host.written("task", "k-email-owner") == []

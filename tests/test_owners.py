@@ -137,3 +137,18 @@ def test_contact_owner_and_round_robin_resolve_when_the_actions_run(env: Env) ->
     assert SECOND[env.host][1] not in (mine_owners["grace@example.com"],
                                        mine_owners["alan@example.com"])  # theirs: the host's default
     assert len(rotated) == 3 and set(rotated) == {SAM[env.host], SECOND[env.host][1]}
+
+
+def test_owner_list_says_when_the_crm_cannot_answer(env: Env) -> None:
+    install(env)
+    env.crm.inject(503, {"message": "maintenance"}, times=50)
+    answer = call(env, "GET", "/api/owners")
+    assert answer.status_code == 502, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert body["code"] == "crm_unavailable" and "could not list its users" in body["message"]
+    _, refused = publish(env, assign({"owner": "sam@sales.example"}))
+    assert refused.status_code == 422  # an owner cannot be checked: not published unchecked
+    assert "could not list its users" in refused.get_json()["errors"]["steps[0].params.owner"][0]
+    env.crm.faults.clear()
+    _, published = publish(env, assign({"owner": "sam@sales.example"}))
+    assert published.status_code == 200  # and publishing works again once it answers

@@ -308,4 +308,11 @@ def odoo_message(response: Any) -> str:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value else None
+    """An owner's ``res.users`` id. An email here means a journey published before owners
+    were resolved at publish: refuse before writing anything, saying how to fix it."""
+    if not value:
+        return None
+    if not str(value).isdigit():
+        raise FatalConnectorError(f"odoo: owner {value!r} is not a user id; publish the "
+                                  "journey again so its owners are resolved to Odoo users")
+    return int(value)
