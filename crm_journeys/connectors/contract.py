@@ -372,7 +372,8 @@ class HostRefusalContract:
       and no way to renew them;
     - ``unknown_owner``: an id shaped like the host's owner ids that names no user;
     - the host knows an active owner ``sam@sales.example`` and a deactivated one
-      ``gone@sales.example``.
+      ``gone@sales.example``, and ``host.forbid_owner_listing()`` takes away the
+      permission to list users (a scope, a profile flag, a role or a group).
 
     A write the host refused must never come back as done: each refusal raises
     ``FatalConnectorError`` with a sentence an admin can act on and leaves no record.
@@ -415,6 +416,11 @@ class HostRefusalContract:
                                                       "new one|reinstall)") as info:
             refused_connector.fetch_contact(contact_id)
         assert "Traceback" not in str(info.value)
+
+    def test_a_missing_permission_says_what_to_grant(self, connector, host):
+        host.forbid_owner_listing()  # the fake's way to take the permission away
+        with pytest.raises(FatalConnectorError, match="refused the request: .*(grant|add it)"):
+            connector.list_owners()
 
     def test_signup_date_is_the_hosts_created_date(self, connector, host):
         created = host.clock.now()

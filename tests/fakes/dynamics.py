@@ -93,6 +93,7 @@ class FakeDynamics(FakeCrm):
             for i, (uid, name, email, disabled, mode) in enumerate(SYSTEMUSERS)}
         self.version = 1000
         self.order = 0
+        self.denied: set[str] = set()  # tables the application user's roles cannot read
 
     def rules(self) -> list[Rule]:
         return [Rule(f"{API}/<path:resource>", endpoint=self.dispatch,
@@ -185,6 +186,10 @@ class FakeDynamics(FakeCrm):
                 return self.entity_keys(resource)
             raise HostError(404, f"Resource not found for the segment '{resource}'", "0x8006088a")
         entity_set, key, action = match.groups()
+        if entity_set in self.denied:
+            raise HostError(403, f"Principal user (Id={INTEGRATION_USER}, type=8, roleCount=1, "
+                                 f"privilegeCount=310, accessMode='4'), is missing "
+                                 f"prvRead{entity_set[:-1]} privilege", "0x80040220")
         row = self._key(entity_set, key)
         if action == "Microsoft.Dynamics.CRM.SendEmail" and request.method == "POST":
             return self.send_email(row)
@@ -306,6 +311,10 @@ class FakeDynamics(FakeCrm):
 
     def contact_value(self, external_id: str, field: str) -> Any:
         return self.rows["contacts"][external_id].get(CANONICAL[field])
+
+    def forbid_owner_listing(self) -> None:
+        """The application user's security role loses read on users."""
+        self.denied.add("systemusers")
 
     def rate_limit_next(self, retry_after: int) -> None:
         self.inject(429, {"error": {"code": "0x80072322", "message": "Number of requests "

@@ -466,6 +466,10 @@ class FakeHubSpot(FakeCrm):
     def contact_value(self, external_id: str, field: str) -> Any:
         return self.objects["contacts"][external_id]["properties"].get(CANONICAL[field])
 
+    def forbid_owner_listing(self) -> None:
+        """The token loses the owners scope (an app installed before it asked for it)."""
+        self.scopes.discard(OWNERS_SCOPE)
+
     def rate_limit_next(self, retry_after: int) -> None:
         self.inject(429, {"status": "error", "errorType": "RATE_LIMIT",
                           "message": "You have reached your ten_secondly_rolling limit.",

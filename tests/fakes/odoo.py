@@ -87,6 +87,7 @@ class FakeOdoo(FakeCrm):
         super().__init__(clock)
         self.tables: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in SCHEMA}
         self.uid = INTEGRATION_UID
+        self.denied: set[str] = set()  # models the integration user's groups cannot read
         for model, values in [("res.users", {"name": "Mitchell Admin"}),
                               ("res.users", {"name": "Journeys Integration"}),
                               ("ir.model", {"model": "res.partner", "name": "Contact"}),
@@ -157,6 +158,11 @@ class FakeOdoo(FakeCrm):
     def call(self, model: str, method: str, kwargs: dict[str, Any], uid: int) -> Any:
         if model not in self.tables:
             raise OdooError("builtins.KeyError", f"Model {model!r} does not exist")
+        if model in self.denied:
+            raise OdooError("odoo.exceptions.AccessError",
+                            f"You are not allowed to access '{model}' records.\n\nThis "
+                            "operation is allowed for the following groups:\n\t- "
+                            "Role / Administrator")
         context = kwargs.get("context") or {}
         ids = kwargs.get("ids") or []
         if method == "search_read":
@@ -282,6 +288,10 @@ class FakeOdoo(FakeCrm):
             vals = {"name": f"{first} {last}", **fields}
             self._write("res.partner", row, vals, INTEGRATION_UID if by_integration else HUMAN_UID,
                         self.now() - timedelta(seconds=backdate))
+
+    def forbid_owner_listing(self) -> None:
+        """The integration user loses the group that reads users."""
+        self.denied.add("res.users")
 
     def delete_contact(self, external_id: str) -> None:
         with self.lock:  # "delete" in the UI of most installs is archiving

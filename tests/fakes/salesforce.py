@@ -81,6 +81,7 @@ class FakeSalesforce(FakeCrm):
         super().__init__(clock)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {o: {} for o in FIELDS}
         self.locators: dict[str, list[dict[str, Any]]] = {}
+        self.api_enabled = True  # the integration user's profile has "API Enabled"
         for uid, name, email, active in USERS:
             self.rows["User"][uid] = {
                 "Id": uid, "Name": name, "Email": email, "Username": email, "IsActive": active,
@@ -117,6 +118,11 @@ class FakeSalesforce(FakeCrm):
                                "errorCode": "REQUEST_LIMIT_EXCEEDED"}], 403)
 
     def _handle(self, request: Request) -> Response:
+        if not self.api_enabled and self.authorized(request):
+            response = json_response([{"message": "The REST API is not enabled for this "
+                                                  "Organization.", "errorCode": "API_DISABLED_FOR_ORG"}],
+                                     403)
+            return response
         response = super()._handle(request)
         used = self.daily_used.get(self.now().date().isoformat(), 0)
         response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{self.daily_allowance}"
@@ -343,6 +349,10 @@ class FakeSalesforce(FakeCrm):
 
     def contact_value(self, external_id: str, field: str) -> Any:
         return self.rows["Contact"][external_id].get(CANONICAL[field])
+
+    def forbid_owner_listing(self) -> None:
+        """The integration user's profile loses "API Enabled": every call is a 403."""
+        self.api_enabled = False
 
     def rate_limit_next(self, retry_after: int) -> None:
         self.inject(503, [{"errorCode": "SERVER_UNAVAILABLE",
