@@ -78,6 +78,20 @@ _URI_DECODE = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%
                "%2C", "%3B")
 
 
+def hubspot_message(response: requests.Response) -> str:
+    """HubSpot's message, plus the scopes a ``MISSING_SCOPES`` answer names in its
+    ``errors[].context`` (the message itself only says "not all required scopes")."""
+    text = default_message(response)
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return text
+    scopes = [scope for e in errors if isinstance(e, dict)
+              for key in ("requiredGranularScopes", "requiredScopes")
+              for scope in (e.get("context") or {}).get(key) or []]
+    return f"{text} (needs: {', '.join(scopes)})" if scopes else text
+
+
 def daily_budget_rule(time_zone: str) -> Any:
     """HubSpot's daily limit answer is a 429 whose ``policyName`` is ``DAILY``; it resets
     at midnight in the account's time zone."""
@@ -120,7 +134,7 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
             account=f"hubspot:{self.settings.get('portal_id') or hashlib.sha256(token.encode()).hexdigest()[:12]}",
             auth=Auth.bearer(token, self._refresher()),
             budget_rule=daily_budget_rule(self.settings.get("time_zone", "UTC")),
-            message_of=explaining(default_message, HINTS), rate=self.settings.get("requests_per_second", 9.0), burst=10,
+            message_of=explaining(hubspot_message, HINTS), rate=self.settings.get("requests_per_second", 9.0), burst=10,
             secrets=[self.credentials.get("client_secret"), self.credentials.get("refresh_token")],
             **client_options(context))
 
