@@ -70,15 +70,17 @@ def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
         migration: old step id -> new step id; in-flight instances of the previous
             version at a mapped step move to the new version at the new step.
         owners: the host's user list (``owners.owner_lookup``): owners given by email are
-            stored as the host's ids, unknown ones refused. ``None``: kept as written.
+            replaced by the host's ids (in the version and the draft), unknown ones
+            refused. ``None``: kept as written.
     Raises:
         DefinitionError: the draft is invalid (every error, with its JSON path).
     """
     journey = get_journey(session, tenant_id, journey_id)
     model = validate(journey.draft, actions)
     document = resolve_owners(journey.draft, actions, owners)
-    if document is not journey.draft:
-        model = validate(document, actions)
+    if document is not journey.draft:  # owners by email became the CRM's ids: the draft
+        model = validate(document, actions)  # takes them too, or it would differ from live
+        journey.draft = document
     number = (session.scalar(select(func.max(JourneyVersion.version))
                              .where(JourneyVersion.journey_id == journey.id)) or 0) + 1
     compiled = compile_journey(model, ruleset_name_for(f"{tenant_id}x{journey.id}", number), str(journey.id))
