@@ -55,12 +55,13 @@ def explaining(message_of: MessageOf, hints: HostHints) -> MessageOf:
 
 def explain(hints: HostHints, status: int, text: str) -> str:
     """The host's words ``text`` for an answer of ``status``, led by what to fix."""
+    said = f" ({text})" if text else ""  # Dataverse's 401 has an empty body
     if status == 401:
-        return f"{hints.label} refused the credentials: {hints.unauthorized} ({text})"
+        return f"{hints.label} refused the credentials: {hints.unauthorized}{said}"
     if status == 403 and not any(t in text for t in hints.not_forbidden):
-        return f"{hints.label} refused the request: {hints.forbidden} ({text})"
+        return f"{hints.label} refused the request: {hints.forbidden}{said}"
     name = hints.field_named(text) if 400 <= status < 500 else None
     if name:
         return (f"{hints.label} has no field {name!r} on this record: create it in "
-                f"{hints.label} or change the journey step that writes it ({text})")
+                f"{hints.label} or change the journey step that writes it{said}")
     return text
