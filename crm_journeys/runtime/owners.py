@@ -77,6 +77,8 @@ def resolve_owners(document: dict[str, Any], actions: Any,
     if owners is None:
         return document
     by_id = {o.id: o.id for o in owners}
+    # Salesforce shows 15-character ids in its UI and answers 18-character ones in the API.
+    by_id.update({o.id[:15]: o.id for o in owners if len(o.id) == 18})
     by_email = {o.email.lower(): o.id for o in owners if o.email}
     resolved = copy.deepcopy(document)
     errors: dict[str, list[str]] = {}
