@@ -144,3 +144,9 @@ def test_a_second_contact_with_the_same_email_is_a_conflict(host, connector):
     with pytest.raises(FatalConnectorError, match=f"Contact already exists. Existing ID: {first}"):
         connector.update_fields(other, {"email": "ADA@example.com"}, "k")
     assert host.contact_value(other, "email") == "other@example.com"
+
+
+def test_a_read_only_property_is_refused_in_hubspots_words(host, connector):
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    with pytest.raises(FatalConnectorError, match="READ_ONLY_VALUE"):
+        connector.update_fields(ref, {"createdate": "2020-01-01"}, "k")

@@ -20,8 +20,9 @@ the documentation, not a live portal; docs/connectors.md lists the differences):
   ``OBJECT_NOT_FOUND``, 409 ``CONFLICT``, 429 ``RATE_LIMIT`` with ``policyName``
   (https://developers.hubspot.com/docs/api/error-handling).
 - A write naming a property the object does not have is a 400 ``VALIDATION_ERROR`` whose
-  message lists ``{"error": "PROPERTY_DOESNT_EXIST", "name": ...}`` per property; an owner
-  id that is not an owner is ``INVALID_OWNER_ID`` (same page).
+  message lists ``{"error": "PROPERTY_DOESNT_EXIST", "name": ...}`` per property
+  (``READ_ONLY_VALUE`` for one HubSpot sets itself); an owner id that is not an owner is
+  ``INVALID_OWNER_ID`` (same page).
 - Contacts are unique by email: a second one is a 409 ``CONFLICT`` "Contact already
   exists. Existing ID: <id>" (the answer integrations quote, e.g. HubSpot/hubspot-api-nodejs#545).
 - Owners: ``GET /crm/v3/owners`` (``limit`` up to 500, ``after``, ``email``, ``archived``),
@@ -201,9 +202,13 @@ class FakeHubSpot(FakeCrm):
     def _check_props(self, otype: str, values: dict[str, Any], existing: str | None) -> None:
         problems = []
         for name, value in values.items():
-            if name not in self.props[otype] or name in READ_ONLY:
+            if name not in self.props[otype]:
                 problems.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                  "error": "PROPERTY_DOESNT_EXIST", "name": name})
+            elif name in READ_ONLY:
+                problems.append({"isValid": False, "message": f"{name} is a read only property; "
+                                                              "its value cannot be set.",
+                                 "error": "READ_ONLY_VALUE", "name": name})
             elif name == "email" and value and "@" not in str(value):
                 problems.append({"isValid": False, "message": f"Email address {value} is invalid",
                                  "error": "INVALID_EMAIL", "name": name})
