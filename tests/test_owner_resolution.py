@@ -49,3 +49,18 @@ def test_the_crm_is_asked_only_when_a_step_names_an_owner():
     with pytest.raises(DefinitionError, match="could not list its users"):
         resolve_owners(named, installed_actions(), down)
     assert resolve_owners(named, installed_actions(), lambda: None) is named  # free-text host
+
+
+def test_a_tenant_whose_connector_cannot_be_built_still_publishes_without_owners():
+    from crm_journeys.runtime.owners import owner_lookup
+
+    class Broken:
+        def connector_for(self, tenant_id: int):
+            raise KeyError("access_token")
+
+    lookup = owner_lookup(Broken(), 1)  # type: ignore[arg-type]
+    plain = doc({"action": "create_task", "params": {"subject": "s"}})
+    assert resolve_owners(plain, installed_actions(), lookup) is plain
+    named = doc({"action": "create_task", "params": {"subject": "s", "owner": "sam@sales.example"}})
+    with pytest.raises(DefinitionError, match="could not be set up .*KeyError"):
+        resolve_owners(named, installed_actions(), lookup)

@@ -31,7 +31,15 @@ def owner_lookup(runtime: Runtime, tenant_id: int) -> OwnerLookup:
     Call it before opening the publishing transaction: the connector is built here (that
     reads the tenant's row, which SQLite would not allow inside another write).
     """
-    connector = runtime.connector_for(tenant_id)
+    try:
+        connector = runtime.connector_for(tenant_id)
+    except Exception as exc:  # noqa: BLE001 - broken CRM settings must not block journeys without owners
+        reason = f"{type(exc).__name__}: {exc}"
+
+        def unavailable() -> list[Owner] | None:
+            raise ConnectorError(f"the CRM connector could not be set up ({reason})")
+
+        return unavailable
 
     def lookup() -> list[Owner] | None:
         return connector.list_owners() if "owners" in connector.capabilities else None
