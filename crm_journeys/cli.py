@@ -151,15 +151,19 @@ def _tenant_id(session: Any, slug: str) -> int:
 def publish_cmd(ctx: click.Context, file: str, tenant: str) -> None:
     """Import a journey document and publish it."""
     from crm_journeys.actions.registry import installed_actions
+    from crm_journeys.runtime.owners import owner_lookup
+    from crm_journeys.runtime.services import Runtime
     from crm_journeys.runtime.versions import create_journey, publish
 
     database = _current_db(ctx)
     now = datetime.now(UTC)
     try:
-        with database.unit_of_work() as s:
+        with database.unit_of_work() as s:  # committed first: the owner check reads it
             tid = _tenant_id(s, tenant)
+        owners = owner_lookup(Runtime(db=database), tid)
+        with database.unit_of_work() as s:
             journey = create_journey(s, tid, _load_json(file), now)
-            version = publish(s, tid, journey.id, now, actions=installed_actions())
+            version = publish(s, tid, journey.id, now, actions=installed_actions(), owners=owners)
             click.echo(f"published journey {journey.id} '{journey.name}' version {version.version}")
     except DefinitionError as exc:
         click.echo(f"{file}: not published", err=True)

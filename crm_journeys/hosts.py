@@ -140,6 +140,7 @@ HUBSPOT = HostProfile(
         "log_email": ("crm.objects.contacts.write",),
         "create_lead": ("crm.objects.leads.read", "crm.objects.leads.write"),
         "manage_schema": ("crm.schemas.contacts.write",),
+        "list_owners": ("crm.objects.owners.read",),  # GET /crm/v3/owners
         "receive_webhooks": (),
     },
     webhooks=tuple({"subscription": s, "target": HUBSPOT_WEBHOOK_PATH,

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from crm_journeys.connectors.base import EmailSpec, LeadSpec
-from crm_journeys.connectors.contract import ConnectorContract, WebhookReceiver, drain
+from crm_journeys.connectors.base import ActivitySpec, EmailSpec, LeadSpec
+from crm_journeys.connectors.contract import (
+    ConnectorContract,
+    HostRefusalContract,
+    WebhookReceiver,
+    drain,
+)
 from crm_journeys.connectors.dynamics import DynamicsConnector
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError, WebhookRejected
@@ -75,7 +82,7 @@ def test_send_email_sends_once(host, connector):
 
 def test_unknown_column_is_fatal_with_the_dataverse_message(host, connector):
     ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
-    with pytest.raises(FatalConnectorError, match="0x80060888: The property 'shoesize'"):
+    with pytest.raises(FatalConnectorError, match="no field 'shoesize'.*0x80060888: Invalid property 'shoesize'"):
         connector.update_fields(ref, {"shoesize": 44}, "k")
 
 
@@ -113,3 +120,29 @@ def test_missing_alternate_key_is_named(host, connector, monkeypatch):
         "tests.fakes.base", fromlist=["json_response"]).json_response({"value": []}))
     with pytest.raises(FatalConnectorError, match="crmj_journeyskey on: lead, task"):
         connector.ensure_schema()
+
+
+class TestDynamicsRefusals(HostRefusalContract):
+    @pytest.fixture
+    def refused_connector(self, host):
+        return DynamicsConnector({"environment_url": host.url}, {"access_token": "eyJ.expired"},
+                                 clock=host.clock, sleep=sleep_on(host.clock), limits=HostLimits())
+
+    @pytest.fixture
+    def unknown_owner(self):
+        return "8d7b1a52-0000-4000-8000-0000000ff999"
+
+
+def test_application_users_are_not_offered_as_owners(host, connector):
+    owners = connector.list_owners()
+    assert INTEGRATION_USER not in {o.id for o in owners}
+    assert [o.name for o in owners] == ["Sam Seller", "Kim Closer"]
+
+
+def test_a_disabled_owner_is_refused(host, connector):
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    spec = ActivitySpec("task", "Call", datetime(2026, 3, 5, 9, tzinfo=UTC),
+                        owner="8d7b1a52-0000-4000-8000-00000000d004")
+    with pytest.raises(FatalConnectorError, match="is disabled"):
+        connector.create_activity(ref, spec, "k-disabled")
+    assert host.written("task", "k-disabled") == []

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crm_journeys.connectors.contract import ConnectorContract, drain
+from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract, drain
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.connectors.hubspot import HubSpotConnector
 from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError
@@ -104,3 +104,49 @@ def test_search_sends_what_the_spec_requires(host, connector):
     host.advance(timedelta(seconds=5).total_seconds())
     drain(connector, cursor, 3)
     assert ("POST", "/crm/v3/objects/contacts/search") in host.requests
+
+
+class TestHubSpotRefusals(HostRefusalContract):
+    @pytest.fixture
+    def refused_connector(self, host):
+        return HubSpotConnector({"base_url": host.url, "portal_id": "62515"},
+                                {"access_token": "pat-na1-revoked"}, clock=host.clock,
+                                sleep=sleep_on(host.clock), limits=HostLimits())
+
+    @pytest.fixture
+    def unknown_owner(self):
+        return "99999999"
+
+
+def test_owner_list_needs_its_scope_and_says_so(host, connector):
+    host.scopes.discard("crm.objects.owners.read")
+    with pytest.raises(FatalConnectorError, match="lacks a scope.*needs: crm.objects.owners.read"):
+        connector.list_owners()
+
+
+def test_owners_are_paged_and_the_user_id_is_not_the_owner_id(host, connector):
+    host.owners += [{"id": str(50000000 + i), "email": f"rep{i}@sales.example",
+                     "firstName": "Rep", "lastName": str(i), "userId": 7000 + i,
+                     "archived": False} for i in range(230)]
+    owners = connector.list_owners()
+    assert len(owners) == 232
+    assert sum(1 for m, p in host.requests if p.startswith("/crm/v3/owners")) == 3
+    sam = next(o for o in owners if o.email == "sam@sales.example")
+    assert (sam.id, sam.name) == ("41629779", "Sam Seller")
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    with pytest.raises(FatalConnectorError, match="INVALID_OWNER_ID"):
+        connector.update_fields(ref, {"owner": "9586504"}, "k")  # Sam's userId, not his owner id
+
+
+def test_a_second_contact_with_the_same_email_is_a_conflict(host, connector):
+    first = host.add_contact(email="ada@example.com", first_name="A", last_name="B")
+    other = host.add_contact(email="other@example.com", first_name="O", last_name="C")
+    with pytest.raises(FatalConnectorError, match=f"Contact already exists. Existing ID: {first}"):
+        connector.update_fields(other, {"email": "ADA@example.com"}, "k")
+    assert host.contact_value(other, "email") == "other@example.com"
+
+
+def test_a_read_only_property_is_refused_in_hubspots_words(host, connector):
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    with pytest.raises(FatalConnectorError, match="READ_ONLY_VALUE"):
+        connector.update_fields(ref, {"createdate": "2020-01-01"}, "k")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crm_journeys.connectors.base import ActivitySpec, LeadSpec
-from crm_journeys.connectors.contract import ConnectorContract
+from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.connectors.odoo import OdooConnector
 from crm_journeys.errors import FatalConnectorError
@@ -89,3 +89,45 @@ def test_lead_and_names(host):
 def test_tag_picker_lists_categories(host):
     host.add_contact(email="a@example.com", first_name="A", last_name="B", tags=["vip", "b2b"])
     assert make(host).picker_values("tags") == ["b2b", "vip"]
+
+
+class TestOdooJson2Refusals(HostRefusalContract):
+    @pytest.fixture
+    def connector(self, host):
+        return make(host)
+
+    @pytest.fixture
+    def refused_connector(self, host):
+        return OdooConnector({"url": host.url, "database": DB, "version": 19, "login": LOGIN},
+                             {"api_key": "revoked-key-0000"}, clock=host.clock,
+                             sleep=sleep_on(host.clock), limits=HostLimits())
+
+    @pytest.fixture
+    def unknown_owner(self):
+        return "999"
+
+
+class TestOdooJsonRpcRefusals(TestOdooJson2Refusals):
+    @pytest.fixture
+    def connector(self, host):
+        return make(host, version=17)
+
+    @pytest.fixture
+    def refused_connector(self, host):
+        return OdooConnector({"url": host.url, "database": DB, "version": 17, "login": LOGIN},
+                             {"api_key": "revoked-key-0000"}, clock=host.clock,
+                             sleep=sleep_on(host.clock), limits=HostLimits())
+
+
+def test_portal_and_archived_users_are_not_owners(host):
+    names = [o.name for o in make(host).list_owners()]
+    assert names == ["Journeys Integration", "Mitchell Admin", "Sam Seller"]
+
+
+def test_an_owner_email_is_refused_before_anything_is_written(host):
+    connector = make(host)
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    spec = ActivitySpec("task", "Call", host.clock.now(), owner="sam@sales.example")
+    with pytest.raises(FatalConnectorError, match="publish the journey again"):
+        connector.create_activity(ref, spec, "k-email-owner")
+    assert host.written("task", "k-email-owner") == []

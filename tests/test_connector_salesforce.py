@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from crm_journeys.connectors.base import LeadSpec
-from crm_journeys.connectors.contract import ConnectorContract, drain
+from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract, drain
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.connectors.salesforce import SalesforceConnector, soql_id
 from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError
@@ -111,3 +111,33 @@ def test_event_times(host, connector):
     row = host.written("appointment", "k-ev")[0]["row"]
     assert (row["StartDateTime"], row["EndDateTime"]) == ("2026-03-05T14:00:00Z",
                                                           "2026-03-05T14:45:00Z")
+
+
+class TestSalesforceRefusals(HostRefusalContract):
+    @pytest.fixture
+    def refused_connector(self, host):
+        return SalesforceConnector({"org_id": "00D000000000001"},
+                                   {"access_token": "00Dexpired!session", "instance_url": host.url},
+                                   clock=host.clock, sleep=sleep_on(host.clock),
+                                   limits=HostLimits())
+
+    @pytest.fixture
+    def unknown_owner(self):
+        return "005000000000999AAA"
+
+
+def test_owners_follow_next_records_url_past_a_batch(host, connector):
+    for i in range(2100):
+        uid = f"005{900000000 + i:012d}AAA"
+        host.rows["User"][uid] = {"Id": uid, "Name": f"Rep {i:04d}", "Email": f"r{i}@x.example",
+                                  "IsActive": True, "UserType": "Standard", "IsDeleted": False}
+    owners = connector.list_owners()
+    assert len(owners) == 2103  # three seeded active users and 2,100 more
+    assert len({o.id for o in owners}) == 2103
+    assert any("/query/01g" in path for _, path in host.requests)
+
+
+def test_an_inactive_owner_is_refused(host, connector):
+    ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
+    with pytest.raises(FatalConnectorError, match="INACTIVE_OWNER_OR_USER"):
+        connector.update_fields(ref, {"owner": "005000000000004AAA"}, "k")

@@ -30,6 +30,9 @@ class CanonicalContact:
     language: str | None = None
     birthday: str | None = None  # ISO date, year may be 1900 when unknown
     created_at: datetime | None = None
+    # When the contact joined, as ISO 8601: the host's own created / subscribed date
+    # (``signup_anniversary`` and date conditions read it), mapped by each connector.
+    signup_date: str | None = None
     modified_at: datetime | None = None
     version: str | None = None  # host's record version; equal versions are not re-processed
     tags: list[str] = field(default_factory=list)
@@ -45,6 +48,7 @@ class CanonicalContact:
             "phone": self.phone, "owner": self.owner, "time_zone": self.time_zone,
             "language": self.language, "birthday": self.birthday,
             "created_at": self.created_at.isoformat() if self.created_at else None,
+            "signup_date": self.signup_date,
         }
         base.update(self.fields)
         return {k: v for k, v in base.items() if v is not None}
@@ -121,6 +125,21 @@ class EmailSpec:
     email_id: str | None = None  # the journey's email identifier, for engagement events
 
 
+@dataclass(frozen=True)
+class Owner:
+    """A host user who can own leads and activities: the host's id for them, and the name
+    and email people know them by (the builder's owner picker shows these)."""
+
+    id: str
+    name: str
+    email: str | None = None
+
+
+# A journey's owner parameter may name "the contact's owner" instead of a person: it is
+# resolved from the contact's own owner when the action runs (see actions/sales.py).
+CONTACT_OWNER = "contact_owner"
+
+
 @dataclass
 class WriteResult:
     """What a write left in the host: its id there, and whether this call created it."""
@@ -143,7 +162,8 @@ class Connector(ABC):
     # Known capabilities: "webhooks" (verify/parse_webhook), "signed_webhooks" (the
     # signature covers the body), "deletes" (sync reports deletions), "echo" (sync flags
     # our own changes), "log_email", "send_email", "phone_call", "appointment" (native
-    # activity kinds, else mapped to tasks).
+    # activity kinds, else mapped to tasks), "owners" (``list_owners`` is the host's
+    # complete list of assignable users).
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: dict[str, Any] | None = None,
@@ -205,6 +225,16 @@ class Connector(ABC):
         """Create what the adapter needs in the host (unique key properties, tag fields).
 
         Idempotent: run at install and whenever in doubt. Returns what it created.
+        """
+        return []
+
+    # --- owners -------------------------------------------------------------------
+    def list_owners(self) -> list[Owner]:
+        """The host's active users that leads and activities can be assigned to.
+
+        Connectors that can say declare the capability ``owners``; then an owner a journey
+        names by email is resolved to the host's id at publish, and an unknown one is
+        refused there. The default knows none (owners are passed through as written).
         """
         return []
 

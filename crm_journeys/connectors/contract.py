@@ -34,7 +34,13 @@ from crm_journeys.connectors.base import (
     LeadSpec,
     WriteResult,
 )
-from crm_journeys.errors import BudgetExhaustedError, RetriableConnectorError, WebhookRejected
+from crm_journeys.connectors.mapping import parse_time
+from crm_journeys.errors import (
+    BudgetExhaustedError,
+    FatalConnectorError,
+    RetriableConnectorError,
+    WebhookRejected,
+)
 
 
 class ContractHost(Protocol):
@@ -355,3 +361,72 @@ class ConnectorContract:
             connector.add_tag(contact_id, "x", "k-budget")
         assert len(getattr(host, "requests", [])) == sent, "a request went out on an open circuit"
 
+
+
+class HostRefusalContract:
+    """What a host refuses, and owners as its users know them: the second half of the suite.
+
+    Subclasses provide ``host`` and ``connector`` (as for ``ConnectorContract``) and:
+
+    - ``refused_connector``: the adapter pointed at the host with credentials it refuses
+      and no way to renew them;
+    - ``unknown_owner``: an id shaped like the host's owner ids that names no user;
+    - the host knows an active owner ``sam@sales.example`` and a deactivated one
+      ``gone@sales.example``, and ``host.forbid_owner_listing()`` takes away the
+      permission to list users (a scope, a profile flag, a role or a group).
+
+    A write the host refused must never come back as done: each refusal raises
+    ``FatalConnectorError`` with a sentence an admin can act on and leaves no record.
+    """
+
+    unknown_field = "crmj_shoe_size"
+
+    @pytest.fixture
+    def contact_id(self, host: ContractHost) -> str:
+        return host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+
+    def test_owners_are_the_hosts_active_users(self, connector):
+        owners = {o.email: o for o in connector.list_owners()}
+        assert "owners" in connector.capabilities
+        assert "sam@sales.example" in owners, owners
+        assert "gone@sales.example" not in owners, "a deactivated user offered as owner"
+        assert owners["sam@sales.example"].name and owners["sam@sales.example"].id
+
+    def test_a_listed_owner_can_be_assigned_work(self, connector, host, contact_id):
+        sam = next(o for o in connector.list_owners() if o.email == "sam@sales.example")
+        spec = ActivitySpec(kind="task", subject="Call Ada", owner=sam.id,
+                            due_at=host.clock.now().replace(microsecond=0) + timedelta(days=1))
+        result = connector.create_activity(contact_id, spec, "k-owned-1")
+        assert result.created and len(host.written("task", "k-owned-1")) == 1
+
+    def test_unknown_owner_is_refused_and_nothing_is_written(self, connector, host, contact_id,
+                                                             unknown_owner):
+        spec = ActivitySpec(kind="task", subject="Call Ada", owner=unknown_owner,
+                            due_at=host.clock.now().replace(microsecond=0) + timedelta(days=1))
+        with pytest.raises(FatalConnectorError):
+            connector.create_activity(contact_id, spec, "k-owner-x")
+        assert host.written("task", "k-owner-x") == []
+
+    def test_unknown_field_is_refused_naming_it(self, connector, contact_id):
+        with pytest.raises(FatalConnectorError, match=f"no field '{self.unknown_field}'"):
+            connector.update_fields(contact_id, {self.unknown_field: "44"}, "k-field-x")
+
+    def test_refused_credentials_say_what_to_fix(self, refused_connector, contact_id):
+        with pytest.raises(FatalConnectorError, match="refused the credentials: .*(reconnect|"
+                                                      "new one|reinstall)") as info:
+            refused_connector.fetch_contact(contact_id)
+        assert "Traceback" not in str(info.value)
+
+    def test_a_missing_permission_says_what_to_grant(self, connector, host):
+        host.forbid_owner_listing()  # the fake's way to take the permission away
+        with pytest.raises(FatalConnectorError, match="refused the request: .*(grant|add it)"):
+            connector.list_owners()
+
+    def test_signup_date_is_the_hosts_created_date(self, connector, host):
+        created = host.clock.now()
+        ref = host.add_contact(email="new@example.com", first_name="New", last_name="Comer")
+        contact = connector.fetch_contact(ref)
+        assert contact is not None and contact.signup_date
+        joined = parse_time(contact.signup_date)
+        assert joined is not None and abs((joined - created).total_seconds()) < 2
+        assert contact.as_fields()["signup_date"] == contact.signup_date

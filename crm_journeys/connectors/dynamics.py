@@ -28,11 +28,13 @@ from crm_journeys.connectors.base import (
     EmailSpec,
     InboundRequest,
     LeadSpec,
+    Owner,
     SyncPage,
     WebhookHint,
     WriteResult,
 )
 from crm_journeys.connectors.cursor import SyncState
+from crm_journeys.connectors.explain import HostHints, explaining
 from crm_journeys.connectors.http import (
     Auth,
     Call,
@@ -46,6 +48,7 @@ from crm_journeys.connectors.mapping import (
     canonical,
     iso_z,
     parse_time,
+    signup_of,
     split_tags,
 )
 from crm_journeys.connectors.oauth import dynamics_app, keeper_for
@@ -58,6 +61,19 @@ ACTIVITY_SETS = {"task": ("tasks", "task"), "phone_call": ("phonecalls", "phonec
 HEADERS = {"OData-MaxVersion": "4.0", "OData-Version": "4.0", "Accept": "application/json"}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 EXPIRED_TOKEN = "0x80044352"  # "the version stamp associated with the client has expired"
+HINTS = HostHints(
+    "Dynamics 365",
+    unauthorized="the Entra ID token was refused and could not be renewed; reconnect with "
+                 "`crm-journeys install dynamics` and check the app registration is an "
+                 "application user of this environment",
+    forbidden="the application user lacks a privilege (the host names it, e.g. "
+              "prvReadsystemuser); give it a security role that grants it",
+    # 0x80060888 "Invalid property 'x' was found in entity 'Microsoft.Dynamics.CRM.contact'"
+    unknown_field=(r"[Ii]nvalid property '([^']+)'", r"property named '([^']+)'",
+                   r"undeclared property '([^']+)'"))
+# Enabled, interactive (access mode 0, "Read-Write") users: application and support users
+# cannot be assigned work a person does.
+OWNERS_FILTER = "isdisabled eq false and accessmode eq 0"
 
 
 def dataverse_message(response: requests.Response) -> str:
@@ -80,7 +96,7 @@ class DynamicsConnector(RewritesTags, Connector):
     name = "dynamics"
     label = "Dynamics 365"
     capabilities = frozenset({"webhooks", "deletes", "echo", "phone_call", "appointment",
-                              "log_email", "send_email"})
+                              "log_email", "send_email", "owners"})
     key_column: ClassVar[str] = "crmj_journeyskey"
 
     def __init__(self, settings: dict[str, Any] | None = None,
@@ -95,7 +111,7 @@ class DynamicsConnector(RewritesTags, Connector):
             f"{url}/api/data/v9.2/", account=f"dynamics:{urlsplit(url).netloc}",
             auth=Auth.bearer(self.credentials["access_token"], self._refresher()),
             budget_rule=long_wait_rule(self.settings.get("circuit_after_seconds", 60)),
-            message_of=dataverse_message, default_headers=HEADERS,
+            message_of=explaining(dataverse_message, HINTS), default_headers=HEADERS,
             rate=self.settings.get("requests_per_second", 20.0), burst=50,
             secrets=[self.credentials.get("webhook_secret"), self.credentials.get("refresh_token")],
             **client_options(context))
@@ -144,6 +160,7 @@ class DynamicsConnector(RewritesTags, Connector):
         return canonical(
             row["contactid"], {name: row.get(c) for name, c in FIELDS.items()},
             created_at=parse_time(row.get("createdon")),
+            signup_date=signup_of(row.get("createdon")),
             modified_at=parse_time(row.get("modifiedon")),
             version=str(row.get("versionnumber")), tags=split_tags(row.get(self.tags_column)),
             fields={f: row.get(f) for f in self.custom_fields if row.get(f) is not None},
@@ -288,6 +305,21 @@ class DynamicsConnector(RewritesTags, Connector):
                 raise
             return WriteResult(found, created=False)
         return WriteResult(row[id_column], created=True)
+
+    # --- owners -----------------------------------------------------------------------
+    def list_owners(self) -> list[Owner]:
+        """Enabled interactive ``systemusers``, page after page (``@odata.nextLink``)."""
+        call = Call("GET", "systemusers", params={
+            "$select": "systemuserid,fullname,internalemailaddress", "$filter": OWNERS_FILTER},
+            headers={"Prefer": "odata.maxpagesize=500"})
+        return [Owner(u["systemuserid"], u.get("fullname") or u["systemuserid"],
+                      u.get("internalemailaddress") or None)
+                for u in self.http.paginate(call, NextLinkPaginator(), page_size=500)]
+
+    def picker_values(self, picker: str) -> list[str]:
+        if picker == "fields":
+            return sorted([*FIELDS, "signup_date"]) + self.custom_fields
+        return []
 
     # --- installation ---------------------------------------------------------------
     def ensure_schema(self) -> list[str]:

@@ -33,22 +33,26 @@ from crm_journeys.connectors.base import (
     EmailSpec,
     InboundRequest,
     LeadSpec,
+    Owner,
     WebhookHint,
     WriteResult,
 )
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
+from crm_journeys.connectors.explain import HostHints, explaining
 from crm_journeys.connectors.http import (
     Auth,
     Call,
     CursorPaginator,
     HttpClient,
     client_options,
+    default_message,
 )
 from crm_journeys.connectors.mapping import (
     RewritesTags,
     canonical,
     iso_z,
     parse_time,
+    signup_of,
     split_tags,
     to_ms,
 )
@@ -61,9 +65,31 @@ FIELDS = {"email": "email", "first_name": "firstname", "last_name": "lastname",
 ACTIVITY_TYPES = {"task": "tasks", "phone_call": "calls", "appointment": "meetings"}
 LEAD_TO_CONTACT = 578  # HUBSPOT_DEFINED "lead to primary contact"
 SIGNATURE_WINDOW_MS = 5 * 60 * 1000
+HINTS = HostHints(
+    "HubSpot",
+    unauthorized="the access token is invalid or expired and could not be renewed; reconnect "
+                 "the account with `crm-journeys install hubspot` (or paste a new private-app token)",
+    forbidden="the app's token lacks a scope this call needs (see the host's message); add it "
+              "to the app or private app in HubSpot, then reconnect",
+    # {"error": "PROPERTY_DOESNT_EXIST", "message": "Property \"x\" does not exist"}
+    unknown_field=(r'Property \\*"([^"\\]+)\\*" does not exist',))
 # HubSpot decodes these in the URI before signing (webhooks v3 docs).
 _URI_DECODE = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A",
                "%2C", "%3B")
+
+
+def hubspot_message(response: requests.Response) -> str:
+    """HubSpot's message, plus the scopes a ``MISSING_SCOPES`` answer names in its
+    ``errors[].context`` (the message itself only says "not all required scopes")."""
+    text = default_message(response)
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return text
+    scopes = [scope for e in errors if isinstance(e, dict)
+              for key in ("requiredGranularScopes", "requiredScopes")
+              for scope in (e.get("context") or {}).get(key) or []]
+    return f"{text} (needs: {', '.join(scopes)})" if scopes else text
 
 
 def daily_budget_rule(time_zone: str) -> Any:
@@ -92,7 +118,7 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
     name = "hubspot"
     label = "HubSpot"
     capabilities = frozenset({"webhooks", "signed_webhooks", "phone_call", "appointment",
-                              "log_email"})
+                              "log_email", "owners"})
     key_property: ClassVar[str] = "crm_journeys_key"
     modified_property: ClassVar[str] = "lastmodifieddate"
     search_cap: ClassVar[int] = 10_000  # HubSpot returns at most this many hits per query
@@ -108,7 +134,7 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
             account=f"hubspot:{self.settings.get('portal_id') or hashlib.sha256(token.encode()).hexdigest()[:12]}",
             auth=Auth.bearer(token, self._refresher()),
             budget_rule=daily_budget_rule(self.settings.get("time_zone", "UTC")),
-            rate=self.settings.get("requests_per_second", 9.0), burst=10,
+            message_of=explaining(hubspot_message, HINTS), rate=self.settings.get("requests_per_second", 9.0), burst=10,
             secrets=[self.credentials.get("client_secret"), self.credentials.get("refresh_token")],
             **client_options(context))
 
@@ -157,6 +183,7 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
         return canonical(
             str(record["id"]), {name: props.get(prop) for name, prop in FIELDS.items()},
             created_at=parse_time(record.get("createdAt") or props.get("createdate")),
+            signup_date=signup_of(props.get("createdate") or record.get("createdAt")),
             modified_at=parse_time(props.get(self.modified_property) or record.get("updatedAt")),
             version=props.get(self.modified_property) or record.get("updatedAt"),
             tags=split_tags(props.get(self.tags_property)),
@@ -274,10 +301,22 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
             created.append(f"{object_type}.{name}")
         return created
 
+    def list_owners(self) -> list[Owner]:
+        """Active owners (``GET /crm/v3/owners``, 100 a page): the ``id`` is what
+        ``hubspot_owner_id`` takes; ``userId`` is a different number HubSpot refuses there."""
+        call = Call("GET", "/crm/v3/owners", params={"archived": "false"})
+        return [Owner(str(o["id"]), _owner_name(o), o.get("email") or None)
+                for o in self.http.paginate(call, CursorPaginator(), page_size=100)]
+
     def picker_values(self, picker: str) -> list[str]:
         if picker == "fields":
-            return sorted(FIELDS) + self.custom_fields
+            return sorted([*FIELDS, "signup_date"]) + self.custom_fields
         return []
+
+
+def _owner_name(owner: dict[str, Any]) -> str:
+    name = " ".join(p for p in (owner.get("firstName"), owner.get("lastName")) if p)
+    return name or owner.get("email") or str(owner["id"])
 
 
 # --- webhooks v3, with or without a tenant ------------------------------------------------

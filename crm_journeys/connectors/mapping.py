@@ -52,6 +52,14 @@ def parse_time(value: object) -> datetime | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def signup_of(created: object) -> str | None:
+    """The canonical ``signup_date`` (ISO 8601, UTC) from a host's created date, whatever
+    its spelling: every host here keeps when the contact record was created, which is when
+    the contact joined as far as the CRM knows."""
+    moment = parse_time(created)
+    return iso_z(moment) if moment else None
+
+
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

@@ -43,7 +43,7 @@ class OAuthApp:
 
 HUBSPOT_SCOPES = ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
                   "crm.schemas.contacts.write", "crm.objects.leads.read",
-                  "crm.objects.leads.write")
+                  "crm.objects.leads.write", "crm.objects.owners.read")
 
 
 def hubspot_app(api: str = "https://api.hubapi.com", app: str = "https://app.hubspot.com",

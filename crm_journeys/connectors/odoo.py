@@ -22,11 +22,19 @@ from crm_journeys.connectors.base import (
     Connector,
     EmailSpec,
     LeadSpec,
+    Owner,
     WriteResult,
 )
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
+from crm_journeys.connectors.explain import HostHints, explain, explaining
 from crm_journeys.connectors.http import Auth, HttpClient, client_options, long_wait_rule
-from crm_journeys.connectors.mapping import marker, parse_time, split_name, with_marker
+from crm_journeys.connectors.mapping import (
+    marker,
+    parse_time,
+    signup_of,
+    split_name,
+    with_marker,
+)
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 PARTNER_FIELDS = ["name", "email", "phone", "user_id", "tz", "lang", "category_id",
@@ -35,7 +43,15 @@ SIMPLE = {"email": "email", "phone": "phone", "owner": "user_id", "time_zone": "
           "language": "lang"}
 READS = frozenset({"search_read", "read", "search", "search_count", "write"})
 ACTIVITY_CATEGORY = {"task": "default", "phone_call": "phonecall"}
-FATAL = {"MissingError": 404, "AccessError": 403, "AccessDenied": 403, "ValidationError": 422,
+HINTS = HostHints(
+    "Odoo",
+    unauthorized="the API key was refused; create a new one for the integration user "
+                 "(Preferences > Account Security > New API Key) and reinstall",
+    forbidden="the integration user lacks access rights on the model named; add it to the "
+              "Sales and Contacts user groups in Odoo",
+    unknown_field=(r"Invalid field '([^']+)'",))
+OWNERS_PAGE = 200  # Odoo answers whatever ``limit`` asks; pages keep answers small
+FATAL = {"MissingError": 404, "AccessError": 403, "AccessDenied": 401, "ValidationError": 422,
          "UserError": 422, "ValueError": 422, "KeyError": 404, "AttributeError": 400}
 
 
@@ -48,7 +64,8 @@ class OdooConnector(WindowedSync, Connector):
 
     name = "odoo"
     label = "Odoo"
-    capabilities = frozenset({"deletes", "echo", "phone_call", "appointment", "log_email"})
+    capabilities = frozenset({"deletes", "echo", "phone_call", "appointment", "log_email",
+                              "owners"})
     overlap = timedelta(minutes=5)
 
     def __init__(self, settings: dict[str, Any] | None = None,
@@ -63,7 +80,7 @@ class OdooConnector(WindowedSync, Connector):
         url = self.settings["url"].rstrip("/")
         headers = {"X-Odoo-Database": self.database} if self.database else {}
         self.http = HttpClient(
-            url, account=f"odoo:{url}:{self.database}", message_of=odoo_message,
+            url, account=f"odoo:{url}:{self.database}", message_of=explaining(odoo_message, HINTS),
             auth=Auth({"Authorization": f"bearer {self.key}"} if self.version >= 19 else {}),
             budget_rule=long_wait_rule(60), default_headers=headers, secrets=[self.key],
             rate=self.settings.get("requests_per_second", 10.0), burst=20,
@@ -91,7 +108,7 @@ class OdooConnector(WindowedSync, Connector):
         kind = str(data.get("name", "")).rsplit(".", 1)[-1]
         message = self.http.redact(f"odoo {method}: {kind}: {data.get('message') or error.get('message')}")
         if kind in FATAL:
-            raise FatalConnectorError(message, status=FATAL[kind])
+            raise FatalConnectorError(explain(HINTS, FATAL[kind], message), status=FATAL[kind])
         raise RetriableConnectorError(message)  # serialization failures, server restarts
 
     @property
@@ -105,7 +122,7 @@ class OdooConnector(WindowedSync, Connector):
                 self._uid = self._rpc("common", "authenticate", [
                     self.database, self.settings["login"], self.key, {}], True)
                 if not self._uid:
-                    raise FatalConnectorError("odoo: login or API key refused")
+                    raise FatalConnectorError(explain(HINTS, 401, "login or API key refused"), status=401)
         return int(self._uid)
 
     # --- reading --------------------------------------------------------------------
@@ -157,6 +174,7 @@ class OdooConnector(WindowedSync, Connector):
             owner=str(row["user_id"][0]) if row.get("user_id") else None,
             time_zone=row.get("tz") or None, language=row.get("lang") or None,
             created_at=parse_time(row.get("create_date")),
+            signup_date=signup_of(row.get("create_date")),
             modified_at=parse_time(row.get("write_date")), version=row.get("write_date"),
             tags=[tag_names[t] for t in row.get("category_id") or [] if t in tag_names],
             deleted=row.get("active") is False,
@@ -258,7 +276,23 @@ class OdooConnector(WindowedSync, Connector):
             self._cache[slot] = ids[0]
         return self._cache[slot]
 
+    def list_owners(self) -> list[Owner]:
+        """Internal users (``share`` false; portal and public users share), active ones only
+        (Odoo's default ``active_test``), ``limit``/``offset`` pages until a short one."""
+        owners: list[Owner] = []
+        while True:
+            rows = self.call("res.users", "search_read", domain=[["share", "=", False]],
+                             fields=["name", "login", "email"], order="name, id",
+                             limit=OWNERS_PAGE, offset=len(owners))
+            owners += [Owner(str(r["id"]), r.get("name") or r["login"],
+                             r.get("email") or (r["login"] if "@" in str(r.get("login")) else None))
+                       for r in rows]
+            if len(rows) < OWNERS_PAGE:
+                return owners
+
     def picker_values(self, picker: str) -> list[str]:
+        if picker == "fields":
+            return sorted([*SIMPLE, "first_name", "last_name", "signup_date"])
         if picker == "tags":
             return [r["name"] for r in self.call("res.partner.category", "search_read",
                                                  domain=[], fields=["name"], order="name")]
@@ -274,4 +308,11 @@ def odoo_message(response: Any) -> str:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value else None
+    """An owner's ``res.users`` id. An email here means a journey published before owners
+    were resolved at publish: refuse before writing anything, saying how to fix it."""
+    if not value:
+        return None
+    if not str(value).isdigit():
+        raise FatalConnectorError(f"odoo: owner {value!r} is not a user id; publish the "
+                                  "journey again so its owners are resolved to Odoo users")
+    return int(value)

@@ -26,15 +26,18 @@ from crm_journeys.connectors.base import (
     Connector,
     EmailSpec,
     LeadSpec,
+    Owner,
     WriteResult,
 )
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
+from crm_journeys.connectors.explain import HostHints, explaining
 from crm_journeys.connectors.http import Auth, HttpClient, client_options
 from crm_journeys.connectors.mapping import (
     RewritesTags,
     canonical,
     iso_z,
     parse_time,
+    signup_of,
     split_tags,
 )
 from crm_journeys.connectors.oauth import keeper_for, salesforce_app
@@ -46,6 +49,17 @@ FIELDS = {"email": "Email", "first_name": "FirstName", "last_name": "LastName",
           "phone": "Phone", "owner": "OwnerId", "birthday": "Birthdate"}
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+HINTS = HostHints(
+    "Salesforce",
+    unauthorized="the session is invalid or expired (INVALID_SESSION_ID) and could not be "
+                 "renewed; reconnect the org with `crm-journeys install salesforce`",
+    forbidden="the integration user lacks a permission (API Enabled, or access to the object "
+              "or field named); grant it through its profile or a permission set",
+    unknown_field=(r"No such column '([^']+)'",),
+    not_forbidden=("REQUEST_LIMIT_EXCEEDED",))
+# Active people who can own records; automated and portal users cannot.
+OWNERS_SOQL = ("SELECT Id, Name, Email FROM User WHERE IsActive = true "
+               "AND UserType = 'Standard' ORDER BY Name")
 
 
 def request_limit_rule(cooloff: timedelta) -> Any:
@@ -86,7 +100,8 @@ class SalesforceConnector(RewritesTags, WindowedSync, Connector):
 
     name = "salesforce"
     label = "Salesforce"
-    capabilities = frozenset({"deletes", "echo", "phone_call", "appointment", "log_email"})
+    capabilities = frozenset({"deletes", "echo", "phone_call", "appointment", "log_email",
+                              "owners"})
     api_version: ClassVar[str] = "v60.0"
     key_field: ClassVar[str] = "CRM_Journeys_Key__c"
 
@@ -101,10 +116,11 @@ class SalesforceConnector(RewritesTags, WindowedSync, Connector):
         self.api_usage: tuple[int, int] | None = None
         token = self.credentials["access_token"]
         instance = self.credentials.get("instance_url") or self.settings["instance_url"]
+        self.instance_url = instance.rstrip("/")
         org = self.settings.get("org_id") or hashlib.sha256(instance.encode()).hexdigest()[:12]
         self.http = HttpClient(
             f"{instance.rstrip('/')}/services/data/{self.api_version}/",
-            account=f"salesforce:{org}", message_of=salesforce_message,
+            account=f"salesforce:{org}", message_of=explaining(salesforce_message, HINTS),
             auth=Auth.bearer(token, self._refresher()),
             budget_rule=request_limit_rule(
                 timedelta(minutes=self.settings.get("budget_cooloff_minutes", 60))),
@@ -169,6 +185,7 @@ class SalesforceConnector(RewritesTags, WindowedSync, Connector):
         return canonical(
             row["Id"], {name: row.get(f) for name, f in FIELDS.items()},
             created_at=parse_time(row.get("CreatedDate")),
+            signup_date=signup_of(row.get("CreatedDate")),
             modified_at=parse_time(row.get("SystemModstamp")),
             version=row.get("SystemModstamp"), tags=split_tags(row.get(self.tags_field)),
             fields={f: row.get(f) for f in self.custom_fields if row.get(f) is not None},
@@ -249,6 +266,24 @@ class SalesforceConnector(RewritesTags, WindowedSync, Connector):
         body = self.http.patch(f"sobjects/{sobject}/{self.key_field}/{quote(key, safe='')}",
                                json=_clean(values), idempotent="TaskSubtype" not in values)
         return WriteResult(body["id"], created=bool(body.get("created")))
+
+    # --- owners -----------------------------------------------------------------------
+    def list_owners(self) -> list[Owner]:
+        """Active standard users, batch after batch: a query answers at most 2,000 rows
+        and points at the rest with ``nextRecordsUrl``."""
+        body = self.http.get("query", params={"q": OWNERS_SOQL})
+        owners = []
+        while True:
+            owners += [Owner(r["Id"], r.get("Name") or r["Id"], r.get("Email") or None)
+                       for r in body["records"]]
+            if body.get("done", True) or not body.get("nextRecordsUrl"):
+                return owners
+            body = self.http.get(self.instance_url + body["nextRecordsUrl"])  # host-relative
+
+    def picker_values(self, picker: str) -> list[str]:
+        if picker == "fields":
+            return sorted([*FIELDS, "signup_date"]) + self.custom_fields
+        return []
 
     # --- installation ---------------------------------------------------------------
     def ensure_schema(self) -> list[str]:

@@ -19,9 +19,11 @@ from crm_journeys.connectors.base import (
     Connector,
     EmailSpec,
     LeadSpec,
+    Owner,
     SyncPage,
     WriteResult,
 )
+from crm_journeys.connectors.mapping import signup_of
 from crm_journeys.errors import FatalConnectorError
 from crm_journeys.storage import bulk
 from crm_journeys.storage.models import SandboxContact, SandboxRecord
@@ -99,13 +101,20 @@ class SandboxConnector(Connector):
 
         return self._change(contact_ref, patch)
 
+    def list_owners(self) -> list[Owner]:
+        """The owners contacts carry: the sandbox has no user directory, owners are free
+        text (so it does not declare ``owners`` and publish takes any owner as written)."""
+        return [Owner(name, name, name if "@" in name else None)
+                for name in self.picker_values("owners")]
+
     def picker_values(self, picker: str) -> list[str]:
         with self._db.unit_of_work() as s:
             rows = list(s.scalars(select(SandboxContact).where(SandboxContact.tenant_id == self._tenant)))
         if picker in ("tags", "groups"):
             return sorted({v for r in rows for v in getattr(r, picker) or []})
         if picker == "fields":
-            return sorted({"email", "first_name", "last_name", *{k for r in rows for k in r.fields or {}}})
+            return sorted({"email", "first_name", "last_name", "signup_date",
+                           *{k for r in rows for k in r.fields or {}}})
         if picker == "owners":
             return sorted({str(r.fields.get("owner")) for r in rows if (r.fields or {}).get("owner")})
         return []
@@ -192,6 +201,7 @@ def _with(contact: SandboxContact, attr: str, item: str, present: bool) -> bool:
 def to_canonical(row: SandboxContact) -> CanonicalContact:
     fields = dict(row.fields or {})
     known = {k: fields.pop(k, None) for k in ("phone", "owner", "time_zone", "language", "birthday")}
+    known["signup_date"] = fields.pop("signup_date", None) or signup_of(row.created_at)
     return CanonicalContact(external_id=str(row.id), email=row.email, first_name=row.first_name or None,
                             last_name=row.last_name or None, created_at=row.created_at,
                             modified_at=row.modified_at, version=str(row.version), tags=list(row.tags or []),

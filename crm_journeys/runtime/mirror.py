@@ -18,7 +18,7 @@ SNAPSHOT = "contact_upserted"
 DELETED = "contact_deleted"
 ACTIVITY_EVENTS = {"email_sent": "sent", "email_opened": "opened", "email_clicked": "clicked"}
 SNAPSHOT_KEYS = ("email", "first_name", "last_name", "phone", "owner", "time_zone",
-                 "language", "birthday", "created_at")
+                 "language", "birthday", "created_at", "signup_date")
 
 
 @dataclass

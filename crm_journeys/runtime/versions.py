@@ -19,6 +19,7 @@ from crm_journeys.definition.model import Journey as JourneyModel
 from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
 from crm_journeys.runtime import starting_points  # noqa: E402  (after the models it uses)
+from crm_journeys.runtime.owners import OwnerLookup, resolve_owners
 from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
 
 STATUSES = ("draft", "live", "paused", "archived")
@@ -61,22 +62,30 @@ def get_journey(session: Session, tenant_id: int, journey_id: int) -> Journey:
 
 
 def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
-            actions: Any = None, migration: dict[str, str] | None = None) -> JourneyVersion:
+            actions: Any = None, migration: dict[str, str] | None = None,
+            owners: OwnerLookup | None = None) -> JourneyVersion:
     """Validate, compile and store a new version; it takes over new entries.
 
     Args:
         migration: old step id -> new step id; in-flight instances of the previous
             version at a mapped step move to the new version at the new step.
+        owners: the host's user list (``owners.owner_lookup``): owners given by email are
+            replaced by the host's ids (in the version and the draft), unknown ones
+            refused. ``None``: kept as written.
     Raises:
         DefinitionError: the draft is invalid (every error, with its JSON path).
     """
     journey = get_journey(session, tenant_id, journey_id)
     model = validate(journey.draft, actions)
+    document = resolve_owners(journey.draft, actions, owners)
+    if document is not journey.draft:  # owners by email became the CRM's ids: the draft
+        model = validate(document, actions)  # takes them too, or it would differ from live
+        journey.draft = document
     number = (session.scalar(select(func.max(JourneyVersion.version))
                              .where(JourneyVersion.journey_id == journey.id)) or 0) + 1
     compiled = compile_journey(model, ruleset_name_for(f"{tenant_id}x{journey.id}", number), str(journey.id))
     version = JourneyVersion(tenant_id=tenant_id, journey_id=journey.id, version=number,
-                             document=journey.draft, compiled=compiled.to_json(), active=True,
+                             document=document, compiled=compiled.to_json(), active=True,
                              published_at=now)
     session.add(version)
     session.flush()

@@ -12,6 +12,7 @@ from crm_journeys.actions.registry import installed_actions
 from crm_journeys.auth.accounts import Principal, can
 from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.extension import state
+from crm_journeys.runtime.owners import owner_lookup
 from crm_journeys.runtime.versions import create_journey, publish, set_status, validate
 from crm_journeys.storage.models import Journey, JourneyVersion
 from crm_journeys.web import queries, testmode
@@ -128,10 +129,11 @@ def delete_journey(principal: Principal, journey_id: int) -> Any:
           tag=TAG, permission="publish", body=PublishIn, out=JourneyOut,
           description="Contacts in flight stay on their version unless `migration` maps old step ids to new ones.")
 def publish_journey(principal: Principal, journey_id: int, body: dict[str, Any]) -> Any:
+    owners = owner_lookup(state().runtime, principal.tenant_id)  # outside the transaction
     with state().db.unit_of_work() as s:
         queries.journey(s, principal.tenant_id, journey_id)
         publish(s, principal.tenant_id, journey_id, state().runtime.clock.now(), actions=installed_actions(),
-                migration=body["migration"] or None)
+                migration=body["migration"] or None, owners=owners)
         return journey_out(s, principal, queries.journey(s, principal.tenant_id, journey_id))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
 
+from crm_journeys.connectors.base import CONTACT_OWNER
 from crm_journeys.definition.triggers import CATALOG, GROUP_LABELS
 from crm_journeys.extension import state
 from crm_journeys.storage.models import Journey
@@ -65,8 +66,10 @@ def pickers(tenant_id: int) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     try:
         connector = state().runtime.connector_for(tenant_id)
-        for name in ("tags", "groups", "fields", "owners", "emails", "products", "forms", "segments"):
+        for name in ("tags", "groups", "fields", "emails", "products", "forms", "segments"):
             out[name] = list(connector.picker_values(name))
+        # Owners by email where the CRM has one (publish turns it into the CRM's id).
+        out["owners"] = [CONTACT_OWNER, *(o.email or o.id for o in connector.list_owners())]
     except Exception:  # a CRM that is down must not break the builder
         pass
     with state().db.unit_of_work() as s:

@@ -17,6 +17,7 @@ from crm_journeys.actions.registry import installed_actions
 from crm_journeys.auth.accounts import authenticate, can
 from crm_journeys.errors import CrmJourneysError, DefinitionError, NotFound
 from crm_journeys.extension import state
+from crm_journeys.runtime.owners import owner_lookup, owner_messages
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.runtime.versions import create_journey, publish, set_status
 from crm_journeys.storage.models import JourneyVersion
@@ -152,16 +153,20 @@ def new_journey() -> Any:
 def lifecycle(journey_id: int, action: str) -> Any:
     p = ui_require("publish")
     now = state().runtime.clock.now()
+    owners = owner_lookup(state().runtime, p.tenant_id) if action == "publish" else None
     with state().db.unit_of_work() as s:
         journey = queries.journey(s, p.tenant_id, journey_id)
         try:
             if action == "publish":
                 migration = {k[10:]: v for k, v in request.form.items() if k.startswith("migration.") and v}
-                publish(s, p.tenant_id, journey.id, now, actions=installed_actions(), migration=migration or None)
+                publish(s, p.tenant_id, journey.id, now, actions=installed_actions(), migration=migration or None,
+                        owners=owners)
             else:
                 set_status(s, p.tenant_id, journey.id, {"pause": "paused", "resume": "live", "archive": "archived"}[action], now)
-        except DefinitionError:
+        except DefinitionError as exc:
             flash("The journey is not ready to publish: fix the points marked below.", "error")
+            for message in owner_messages(exc):  # checked against the CRM, not in the draft
+                flash(message, "error")
             return redirect(url_for("crm_journeys_ui.builder", journey_id=journey_id, check=1))
     flash({"publish": "Published. New contacts now enter the new version.", "pause": "Paused.",
            "resume": "Live again.", "archive": "Archived; contacts in flight have left."}[action])

@@ -7,6 +7,25 @@ row versions; upsert on the alternate key ``crmj_journeyskey`` with ``If-None-Ma
 (412 when the key exists); ``@odata.bind`` for owner, parent contact and "regarding";
 the ``SendEmail`` action; Dataverse's error body; service-protection 429s with
 ``Retry-After``; webhooks carrying a ``RemoteExecutionContext`` and a shared secret.
+
+Documented behaviour this fake follows (checked only against the documentation, not a
+live environment; docs/connectors.md lists the differences):
+
+- Errors are ``{"error": {"code": "0x...", "message"}}``: a write naming a column the
+  table lacks is 400 ``0x80060888`` "Invalid property 'x' was found in entity
+  'Microsoft.Dynamics.CRM.contact'"; a ``$filter`` on one is "Could not find a property
+  named 'x' on type ..."; a missing row or bound record 404 ``0x80040217`` "... With Id =
+  ... Does Not Exist"; an alternate key taken under ``If-None-Match: *`` 412
+  (https://learn.microsoft.com/en-us/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors,
+  https://learn.microsoft.com/en-us/power-apps/developer/data-platform/reference/web-service-error-codes).
+- A refused token is a 401 with an empty body and a ``WWW-Authenticate: Bearer
+  authorization_uri=...`` header; a missing privilege a 403 ``0x80040220`` naming it.
+- Service protection: 429 ``0x80072321`` and friends with ``Retry-After``
+  (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/api-limits).
+- Paging: ``Prefer: odata.maxpagesize`` (at most 5,000, the default) and
+  ``@odata.nextLink`` (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/query/page-results).
+- Owners are ``systemusers`` (``isdisabled``, ``accessmode`` 0 for people, 4 for
+  application users); ``ownerid@odata.bind`` to an unknown or disabled user is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +60,13 @@ COLUMNS = {
     "appointments": {"subject", "description", "scheduledstart", "scheduledend", KEY},
     "emails": {"subject", "description", "directioncode", KEY, "email_activity_parties"},
 }
+SYSTEMUSERS = [  # (id, full name, email, disabled, access mode)
+    (INTEGRATION_USER, "# CRM Journeys", "journeys@acme.example", False, 4),
+    (HUMAN_USER, "Sam Seller", "sam@sales.example", False, 0),
+    ("8d7b1a52-0000-4000-8000-00000000c003", "Kim Closer", "kim@sales.example", False, 0),
+    ("8d7b1a52-0000-4000-8000-00000000d004", "Former Rep", "gone@sales.example", True, 0),
+]
+MAX_PAGE = 5000
 BINDS = {"ownerid": "systemusers", "parentcontactid": "contacts"} | {
     f"regardingobjectid_contact_{logical}": "contacts" for logical in ACTIVITIES.values()}
 REQUIRED = {"leads": {"subject", "lastname"}, "contacts": {"lastname"}}
@@ -60,8 +86,14 @@ class FakeDynamics(FakeCrm):
     def __init__(self, clock: Any = None):
         super().__init__(clock)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in COLUMNS}
+        self.rows["systemusers"] = {
+            uid: {"systemuserid": uid, "fullname": name, "internalemailaddress": email,
+                  "isdisabled": disabled, "accessmode": mode, "_deleted": False, "_order": i,
+                  "versionnumber": 1, "createdon": self.now()}
+            for i, (uid, name, email, disabled, mode) in enumerate(SYSTEMUSERS)}
         self.version = 1000
         self.order = 0
+        self.denied: set[str] = set()  # tables the application user's roles cannot read
 
     def rules(self) -> list[Rule]:
         return [Rule(f"{API}/<path:resource>", endpoint=self.dispatch,
@@ -69,6 +101,10 @@ class FakeDynamics(FakeCrm):
 
     # --- Dataverse's answers --------------------------------------------------------
     def render_error(self, error: HostError) -> Response:
+        if error.status == 401:
+            return Response(status=401, headers={"WWW-Authenticate": (
+                "Bearer authorization_uri=https://login.microsoftonline.com/common/oauth2/"
+                f"authorize, resource_id={self.url}")})
         return json_response({"error": {"code": error.code or "0x80040203",
                                          "message": error.message}}, error.status,
                              error.extra.get("headers"))
@@ -115,14 +151,17 @@ class FakeDynamics(FakeCrm):
                                          "property annotations in the payload", "0x80060888")
                 if not match or match.group(1) != target:
                     raise HostError(400, f"bad @odata.bind value {value!r}", "0x80060888")
-                if target == "contacts" and match.group(2) not in self.rows["contacts"]:
-                    raise HostError(404, f"contact With Id = {match.group(2)} Does Not Exist",
-                                    "0x80040217")
+                if match.group(2) not in self.rows[target]:
+                    raise HostError(404, f"{target[:-1]} With Id = {match.group(2)} Does Not "
+                                         "Exist", "0x80040217")
+                if target == "systemusers" and self.rows[target][match.group(2)]["isdisabled"]:
+                    raise HostError(400, f"The specified user(Id = {match.group(2)}, type = 8) "
+                                         "is disabled.", "0x80040225")
                 column = "_regardingobjectid_value" if nav.startswith("regarding") else f"_{nav}_value"
                 values[column] = match.group(2)
-            elif name not in COLUMNS[entity_set]:
-                raise HostError(400, f"The property '{name}' does not exist on type "
-                                     f"'Microsoft.Dynamics.CRM.{entity_set[:-1]}'", "0x80060888")
+            elif name not in COLUMNS.get(entity_set, ()):
+                raise HostError(400, f"Invalid property '{name}' was found in entity "
+                                     f"'Microsoft.Dynamics.CRM.{entity_set[:-1]}'.", "0x80060888")
             else:
                 values[name] = value
         if row is None:
@@ -147,6 +186,10 @@ class FakeDynamics(FakeCrm):
                 return self.entity_keys(resource)
             raise HostError(404, f"Resource not found for the segment '{resource}'", "0x8006088a")
         entity_set, key, action = match.groups()
+        if entity_set in self.denied:
+            raise HostError(403, f"Principal user (Id={INTEGRATION_USER}, type=8, roleCount=1, "
+                                 f"privilegeCount=310, accessMode='4'), is missing "
+                                 f"prvRead{entity_set[:-1]} privilege", "0x80040220")
         row = self._key(entity_set, key)
         if action == "Microsoft.Dynamics.CRM.SendEmail" and request.method == "POST":
             return self.send_email(row)
@@ -189,14 +232,16 @@ class FakeDynamics(FakeCrm):
 
     def listing(self, request: Request, entity_set: str) -> Response:
         prefer = request.headers.get("Prefer", "")
-        size = int(m.group(1)) if (m := re.search(r"odata\.maxpagesize=(\d+)", prefer)) else 5000
+        size = int(m.group(1)) if (m := re.search(r"odata\.maxpagesize=(\d+)", prefer)) else MAX_PAGE
+        size = min(size, MAX_PAGE)
         select = request.args.get("$select")
+        keep = _filter(entity_set, request.args.get("$filter"))
         delta = request.args.get("$deltatoken")
         skip, _, snapshot = request.args.get("$skiptoken", "0:").partition(":")
         snap = int(snapshot) if snapshot else self.version
         if delta is None:
-            rows = sorted((r for r in self.rows[entity_set].values() if not r["_deleted"]),
-                          key=lambda r: r["_order"])
+            rows = sorted((r for r in self.rows[entity_set].values()
+                           if not r["_deleted"] and keep(r)), key=lambda r: r["_order"])
             items = [self._select(entity_set, r, select) for r in rows]
         else:
             since = int(delta)
@@ -267,6 +312,10 @@ class FakeDynamics(FakeCrm):
     def contact_value(self, external_id: str, field: str) -> Any:
         return self.rows["contacts"][external_id].get(CANONICAL[field])
 
+    def forbid_owner_listing(self) -> None:
+        """The application user's security role loses read on users."""
+        self.denied.add("systemusers")
+
     def rate_limit_next(self, retry_after: int) -> None:
         self.inject(429, {"error": {"code": "0x80072322", "message": "Number of requests "
                                     "exceeded the limit of 6000 over time window of 300 seconds."}},
@@ -298,4 +347,28 @@ class FakeDynamics(FakeCrm):
 
 
 def _primary(entity_set: str) -> str:
-    return {"contacts": "contactid", "leads": "leadid"}.get(entity_set, "activityid")
+    return {"contacts": "contactid", "leads": "leadid",
+            "systemusers": "systemuserid"}.get(entity_set, "activityid")
+
+
+def _filter(entity_set: str, text: str | None) -> Any:
+    """A row test for the ``$filter`` this fake understands: ``col eq value`` joined by
+    ``and`` (booleans, integers, quoted strings); a column the table lacks is refused as
+    Dataverse refuses it."""
+    if not text:
+        return lambda row: True
+    tests = []
+    for clause in re.split(r"\s+and\s+", text.strip()):
+        match = re.fullmatch(r"(\w+)\s+(eq|ne)\s+('(?:[^']|'')*'|true|false|\d+)", clause)
+        if not match:
+            raise HostError(400, f"The query parameter $filter is not supported here: {clause}",
+                            "0x80060888")
+        name, op, raw = match.groups()
+        known = COLUMNS.get(entity_set, set()) | {"isdisabled", "accessmode", "statecode"}
+        if name not in known:
+            raise HostError(400, f"Could not find a property named '{name}' on type "
+                                 f"'Microsoft.Dynamics.CRM.{entity_set[:-1]}'.", "0x0")
+        value: Any = ({"true": True, "false": False}.get(raw) if raw in ("true", "false")
+                      else int(raw) if raw.isdigit() else raw[1:-1].replace("''", "'"))
+        tests.append((name, op, value))
+    return lambda row: all((row.get(n) == v) == (o == "eq") for n, o, v in tests)

@@ -11,6 +11,25 @@ for one or more of them: the installing user picks the account, the token works 
 account's API only and its metadata (``GET /oauth/v1/access-tokens/{token}``) names it.
 ``deliver`` posts one signed batch the way the app's webhook subscription does, with
 events of any accounts in it.
+
+Documented behaviour this fake follows beyond the published specs (checked only against
+the documentation, not a live portal; docs/connectors.md lists the differences):
+
+- Error bodies ``{"status": "error", "message", "correlationId", "category"}``; 401
+  ``INVALID_AUTHENTICATION``, 403 ``MISSING_SCOPES`` naming the required scopes, 404
+  ``OBJECT_NOT_FOUND``, 409 ``CONFLICT``, 429 ``RATE_LIMIT`` with ``policyName``
+  (https://developers.hubspot.com/docs/api/error-handling).
+- A write naming a property the object does not have is a 400 ``VALIDATION_ERROR`` whose
+  message lists ``{"error": "PROPERTY_DOESNT_EXIST", "name": ...}`` per property
+  (``READ_ONLY_VALUE`` for one HubSpot sets itself); an owner id that is not an owner is
+  ``INVALID_OWNER_ID`` (same page).
+- Contacts are unique by email: a second one is a 409 ``CONFLICT`` "Contact already
+  exists. Existing ID: <id>" (the answer integrations quote, e.g. HubSpot/hubspot-api-nodejs#545).
+- Owners: ``GET /crm/v3/owners`` (``limit`` up to 500, ``after``, ``email``, ``archived``),
+  scope ``crm.objects.owners.read``; ``id`` is what ``hubspot_owner_id`` takes, ``userId``
+  is refused there (https://developers.hubspot.com/docs/api-reference/crm-crm-owners-v3/guide).
+- Paging: object lists at most 100 per page with ``paging.next.after``; search 200 per
+  page and 10,000 results per query (https://developers.hubspot.com/docs/api/crm/search).
 """
 
 from __future__ import annotations
@@ -59,6 +78,18 @@ CANONICAL = {"email": "email", "first_name": "firstname", "last_name": "lastname
              "phone": "phone"}
 READ_ONLY = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id"}
 LEAD_TO_CONTACT = 578
+OWNERS_SCOPE = "crm.objects.owners.read"
+SCOPES = frozenset({"crm.objects.contacts.read", "crm.objects.contacts.write",
+                    "crm.schemas.contacts.write", OWNERS_SCOPE})
+# Two salespeople and a deactivated one, as GET /crm/v3/owners words them.
+OWNERS = [
+    {"id": "41629779", "email": "sam@sales.example", "firstName": "Sam", "lastName": "Seller",
+     "userId": 9586504, "archived": False},
+    {"id": "41629780", "email": "kim@sales.example", "firstName": "Kim", "lastName": "Closer",
+     "userId": 9586505, "archived": False},
+    {"id": "41629781", "email": "gone@sales.example", "firstName": "Former", "lastName": "Rep",
+     "userId": 9586506, "archived": True},
+]
 
 
 def iso(moment: datetime) -> str:
@@ -94,6 +125,8 @@ class FakeHubSpot(FakeCrm):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in PROPS}
         self.associations: set[tuple[str, str, str, str]] = set()
         self.event_ids = iter(range(9001, 10**9))
+        self.owners = [dict(o) for o in OWNERS]
+        self.scopes = set(SCOPES)  # what the token was granted; tests take some away
 
     def rules(self) -> list[Rule]:
         obj = "/crm/v3/objects/<otype>"
@@ -114,10 +147,23 @@ class FakeHubSpot(FakeCrm):
                  methods=["GET"]),
             Rule("/crm/v3/properties/<otype>/<name>", endpoint=self.get_property,
                  methods=["GET"]),
+            Rule("/crm/v3/owners", endpoint=self.list_owners, methods=["GET"]),
+            Rule("/crm/v3/owners/<owner_id>", endpoint=self.get_owner, methods=["GET"]),
         ]
+
+    def validate(self, request: Request) -> None:
+        """The shared specs do not describe the owners API: its endpoints check their own
+        parameters (``list_owners``); everything else goes through the spec."""
+        if not request.path.startswith("/crm/v3/owners"):
+            super().validate(request)
 
     # --- HubSpot's answers ----------------------------------------------------------
     def render_error(self, error: HostError) -> Response:
+        if error.status == 401:
+            error = HostError(401, "Authentication credentials not found. This API supports "
+                                   "OAuth 2.0 authentication and you can find more details at "
+                                   "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                              "INVALID_AUTHENTICATION")
         category = error.code or "VALIDATION_ERROR"
         return json_response({"status": "error", "message": error.message,
                               "correlationId": str(uuid.uuid4()), "category": category,
@@ -156,14 +202,28 @@ class FakeHubSpot(FakeCrm):
     def _check_props(self, otype: str, values: dict[str, Any], existing: str | None) -> None:
         problems = []
         for name, value in values.items():
-            if name not in self.props[otype] or name in READ_ONLY:
+            if name not in self.props[otype]:
                 problems.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                  "error": "PROPERTY_DOESNT_EXIST", "name": name})
+            elif name in READ_ONLY:
+                problems.append({"isValid": False, "message": f"{name} is a read only property; "
+                                                              "its value cannot be set.",
+                                 "error": "READ_ONLY_VALUE", "name": name})
             elif name == "email" and value and "@" not in str(value):
                 problems.append({"isValid": False, "message": f"Email address {value} is invalid",
                                  "error": "INVALID_EMAIL", "name": name})
+            elif name == "hubspot_owner_id" and value and str(value) not in self._owner_ids():
+                problems.append({"isValid": False, "message": f"{value} is not a valid owner id",
+                                 "error": "INVALID_OWNER_ID", "name": name})
         if problems:
             raise HostError(400, f"Property values were not valid: {json.dumps(problems)}")
+        if otype == "contacts" and values.get("email"):
+            for other in self.objects["contacts"].values():
+                if (other["id"] != existing and not other["archived"]
+                        and str(other["properties"].get("email", "")).lower()
+                        == str(values["email"]).lower()):
+                    raise HostError(409, f"Contact already exists. Existing ID: {other['id']}",
+                                    "CONFLICT")
         for name, value in values.items():
             if self.props[otype][name]["hasUniqueValue"] and value:
                 for other in self.objects[otype].values():
@@ -186,7 +246,49 @@ class FakeHubSpot(FakeCrm):
         record["properties"][mod] = iso(now)
         return record
 
+    def _owner_ids(self) -> set[str]:
+        return {o["id"] for o in self.owners if not o["archived"]}
+
+    def _owner_out(self, owner: dict[str, Any]) -> dict[str, Any]:
+        now = iso(self.now())
+        return {**owner, "type": "PERSON", "userIdIncludingInactive": owner["userId"],
+                "createdAt": now, "updatedAt": now, "teams": []}
+
+    def _need_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise HostError(403, "This app hasn't been granted all required scopes to make this "
+                                 "call. Read more about required scopes here: "
+                                 "https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
+                            errors=[{"message": "One or more of the following scopes are "
+                                                "required.",
+                                     "context": {"requiredGranularScopes": [scope]}}])
+
     # --- endpoints ------------------------------------------------------------------
+    def list_owners(self, request: Request) -> Response:
+        self._need_scope(OWNERS_SCOPE)
+        try:
+            limit = int(request.args.get("limit", 100))
+            start = int(request.args.get("after") or 0)
+        except ValueError:
+            raise HostError(400, "limit and after must be integers") from None
+        if not 1 <= limit <= 500:
+            raise HostError(400, "limit must be between 1 and 500")
+        archived = request.args.get("archived", "false") == "true"
+        email = request.args.get("email")
+        rows = [o for o in self.owners if o["archived"] == archived
+                and (email is None or o["email"].lower() == email.lower())]
+        body: dict[str, Any] = {"results": [self._owner_out(o) for o in rows[start:start + limit]]}
+        if start + limit < len(rows):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return json_response(body)
+
+    def get_owner(self, request: Request, owner_id: str) -> Response:
+        self._need_scope(OWNERS_SCOPE)
+        found = next((o for o in self.owners if o["id"] == owner_id), None)
+        if found is None:
+            raise HostError(404, f"Owner {owner_id} not found", "OBJECT_NOT_FOUND")
+        return json_response(self._owner_out(found))
+
     def list_objects(self, request: Request, otype: str) -> Response:
         otype = self._type(otype)
         limit = min(int(request.args.get("limit", 10)), 100)
@@ -368,6 +470,10 @@ class FakeHubSpot(FakeCrm):
 
     def contact_value(self, external_id: str, field: str) -> Any:
         return self.objects["contacts"][external_id]["properties"].get(CANONICAL[field])
+
+    def forbid_owner_listing(self) -> None:
+        """The token loses the owners scope (an app installed before it asked for it)."""
+        self.scopes.discard(OWNERS_SCOPE)
 
     def rate_limit_next(self, retry_after: int) -> None:
         self.inject(429, {"status": "error", "errorType": "RATE_LIMIT",

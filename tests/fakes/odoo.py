@@ -6,6 +6,20 @@ many2one/many2many semantics and commands, domains in Polish notation, ``order``
 ``active_test``, ``write_date``/``write_uid`` stamped per writer (second precision, as in
 Odoo), and Odoo's error shapes: JSON-2 answers errors with 4xx/5xx and a
 ``{"name", "message", ...}`` body; JSON-RPC answers 200 with an ``error`` member.
+
+Documented behaviour this fake follows (checked only against the documentation and
+Odoo's source, not a live database; docs/connectors.md lists the differences):
+
+- Writing a field the model lacks raises ``ValueError: Invalid field 'x' on model 'y'``
+  (``BaseModel._write``/``_create``); a missing record ``MissingError``; a refused key
+  ``AccessDenied``; missing rights ``AccessError``. JSON-2 maps them to 4xx statuses,
+  JSON-RPC to a 200 whose ``error.data.name`` is the exception class
+  (https://www.odoo.com/documentation/19.0/developer/reference/external_api.html).
+- Paging is ``limit``/``offset`` on ``search``/``search_read`` with an ``order``; no page
+  cap (same page).
+- Owners are ``res.users``: internal users have ``share`` false; archived users are left
+  out unless ``active_test`` is off. A ``user_id`` naming no user breaks the foreign key,
+  which Odoo reports as a ``ValidationError`` ("The operation cannot be completed: ...").
 """
 
 from __future__ import annotations
@@ -37,13 +51,23 @@ SCHEMA = {
     "calendar.event": {"name", "start", "stop", "partner_ids", "user_id", "description"},
     "mail.message": {"model", "res_id", "body", "subject", "message_type"},
     "ir.model": {"model", "name"},
-    "res.users": {"name", "login"},
+    "res.users": {"name", "login", "email", "share"},
 }
 REQUIRED = {"res.partner": {"name"}, "crm.lead": {"name"}, "calendar.event": {"name", "start", "stop"},
             "mail.activity": {"res_model_id", "res_id", "date_deadline"}}
 STATUS = {"odoo.exceptions.MissingError": 404, "odoo.exceptions.AccessError": 403,
           "odoo.exceptions.ValidationError": 422, "odoo.exceptions.UserError": 422,
           "builtins.ValueError": 422}
+
+
+SALES_UID = 8
+USERS = [  # (id, name, login, email, share (portal), active)
+    (HUMAN_UID, "Mitchell Admin", "admin", "admin@acme.example", False, True),
+    (INTEGRATION_UID, "Journeys Integration", LOGIN, LOGIN, False, True),
+    (SALES_UID, "Sam Seller", "sam@sales.example", "sam@sales.example", False, True),
+    (9, "Former Rep", "gone@sales.example", "gone@sales.example", False, False),
+    (10, "Portal Customer", "customer@client.example", "customer@client.example", True, True),
+]
 
 
 def odoo_time(moment: datetime) -> str:
@@ -63,6 +87,7 @@ class FakeOdoo(FakeCrm):
         super().__init__(clock)
         self.tables: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in SCHEMA}
         self.uid = INTEGRATION_UID
+        self.denied: set[str] = set()  # models the integration user's groups cannot read
         for model, values in [("res.users", {"name": "Mitchell Admin"}),
                               ("res.users", {"name": "Journeys Integration"}),
                               ("ir.model", {"model": "res.partner", "name": "Contact"}),
@@ -72,10 +97,9 @@ class FakeOdoo(FakeCrm):
                               ("mail.activity.type", {"name": "Meeting", "category": "meeting"})]:
             self._create(model, values)
         self.tables["res.users"] = {
-            HUMAN_UID: {"id": HUMAN_UID, "name": "Mitchell Admin", "login": "admin",
-                        "active": True},
-            INTEGRATION_UID: {"id": INTEGRATION_UID, "name": "Journeys Integration",
-                              "login": LOGIN, "active": True}}
+            uid: {"id": uid, "name": name, "login": login, "email": email, "share": share,
+                  "active": active}
+            for uid, name, login, email, share, active in USERS}
 
     def rules(self) -> list[Rule]:
         return [Rule("/json/2/<model>/<method>", endpoint=self.json2, methods=["POST"]),
@@ -134,6 +158,11 @@ class FakeOdoo(FakeCrm):
     def call(self, model: str, method: str, kwargs: dict[str, Any], uid: int) -> Any:
         if model not in self.tables:
             raise OdooError("builtins.KeyError", f"Model {model!r} does not exist")
+        if model in self.denied:
+            raise OdooError("odoo.exceptions.AccessError",
+                            f"You are not allowed to access '{model}' records.\n\nThis "
+                            "operation is allowed for the following groups:\n\t- "
+                            "Role / Administrator")
         context = kwargs.get("context") or {}
         ids = kwargs.get("ids") or []
         if method == "search_read":
@@ -179,6 +208,12 @@ class FakeOdoo(FakeCrm):
                 raise OdooError("builtins.ValueError", f"Invalid field {name!r} on model {model!r}")
         if vals.get("email") and "@" not in str(vals["email"]):
             raise OdooError("odoo.exceptions.ValidationError", f"Invalid email {vals['email']}")
+        user = vals.get("user_id")
+        if user and model != "res.users" and user not in self.tables["res.users"]:
+            raise OdooError("odoo.exceptions.ValidationError",
+                            "The operation cannot be completed: another model requires the "
+                            "record being deleted. If possible, archive it instead.\n\n"
+                            f"Model: {model}, Field: user_id")
 
     def _create(self, model: str, vals: dict[str, Any], uid: int = HUMAN_UID,
                 stamp: datetime | None = None) -> dict[str, Any]:
@@ -253,6 +288,10 @@ class FakeOdoo(FakeCrm):
             vals = {"name": f"{first} {last}", **fields}
             self._write("res.partner", row, vals, INTEGRATION_UID if by_integration else HUMAN_UID,
                         self.now() - timedelta(seconds=backdate))
+
+    def forbid_owner_listing(self) -> None:
+        """The integration user loses the group that reads users."""
+        self.denied.add("res.users")
 
     def delete_contact(self, external_id: str) -> None:
         with self.lock:  # "delete" in the UI of most installs is archiving

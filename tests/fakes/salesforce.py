@@ -5,6 +5,21 @@ lists, WHERE with AND/OR/parentheses, ORDER BY, LIMIT; ``queryAll`` sees deleted
 upsert on the External ID field ``CRM_Journeys_Key__c``; composite requests with
 ``@{ref.Field}`` references; Salesforce's error lists; ``Sforce-Limit-Info`` on every
 answer and ``REQUEST_LIMIT_EXCEEDED`` once the daily allowance is spent.
+
+Documented behaviour this fake follows (checked only against the documentation, not a
+live org; docs/connectors.md lists the differences):
+
+- Errors are a JSON array of ``{"message", "errorCode", "fields"?}``: 400
+  ``INVALID_FIELD`` "No such column 'X' on sobject of type Y" for a write or a SOQL field
+  the object lacks, ``MALFORMED_ID`` / ``INVALID_CROSS_REFERENCE_KEY`` /
+  ``INACTIVE_OWNER_OR_USER`` for an ``OwnerId`` that is not an active user, 401
+  ``INVALID_SESSION_ID``, 403 ``REQUEST_LIMIT_EXCEEDED``, 404 ``NOT_FOUND``
+  (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
+- Queries answer at most 2,000 records a batch (``Sforce-Query-Options: batchSize=N``
+  asks for 200..2,000), with ``done: false`` and a ``nextRecordsUrl`` query locator for
+  the rest (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-query.md,
+  .../headers_queryoptions.htm).
+- Owners are ``User`` rows (id prefix ``005``); only active ones can own records.
 """
 
 from __future__ import annotations
@@ -26,7 +41,14 @@ INTEGRATION_USER = "005000000000001AAA"
 HUMAN_USER = "005000000000002AAA"
 KEY = "CRM_Journeys_Key__c"
 TAGS = "CRM_Journeys_Tags__c"
-PREFIX = {"Contact": "003", "Lead": "00Q", "Task": "00T", "Event": "00U"}
+PREFIX = {"Contact": "003", "Lead": "00Q", "Task": "00T", "Event": "00U", "User": "005"}
+USERS = [  # (Id, Name, Email, IsActive)
+    (INTEGRATION_USER, "Journeys Integration", "journeys@acme.example", True),
+    (HUMAN_USER, "Sam Seller", "sam@sales.example", True),
+    ("005000000000003AAA", "Kim Closer", "kim@sales.example", True),
+    ("005000000000004AAA", "Former Rep", "gone@sales.example", False),
+]
+MAX_BATCH = 2000
 SYSTEM = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "LastModifiedById",
           "CreatedById", "IsDeleted"}
 FIELDS = {
@@ -37,9 +59,11 @@ FIELDS = {
              "Priority", "TaskSubtype", KEY},
     "Event": {"WhoId", "Subject", "StartDateTime", "EndDateTime", "DurationInMinutes",
               "OwnerId", "Description", KEY},
+    "User": {"Name", "Email", "Username", "IsActive", "UserType"},
 }
 REQUIRED = {"Contact": {"LastName"}, "Lead": {"LastName", "Company"}, "Task": set(),
-            "Event": {"StartDateTime"}}
+            "Event": {"StartDateTime"}, "User": {"Name"}}
+_SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 CANONICAL = {"email": "Email", "first_name": "FirstName", "last_name": "LastName",
              "phone": "Phone"}
 
@@ -56,11 +80,19 @@ class FakeSalesforce(FakeCrm):
     def __init__(self, clock: Any = None):
         super().__init__(clock)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {o: {} for o in FIELDS}
+        self.locators: dict[str, list[dict[str, Any]]] = {}
+        self.api_enabled = True  # the integration user's profile has "API Enabled"
+        for uid, name, email, active in USERS:
+            self.rows["User"][uid] = {
+                "Id": uid, "Name": name, "Email": email, "Username": email, "IsActive": active,
+                "UserType": "Standard", "CreatedDate": self.now(), "IsDeleted": False,
+                "SystemModstamp": self.now(), "LastModifiedDate": self.now()}
 
     def rules(self) -> list[Rule]:
         return [
             Rule(f"{API}/query", endpoint=self.query, methods=["GET"]),
             Rule(f"{API}/queryAll", endpoint=self.query_all, methods=["GET"]),
+            Rule(f"{API}/query/<locator>", endpoint=self.query_more, methods=["GET"]),
             Rule(f"{API}/composite", endpoint=self.composite, methods=["POST"]),
             Rule(f"{API}/sobjects/<obj>/describe", endpoint=self.describe, methods=["GET"]),
             Rule(f"{API}/sobjects/<obj>", endpoint=self.create, methods=["POST"]),
@@ -75,6 +107,8 @@ class FakeSalesforce(FakeCrm):
 
     # --- Salesforce's answers -------------------------------------------------------
     def render_error(self, error: HostError) -> Response:
+        if error.status == 401:
+            error = HostError(401, "Session expired or invalid", "INVALID_SESSION_ID")
         body = [{"message": error.message, "errorCode": error.code or "BAD_REQUEST",
                  **({"fields": error.extra["fields"]} if "fields" in error.extra else {})}]
         return json_response(body, error.status)
@@ -84,6 +118,11 @@ class FakeSalesforce(FakeCrm):
                                "errorCode": "REQUEST_LIMIT_EXCEEDED"}], 403)
 
     def _handle(self, request: Request) -> Response:
+        if not self.api_enabled and self.authorized(request):
+            response = json_response([{"message": "The REST API is not enabled for this "
+                                                  "Organization.", "errorCode": "API_DISABLED_FOR_ORG"}],
+                                     403)
+            return response
         response = super()._handle(request)
         used = self.daily_used.get(self.now().date().isoformat(), 0)
         response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{self.daily_allowance}"
@@ -115,6 +154,7 @@ class FakeSalesforce(FakeCrm):
         if unknown:
             raise HostError(400, f"No such column '{unknown[0]}' on sobject of type {obj}",
                             "INVALID_FIELD")
+        self._check_owner(values.get("OwnerId"))
         email = values.get("Email")
         if email and "@" not in email:
             raise HostError(400, f"Email: invalid email address: {email}",
@@ -138,6 +178,20 @@ class FakeSalesforce(FakeCrm):
         row.update(values)
         row.update(LastModifiedDate=now, SystemModstamp=now, LastModifiedById=user)
         return row
+
+    def _check_owner(self, owner: Any) -> None:
+        if not owner:
+            return
+        if not _SF_ID.match(str(owner)):
+            raise HostError(400, f"Owner ID: id value of incorrect type: {owner}",
+                            "MALFORMED_ID", fields=["OwnerId"])
+        user = self.rows["User"].get(str(owner))
+        if user is None:
+            raise HostError(400, "invalid cross reference id", "INVALID_CROSS_REFERENCE_KEY",
+                            fields=["OwnerId"])
+        if not user["IsActive"]:
+            raise HostError(400, f"operation performed with inactive user [{owner}] as owner",
+                            "INACTIVE_OWNER_OR_USER", fields=["OwnerId"])
 
     # --- endpoints ------------------------------------------------------------------
     def describe(self, request: Request, obj: str) -> Response:
@@ -190,13 +244,34 @@ class FakeSalesforce(FakeCrm):
 
     def query(self, request: Request, include_deleted: bool = False) -> Response:
         soql = Soql(request.args["q"])
-        rows = [r for r in self.rows[self._obj(soql.obj)].values()
+        unknown = [f for f in soql.fields if f not in SYSTEM | FIELDS[self._obj(soql.obj)]]
+        if unknown:
+            raise HostError(400, f"No such column '{unknown[0]}' on entity '{soql.obj}'",
+                            "INVALID_FIELD")
+        rows = [r for r in self.rows[soql.obj].values()
                 if (include_deleted or not r["IsDeleted"]) and soql.matches(r)]
         rows = soql.order(rows)
         if soql.limit is not None:
             rows = rows[:soql.limit]
-        return json_response({"totalSize": len(rows), "done": True,
-                              "records": [self._out(soql.obj, r, soql.fields) for r in rows]})
+        records = [self._out(soql.obj, r, soql.fields) for r in rows]
+        return self._batch(records, len(records), _batch_size(request))
+
+    def query_more(self, request: Request, locator: str) -> Response:
+        rest = self.locators.pop(locator.rsplit("-", 1)[0], None)
+        if rest is None:
+            raise HostError(400, "invalid query locator", "INVALID_QUERY_LOCATOR")
+        return self._batch(rest, int(locator.rsplit("-", 1)[1]) + len(rest),
+                           _batch_size(request))
+
+    def _batch(self, records: list[dict[str, Any]], total: int, size: int) -> Response:
+        """The first ``size`` records; the rest wait behind a query locator."""
+        body: dict[str, Any] = {"totalSize": total, "done": len(records) <= size,
+                                "records": records[:size]}
+        if len(records) > size:
+            locator = f"01g{self.next_id():012d}AAA"
+            self.locators[locator] = records[size:]
+            body["nextRecordsUrl"] = f"{API}/query/{locator}-{total - len(records) + size}"
+        return json_response(body)
 
     def query_all(self, request: Request) -> Response:
         return self.query(request, include_deleted=True)
@@ -275,6 +350,10 @@ class FakeSalesforce(FakeCrm):
     def contact_value(self, external_id: str, field: str) -> Any:
         return self.rows["Contact"][external_id].get(CANONICAL[field])
 
+    def forbid_owner_listing(self) -> None:
+        """The integration user's profile loses "API Enabled": every call is a 403."""
+        self.api_enabled = False
+
     def rate_limit_next(self, retry_after: int) -> None:
         self.inject(503, [{"errorCode": "SERVER_UNAVAILABLE",
                            "message": "Too many concurrent requests"}],
@@ -282,6 +361,12 @@ class FakeSalesforce(FakeCrm):
 
     def exhaust_daily_budget(self) -> None:
         self.daily_limit = self.daily_used.get(self.now().date().isoformat(), 0)
+
+
+def _batch_size(request: Request) -> int:
+    """``Sforce-Query-Options: batchSize=N``: 200..2,000, the default and cap 2,000."""
+    match = re.search(r"batchSize=(\d+)", request.headers.get("Sforce-Query-Options", ""))
+    return min(MAX_BATCH, max(200, int(match.group(1)))) if match else MAX_BATCH
 
 
 def _resolve(text: str, refs: dict[str, Any], quote: bool = False) -> str:
