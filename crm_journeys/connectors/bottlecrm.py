@@ -244,7 +244,7 @@ class BottleCrmConnector(RewritesTags, Connector):
                                       status=404)
         found = self._find_lead(contact, idempotency_key)
         if found:
-            return WriteResult(found[0], created=found[1], detail="" if found[1] else
+            return WriteResult(found[0], created=False, detail="" if found[1] else
                                "the contact already has a lead (one per email in BottleCRM)")
         owner = self.resolve_owner(spec.owner)
         body = {"title": spec.title, "first_name": contact.first_name,
