@@ -14,8 +14,8 @@ from crm_journeys.errors import ConnectorError, FatalConnectorError, RetriableCo
 log = logging.getLogger(__name__)
 
 CREDENTIAL_HINT = {
-    "bottlecrm": "a personal access token (bcrm_pat_...) of an active ADMIN profile, made "
-                 "under Settings > API tokens",
+    "bottlecrm": "a personal access token (bcrm_pat_...) of an active profile with the "
+                 "ADMIN role",
     "odoo": "the user's login and an API key made under Preferences > Account Security",
     "hubspot": "a private app access token with the crm.objects.contacts scopes",
     "salesforce": "a connected app authorised by a user who can read and edit contacts",
@@ -44,7 +44,7 @@ def explain(host: str, url: str | None, exc: BaseException) -> str:
                 "example https://crm.example.com, without /api or a page path)")
     if status in (401, 403) or (host == "bottlecrm" and "rganization context" in text):
         if isinstance(exc, FatalConnectorError) and status == 403 and "role" in text:
-            return f"{host} refused the token's role: {_tail(text)}"
+            return text.split(": ", 1)[-1]  # the connector's own sentence, whole
         return f"{host} did not accept the credentials ({_tail(text)}); use {hint}"
     return f"{host} refused the connection ({_tail(text)})"
 

@@ -13,6 +13,7 @@ loopback port and creates an organisation with three people and their access tok
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -221,11 +223,27 @@ def template() -> str:
     return name
 
 
-def prepare() -> None:
-    """The slow, cacheable part: the venv and the migrated template."""
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """One builder at a time (two sessions starting together share the cache)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "bottlecrm.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def prepared() -> tuple[str, str]:
+    """The slow, cacheable part: the venv's python and the migrated template's name."""
     check_available()
-    venv()
-    template()
+    with _exclusive():
+        return str(venv()), template()
+
+
+def prepare() -> None:
+    prepared()
 
 
 def _free_port() -> int:
@@ -253,9 +271,7 @@ def _wait_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def start(log_dir: Path) -> BottleCrmHost:
-    check_available()
-    python = str(venv())
-    source = template()
+    python, source = prepared()
     database = f"bottlecrm_run_{uuid.uuid4().hex[:10]}"
     _admin_sql(f'CREATE DATABASE "{database}" TEMPLATE "{source}"')
     env = {**_env(database), "_PYTHON": python}

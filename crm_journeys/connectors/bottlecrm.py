@@ -108,10 +108,10 @@ class BottleCrmConnector(RewritesTags, Connector):
         me = self.whoami()
         if me.get("role") != "ADMIN":
             raise FatalConnectorError(
-                f"the token belongs to {(me.get('user_details') or {}).get('email', '?')}, "
-                f"whose role is {me.get('role') or 'unknown'}: BottleCRM shows a USER only the "
-                "contacts assigned to it and lets only an ADMIN create tags; create the token "
-                "for a profile with the ADMIN role", status=403)
+                f"bottlecrm: the token is {(me.get('user_details') or {}).get('email', '?')}'s, "
+                f"whose role is {me.get('role') or 'unknown'}; a USER sees only the contacts "
+                "assigned to it and cannot create tags: use a token of an ADMIN profile",
+                status=403)
         return {"integration_user_id": str(me["user_details"]["id"]),
                 "integration_profile_id": str(me["id"])}
 
