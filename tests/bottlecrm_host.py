@@ -24,9 +24,9 @@ import sys
 import time
 import tomllib
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -27,9 +27,9 @@ from flask import (
 from sqlalchemy import select
 
 from crm_journeys.auth.accounts import can, create_api_token
+from crm_journeys.connectors.registry import load_connector
 from crm_journeys.errors import NotFound
 from crm_journeys.extension import state
-from crm_journeys.connectors.registry import load_connector
 from crm_journeys.hosts import BUILT_IN, HostProfile, sync_interval
 from crm_journeys.install import (
     InstallError,
