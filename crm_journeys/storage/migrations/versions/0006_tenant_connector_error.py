@@ -25,6 +25,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('cj_tenant') as batch:
-        batch.drop_column('connector_error_at')
-        batch.drop_column('connector_error')
+    # in place (SQLite >= 3.35 too): rebuilding cj_tenant would cascade to every child row
+    for column in ('connector_error_at', 'connector_error'):
+        op.execute(f'ALTER TABLE cj_tenant DROP COLUMN {column}')
