@@ -99,8 +99,7 @@ class BottleCrmConnector(RewritesTags, Connector):
     # --- installation ---------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
         """The token's profile: its role, its profile id and the User id the feed shows."""
-        body = self.http.get("/api/profile/")
-        return body["user_obj"] if isinstance(body, dict) and "user_obj" in body else {}
+        return dict(self.http.get("/api/profile/")["user_obj"])
 
     def discover_settings(self) -> dict[str, Any]:
         """What install records: the integration user whose feed entries are our echoes.
