@@ -76,3 +76,36 @@ def test_connectors_are_cached_by_installation_not_by_id(database, clock):
         other_process = _runtime(database, clock)  # a worker that cached the old one
         other_process._connectors[new] = (("old", "bottlecrm", None, "{}"), object())
         assert other_process.connector_for(new).http.host == second.url.split("//")[1]
+
+
+def test_the_admin_sees_the_failure_and_only_its_own(app, clock):
+    from tests.test_web_ui import sign_in
+
+    tenants = app.config["TEST_TENANTS"]
+    with app.extensions["crm_journeys"].db.unit_of_work() as s:
+        for tid in tenants.values():
+            s.get(Tenant, tid).connector = "bottlecrm"
+        acme = s.get(Tenant, tenants["acme"])
+        acme.connector_error = "sync failed: KeyError: 'timestamp'"
+        acme.connector_error_at = clock.now()
+    page = sign_in(app, "admin@acme.example").get("/admin/integrations").text
+    assert "CRM connection (bottlecrm)" in page
+    assert "sync failed: KeyError: &#39;timestamp&#39;" in page
+    other = sign_in(app, "admin@globex.example").get("/admin/integrations").text
+    assert "No sync or webhook failure recorded." in other and "KeyError" not in other
+
+
+def test_crm_journeys_status_names_the_failure(database, clock):
+    from click.testing import CliRunner
+
+    from crm_journeys.cli import main
+
+    runtime = _runtime(database, clock)
+    with FakeBottleCrm(clock) as host:
+        tenant_id = _install(runtime, "acme", host)
+        host.inject(200, ["not", "a", "feed"], when=lambda r: r.path == "/api/activities/")
+        CrmUpkeep(runtime).run_once()
+    result = CliRunner().invoke(main, ["--database", database.url, "status", "--tenant", "acme"])
+    slug, host_name, state = result.output.strip().split("\t")
+    assert (slug, host_name) == ("acme", "bottlecrm") and tenant_id
+    assert state.startswith("last failure ") and "sync failed: TypeError" in state
