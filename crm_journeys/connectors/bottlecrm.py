@@ -156,8 +156,10 @@ class BottleCrmConnector(RewritesTags, Connector):
             state.since = floor.isoformat() if floor else None
             state.extra["scan_mark"] = self._feed_mark(feed)
             return
+        before = _previous_entries(feed)
         fresh = [a for a in reversed(feed) if a["id"] not in seen
-                 and (floor is None or _at(a) >= floor) and not _delivered(state, a)]
+                 and (floor is None or _at(a) >= floor)
+                 and not _delivered(state, a, before.get(a["id"]))]
         pending: dict[str, list[Any]] = {}
         for entry in fresh:  # oldest first; the last word on each contact wins
             pending.pop(entry["entity_id"], None)
@@ -398,11 +400,28 @@ def _at(entry: dict[str, Any]) -> datetime:
     return parse_time(entry.get("timestamp")) or datetime.min.replace(tzinfo=UTC)
 
 
-def _delivered(state: SyncState, entry: dict[str, Any]) -> bool:
+def _previous_entries(feed: list[dict[str, Any]]) -> dict[str, datetime]:
+    """Each entry's predecessor about the same contact: entry id -> that one's time."""
+    last: dict[str, datetime] = {}
+    before: dict[str, datetime] = {}
+    for entry in sorted(feed, key=_at):
+        if entry["entity_id"] in last:
+            before[entry["id"]] = last[entry["entity_id"]]
+        last[entry["entity_id"]] = _at(entry)
+    return before
+
+
+def _delivered(state: SyncState, entry: dict[str, Any], previous: datetime | None) -> bool:
     """Whether a version at least as new as this feed entry already went out (the scan or
-    an earlier poll delivered it), so the contact need not be fetched again. The entry is
-    stamped a moment after the save it records, hence the ``SAME_SAVE`` allowance."""
+    an earlier poll delivered it), so the contact need not be fetched again.
+
+    The entry is stamped a moment after the save it records (``SAME_SAVE`` allows for
+    that), and each save comes after the previous save's entry: so the version we hold
+    is this entry's save only if it is also newer than the contact's previous entry. An
+    edit made within a second of the last one is therefore never taken for it."""
     known = state.seen.get(entry["entity_id"])
     if not known or entry["action"] == "DELETE":
+        return False
+    if previous is not None and known[1] <= previous.timestamp():
         return False
     return bool(known[1] >= (_at(entry) - SAME_SAVE).timestamp())
