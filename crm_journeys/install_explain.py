@@ -1,4 +1,4 @@
-"""Why an install failed, in one sentence that says what to fix.
+"""Why an install (or a later sync) failed, in one sentence that says what to fix.
 
 A CRM admin installing the add-on sees this and nothing else: no traceback, no page of
 the host's HTML, no bare "Organization context is required". The connector's own error
@@ -26,6 +26,11 @@ CREDENTIAL_HINT = {
 def explain(host: str, url: str | None, exc: BaseException) -> str:
     """The sentence shown for a failed install (the full error goes to the log)."""
     log.warning("install of %s failed", host, exc_info=(type(exc), exc, exc.__traceback__))
+    return describe(host, url, exc)
+
+
+def describe(host: str, url: str | None, exc: BaseException) -> str:
+    """A connector failure as advice; also what a tenant's admin reads when a sync fails."""
     where = f" at {url}" if url else ""
     text = str(exc)
     status = getattr(exc, "status", None)

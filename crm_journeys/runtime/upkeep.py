@@ -117,7 +117,7 @@ class CrmUpkeep:
                 self._fetch_hinted(tenant_id, items)
             except Exception as exc:  # noqa: BLE001 - its rows stay leased and are retried
                 log.warning("webhook hints of tenant %s failed", tenant_id, exc_info=True)
-                self._record_error(tenant_id, f"webhook fetch failed: {_why(exc)}")
+                self._record_error(tenant_id, "webhook fetch failed", exc)
 
     def _fetch_hinted(self, tenant_id: int, items: list[tuple[int, dict[str, Any]]]) -> None:
         objects: dict[str, list[int]] = defaultdict(list)
@@ -138,9 +138,8 @@ class CrmUpkeep:
                 self._later(row_ids, str(exc), exc.retry_after)
                 continue
             except Exception as exc:  # noqa: BLE001 - fatal for this object only: keep why
-                why = _why(exc)
-                self._close(tenant_id, row_ids, [], "failed", why)
-                self._record_error(tenant_id, f"fetching a contact the host notified: {why}")
+                self._close(tenant_id, row_ids, [], "failed", _why(exc))
+                self._record_error(tenant_id, "fetching a contact the host notified", exc)
                 continue
             if contact is None:
                 contact = CanonicalContact(external_id=oid, deleted=True,
@@ -203,12 +202,12 @@ class CrmUpkeep:
                                     max_pages=self.pages_per_pass)
         except RetriableConnectorError as exc:
             self._later([row_id], str(exc), exc.retry_after)
-            self._record_error(tenant_id, f"sync delayed: {exc}")
+            self._record_error(tenant_id, "sync delayed", exc)
             return
         except Exception as exc:  # noqa: BLE001 - a connector bug or a host's surprise
             log.warning("sync of tenant %s failed", tenant_id, exc_info=True)
             self._close(tenant_id, [row_id], [], "failed", _why(exc))
-            self._record_error(tenant_id, f"sync failed: {_why(exc)}")
+            self._record_error(tenant_id, "sync failed", exc)
             return
         now = self.rt.clock.now()
         with self.rt.db.unit_of_work() as s:
@@ -223,11 +222,18 @@ class CrmUpkeep:
                 if tenant is not None and tenant.connector_error:
                     tenant.connector_error, tenant.connector_error_at = None, None
 
-    def _record_error(self, tenant_id: int, message: str) -> None:
+    def _record_error(self, tenant_id: int, what: str, exc: BaseException) -> None:
+        """On the tenant's row, in words its admin can act on (the detail is in the log)."""
+        from crm_journeys.install_explain import describe
+
         with self.rt.db.unit_of_work() as s:
             tenant = s.get(Tenant, tenant_id)
             if tenant is not None:
-                tenant.connector_error = message[:2000]
+                settings = tenant.settings or {}
+                url = next((settings[k] for k in ("url", "base_url", "environment_url")
+                            if settings.get(k)), None)
+                advice = describe(tenant.connector, url, exc)
+                tenant.connector_error = f"{what}: {advice}"[:2000]
                 tenant.connector_error_at = self.rt.clock.now()
 
 
