@@ -332,7 +332,10 @@ def bottlecrm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BottleCrmHos
 if __name__ == "__main__":
     if sys.argv[1:] == ["prepare"]:
         started = time.monotonic()
-        prepare()
+        try:
+            prepare()
+        except HostUnavailable as exc:
+            sys.exit(f"the real BottleCRM cannot run here: {exc}")
         print(f"BottleCRM venv and template ready in {time.monotonic() - started:.0f} s")
     else:
         sys.exit("usage: python -m tests.bottlecrm_host prepare")
