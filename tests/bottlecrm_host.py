@@ -13,6 +13,7 @@ loopback port and creates an organisation with three people and their access tok
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -275,7 +276,8 @@ def _wait_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 def start(log_dir: Path) -> BottleCrmHost:
     python, source = prepared()
-    database = f"bottlecrm_run_{uuid.uuid4().hex[:10]}"
+    _drop_orphans()
+    database = f"bottlecrm_run_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     _admin_sql(f'CREATE DATABASE "{database}" TEMPLATE "{source}"')
     env = {**_env(database), "_PYTHON": python}
     [org] = _make_orgs(env, 1)
@@ -283,7 +285,8 @@ def start(log_dir: Path) -> BottleCrmHost:
     log = log_dir / "bottlecrm.log"
     process = subprocess.Popen(
         [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=HOST_DIR, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        cwd=HOST_DIR, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_up(url, process, log)
@@ -291,6 +294,30 @@ def start(log_dir: Path) -> BottleCrmHost:
         stop(BottleCrmHost(url, database, org, process))
         raise
     return BottleCrmHost(url, database, org, process, env)
+
+
+def _die_with_parent() -> None:
+    """The server stops when the test session dies, even by ``kill -9`` (Linux)."""
+    import ctypes
+    import signal
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _drop_orphans() -> None:
+    """Databases of sessions that died without cleaning up (their process is gone)."""
+    from sqlalchemy import create_engine, text
+    engine = create_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database "
+                                      "WHERE datname LIKE 'bottlecrm_run_%'")).scalars().all()
+    finally:
+        engine.dispose()
+    for name in names:
+        pid = name.split("_")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _make_orgs(env: dict[str, str], count: int) -> list[Org]:
