@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from crm_journeys.errors import DefinitionError
+from crm_journeys.errors import ConnectorError, DefinitionError
 from crm_journeys.storage.db import Database, default_url
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -261,8 +261,31 @@ def sync(ctx: click.Context, tenant: str, page_size: int) -> None:
             bar.length = total or max(seen, 1)
             bar.update(seen - bar.pos)
 
-        count = sync_tenant(runtime, tid, page_size=page_size, progress=progress)
+        try:
+            count = sync_tenant(runtime, tid, page_size=page_size, progress=progress)
+        except ConnectorError as exc:
+            raise click.ClickException(f"sync of {tenant} stopped: {exc}") from None
     click.echo(f"{count} contacts read")
+
+
+@main.command()
+@click.option("--tenant", default=None, help="Only this workspace (default: every one).")
+@click.pass_context
+def status(ctx: click.Context, tenant: str | None) -> None:
+    """Each workspace's CRM and its last sync or webhook failure (cleared by a good sync)."""
+    from sqlalchemy import select
+
+    from crm_journeys.storage.models import Tenant
+
+    with _current_db(ctx).unit_of_work() as s:
+        query = select(Tenant).order_by(Tenant.slug)
+        rows = s.scalars(query.where(Tenant.slug == tenant) if tenant else query).all()
+        if tenant and not rows:
+            raise click.ClickException(f"no tenant {tenant!r}")
+        for row in rows:
+            state = (f"last failure {row.connector_error_at:%Y-%m-%d %H:%M} UTC: "
+                     f"{row.connector_error}" if row.connector_error else "ok")
+            click.echo(f"{row.slug}\t{row.connector}\t{state}")
 
 
 
@@ -363,8 +386,13 @@ def install_cmd(ctx: click.Context, host: str, tenant: str, name: str, settings:
         for field, message in exc.errors.items():
             click.echo(f"  {field}: {message}", err=True)
         raise click.ClickException(f"{host}: not installed") from None
-    click.echo(f"installed {host} as tenant {tenant!r} (id {tenant_id}); "
-               f"webhooks: POST /hooks/crm/{tenant}; run `crm-journeys sync --tenant {tenant}`")
+    from crm_journeys.connectors.registry import load_connector
+
+    changes = (f"webhooks: POST /hooks/crm/{tenant}"
+               if "webhooks" in load_connector(host).capabilities else
+               f"{host} sends no webhooks: the worker polls it for changes")
+    click.echo(f"installed {host} as tenant {tenant!r} (id {tenant_id}); {changes}; "
+               f"run `crm-journeys sync --tenant {tenant}`")
 
 
 @main.command("uninstall")

@@ -39,6 +39,7 @@ from crm_journeys.errors import (
     RetriableConnectorError,
 )
 from crm_journeys.hosts import HostProfile, profile_for
+from crm_journeys.install_explain import explain
 from crm_journeys.manifest import schema_errors
 from crm_journeys.runtime.tenants import SLUG, create_tenant
 from crm_journeys.secrets import decrypt_json, encrypt_json
@@ -325,15 +326,27 @@ def install_tenant(runtime: Runtime, host: str, slug: str, name: str, settings: 
     if not check:
         return tenant_id
     try:
+        _discover(runtime, tenant_id)
         connector = runtime.connector_for(tenant_id)
         connector.ensure_schema()
         connector.sync_page(None, 1)  # can read contacts: the credentials work
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence, none a traceback
         uninstall(runtime, tenant_id)  # a failed install leaves nothing behind
-        if isinstance(exc, ConnectorError):
-            raise InstallError({"credentials": f"{host} refused the connection: {exc}"}) from None
-        raise
+        raise InstallError({"credentials": explain(host, settings.get("url"), exc)}) from None
     return tenant_id
+
+
+def _discover(runtime: Runtime, tenant_id: int) -> None:
+    """Record what the host can tell about the install (its integration user), so nobody
+    has to look it up by hand; the connector is rebuilt with it."""
+    found = runtime.connector_for(tenant_id).discover_settings()
+    if not found:
+        return
+    with runtime.db.unit_of_work() as s:
+        tenant = s.get(Tenant, tenant_id)
+        assert tenant is not None
+        tenant.settings = {**(tenant.settings or {}), **found}
+    runtime.forget_connector(tenant_id)
 
 
 def update_credentials(db: Database, tenant_id: int, changes: dict[str, Any]) -> None:

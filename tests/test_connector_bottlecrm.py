@@ -88,3 +88,52 @@ def test_daily_throttle_opens_the_circuit(host, connector):
     with pytest.raises(BudgetExhaustedError) as info:
         connector.fetch_contact(ref)
     assert info.value.retry_after == 86400
+
+
+def test_a_contact_with_a_lead_keeps_it(host, connector):
+    """One lead per email per organisation (the server's rule): found, not dead-lettered."""
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    theirs = host.add_lead(ref, title="By hand")
+    result = connector.create_lead(ref, LeadSpec(title="Welcome"), "k-1")
+    assert (result.external_id, result.created) == (theirs, False)
+    assert len(host.leads) == 1
+
+
+def test_leads_get_the_boards_first_status(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    result = connector.create_lead(ref, LeadSpec(title="Welcome"), "k-1")
+    assert host.leads[result.external_id]["status"] == "assigned"
+
+
+def test_unknown_fields_are_refused_before_any_request(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    before = len(host.requests)
+    with pytest.raises(FatalConnectorError, match="no field score"):
+        connector.update_fields(ref, {"score": 10}, "k")
+    assert len(host.requests) == before
+
+
+def test_tags_are_matched_by_slug(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace",
+                           tags=["VIP"])
+    other = host.add_contact(email="bob@example.com", first_name="Bob", last_name="B")
+    assert connector.add_tag(other, "vip", "k").detail == "changed"
+    assert host.contact_tags(other) == host.contact_tags(ref) == {"VIP"}
+    assert len(host.tags) == 1
+
+
+def test_feed_survives_deleted_editors_and_deactivations(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    _, cursor, _ = drain(connector, None, 10)
+    host.advance(5)
+    host.deactivate_contact(ref)
+    host.forget_editors()
+    changed, _, _ = drain(connector, cursor, 10)
+    assert [(c.external_id, c.deleted, c.echo) for c in changed] == [(ref, True, False)]
+
+
+def test_a_member_token_is_refused_at_install_with_the_reason(host):
+    member = BottleCrmConnector({"url": host.url + "/api"}, {"token": host.member_token},
+                                limits=HostLimits())
+    with pytest.raises(FatalConnectorError, match="role is USER"):
+        member.discover_settings()

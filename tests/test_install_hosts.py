@@ -200,7 +200,10 @@ def seed(env: Env) -> list[str]:
 def test_install_sync_journey_webhook_uninstall(env: Env) -> None:
     refs = seed(env)
     info = install(env)
-    assert info["webhook_url"] == env.hook_url().replace(env.base_url, "http://localhost")
+    if env.host in WEBHOOK_HOSTS:
+        assert info["webhook_url"] == env.hook_url().replace(env.base_url, "http://localhost")
+    else:  # nothing to paste into a host that sends no webhooks
+        assert "webhook_url" not in info and info["polled_every_seconds"] > 0
     if env.host == "hubspot":  # the account the token was issued for routes the app's webhooks
         assert info["portal_id"] == str(env.crm.portal_id)
 

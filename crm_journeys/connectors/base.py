@@ -238,6 +238,12 @@ class Connector(ABC):
         """
         return []
 
+    def discover_settings(self) -> dict[str, Any]:
+        """Settings install can learn from the host instead of asking the admin (the
+        integration user whose changes are our own echoes). Raises ``ConnectorError`` when
+        the credentials cannot do the job (a role too weak), saying what to fix."""
+        return {}
+
     # --- pickers for the builder --------------------------------------------------
     def picker_values(self, picker: str) -> list[str]:
         """Values for a builder picker (tags, groups, fields, owners, ...); empty if unknown."""

@@ -305,7 +305,10 @@ def default_message(response: requests.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return (response.text or response.reason or "").strip()[:500]
+        text = (response.text or response.reason or "").strip()
+        if "html" in response.headers.get("Content-Type", "") or text.lower().startswith("<"):
+            return "an HTML page, not an API answer (is the URL the API's address?)"
+        return text[:500]
     candidates = [body, dig(body, 0), dig(body, "error"), dig(body, ("error", "data"))]
     for item in candidates:
         if isinstance(item, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,26 +23,35 @@ class Runtime:
     engine: RulesEngine = field(default_factory=RulesEngine)
     versions: VersionCache = field(default_factory=VersionCache)
     settings: dict[str, Any] = field(default_factory=dict)
-    _connectors: dict[int, Connector] = field(default_factory=dict)
+    _connectors: dict[int, tuple[Any, Connector]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.claims = Claims(postgres=self.db.is_postgres)
         self.settings.setdefault("smtp_url", os.environ.get("CRM_JOURNEYS_SMTP_URL", ""))
 
     def connector_for(self, tenant_id: int) -> Connector:
-        """The tenant's connector, built once with its settings and decrypted credentials."""
-        if tenant_id not in self._connectors:
-            from crm_journeys.connectors.factory import build_connector
+        """The tenant's connector, built once per installation with its settings and
+        decrypted credentials. Cached by installation, not by id alone: SQLite hands a
+        deleted tenant's id to the next one, and a connector built for the old install
+        would read one account's CRM into another tenant. The check is one primary-key
+        read; another process's uninstall or reinstall is noticed the same way."""
+        from crm_journeys.connectors.factory import build_connector
 
-            with self.db.unit_of_work() as s:
-                tenant = s.get(Tenant, tenant_id)
-                assert tenant is not None
-                self._connectors[tenant_id] = build_connector(tenant, self)
-        return self._connectors[tenant_id]
+        with self.db.unit_of_work() as s:
+            tenant = s.get(Tenant, tenant_id)
+            assert tenant is not None, f"no tenant {tenant_id}"
+            installation = _installation(tenant)
+            cached = self._connectors.get(tenant_id)
+            if cached is None or cached[0] != installation:
+                self._connectors[tenant_id] = (installation, build_connector(tenant, self))
+        return self._connectors[tenant_id][1]
 
     def use_connector(self, tenant_id: int, connector: Connector) -> None:
         """Put a specific connector in place (test mode's dry-run CRM, a bench fake)."""
-        self._connectors[tenant_id] = connector
+        with self.db.unit_of_work() as s:
+            tenant = s.get(Tenant, tenant_id)
+            installation = _installation(tenant) if tenant is not None else None
+        self._connectors[tenant_id] = (installation, connector)
 
     def forget_connector(self, tenant_id: int) -> None:
         self._connectors.pop(tenant_id, None)
@@ -56,3 +66,10 @@ class Runtime:
                 "mail_from": settings.get("mail_from", "journeys@localhost"),
                 "allow_private_webhooks": bool(settings.get("allow_private_webhooks")),
                 "webhook_secret": secret}
+
+
+def _installation(tenant: Tenant) -> tuple[Any, ...]:
+    """What tells one installation from the next that may reuse its id (and a settings
+    change made by another process from the settings this connector was built with)."""
+    return (tenant.slug, tenant.connector, tenant.created_at,
+            json.dumps(tenant.settings or {}, sort_keys=True, default=str))

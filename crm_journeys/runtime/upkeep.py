@@ -113,7 +113,11 @@ class CrmUpkeep:
         for row_id, tenant_id, payload in claimed:
             by_tenant[tenant_id].append((row_id, payload))
         for tenant_id, items in by_tenant.items():
-            self._fetch_hinted(tenant_id, items)
+            try:
+                self._fetch_hinted(tenant_id, items)
+            except Exception as exc:  # noqa: BLE001 - its rows stay leased and are retried
+                log.warning("webhook hints of tenant %s failed", tenant_id, exc_info=True)
+                self._record_error(tenant_id, "webhook fetch failed", exc)
 
     def _fetch_hinted(self, tenant_id: int, items: list[tuple[int, dict[str, Any]]]) -> None:
         objects: dict[str, list[int]] = defaultdict(list)
@@ -133,8 +137,9 @@ class CrmUpkeep:
             except RetriableConnectorError as exc:
                 self._later(row_ids, str(exc), exc.retry_after)
                 continue
-            except (ConnectorError, ValueError) as exc:  # fatal for this object: keep why
-                self._close(tenant_id, row_ids, [], "failed", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - fatal for this object only: keep why
+                self._close(tenant_id, row_ids, [], "failed", _why(exc))
+                self._record_error(tenant_id, "fetching a contact the host notified", exc)
                 continue
             if contact is None:
                 contact = CanonicalContact(external_id=oid, deleted=True,
@@ -190,15 +195,19 @@ class CrmUpkeep:
                     InboxEvent.status != SYNC, InboxEvent.dedup_key != key))
 
     def _sync(self, row_id: int, tenant_id: int) -> None:
+        """One tenant's share of syncing. Whatever goes wrong is that tenant's problem: it is
+        recorded on its row and its slot, never raised into the pass other tenants share."""
         try:
             seen, done = sync_pages(self.rt, tenant_id, page_size=self.page_size,
                                     max_pages=self.pages_per_pass)
         except RetriableConnectorError as exc:
             self._later([row_id], str(exc), exc.retry_after)
+            self._record_error(tenant_id, "sync delayed", exc)
             return
-        except ConnectorError as exc:
-            log.warning("sync of tenant %s failed: %s", tenant_id, exc)
-            self._close(tenant_id, [row_id], [], "failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a connector bug or a host's surprise
+            log.warning("sync of tenant %s failed", tenant_id, exc_info=True)
+            self._close(tenant_id, [row_id], [], "failed", _why(exc))
+            self._record_error(tenant_id, "sync failed", exc)
             return
         now = self.rt.clock.now()
         with self.rt.db.unit_of_work() as s:
@@ -209,3 +218,25 @@ class CrmUpkeep:
             row.lease_until = None  # not done: the next pass (any worker) reads on
             if done:
                 row.status, row.processed_at = "done", now
+                tenant = s.get(Tenant, tenant_id)
+                if tenant is not None and tenant.connector_error:
+                    tenant.connector_error, tenant.connector_error_at = None, None
+
+    def _record_error(self, tenant_id: int, what: str, exc: BaseException) -> None:
+        """On the tenant's row, in words its admin can act on (the detail is in the log)."""
+        from crm_journeys.install_explain import describe
+
+        with self.rt.db.unit_of_work() as s:
+            tenant = s.get(Tenant, tenant_id)
+            if tenant is not None:
+                settings = tenant.settings or {}
+                url = next((settings[k] for k in ("url", "base_url", "environment_url")
+                            if settings.get(k)), None)
+                advice = describe(tenant.connector, url, exc)
+                tenant.connector_error = f"{what}: {advice}"[:2000]
+                tenant.connector_error_at = self.rt.clock.now()
+
+
+def _why(exc: BaseException) -> str:
+    """The failure in words: a connector's own message, or the type of an unexpected one."""
+    return str(exc) if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"

@@ -128,6 +128,9 @@ class Tenant(Base):
     sync_cursor: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     portal_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # the last sync / webhook-fetch failure, shown to the tenant's admin; cleared by a sync
+    connector_error: Mapped[str | None] = mapped_column(Text, default=None)
+    connector_error_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Journey(Base):

@@ -15,6 +15,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from crm_journeys.errors import DefinitionError
 from crm_journeys.extension import state
+from crm_journeys.storage.models import Tenant
 from crm_journeys.web import integration_secrets as secrets
 from crm_journeys.web.access import ui_require
 from crm_journeys.web.forms import plain
@@ -25,7 +26,11 @@ def _page(**extra: Any) -> Any:
     p = ui_require("admin")
     with state().db.unit_of_work() as s:
         services = secrets.status(s, p.tenant_id)
-    return render_template("crm_journeys/admin_integrations.html", services=services, **extra)
+        tenant = s.get(Tenant, p.tenant_id)
+        crm = {"connector": tenant.connector, "error": tenant.connector_error,
+               "at": tenant.connector_error_at} if tenant else None
+    return render_template("crm_journeys/admin_integrations.html", services=services, crm=crm,
+                           **extra)
 
 
 @ui.get("/admin/integrations")

@@ -27,9 +27,10 @@ from flask import (
 from sqlalchemy import select
 
 from crm_journeys.auth.accounts import can, create_api_token
+from crm_journeys.connectors.registry import load_connector
 from crm_journeys.errors import NotFound
 from crm_journeys.extension import state
-from crm_journeys.hosts import BUILT_IN, HostProfile
+from crm_journeys.hosts import BUILT_IN, HostProfile, sync_interval
 from crm_journeys.install import (
     InstallError,
     begin_oauth,
@@ -108,9 +109,12 @@ def _installed(tenant_id: int) -> Any:
         assert tenant is not None
         token = create_api_token(s, tenant_id, "installer", role="admin", now=st.runtime.clock.now())
         info = {"tenant": tenant.slug, "tenant_id": tenant_id, "host": tenant.connector,
-                "api_token": token,
-                "webhook_url": url_for("crm_journeys_install.crm_journeys_crm_hooks.receive",
-                                       tenant_slug=tenant.slug, _external=True)}
+                "api_token": token}
+        if "webhooks" in load_connector(tenant.connector).capabilities:
+            info["webhook_url"] = url_for("crm_journeys_install.crm_journeys_crm_hooks.receive",
+                                          tenant_slug=tenant.slug, _external=True)
+        else:  # nothing to paste anywhere: the worker polls the host
+            info["polled_every_seconds"] = sync_interval(tenant.connector, tenant.settings or {})
         if tenant.connector == "hubspot":  # the app's one target URL, routed by portalId
             info["webhook_url"] = url_for(
                 "crm_journeys_install.crm_journeys_crm_hooks.receive_hubspot", _external=True)

@@ -1,13 +1,30 @@
-"""A stateful fake of BottleCRM (Django-CRM), checked against its published ``openapi.yaml``.
+"""A stateful fake of BottleCRM (Django-CRM) that follows the real server (backend commit
+d3eb5f9), not only its ``openapi.yaml``: ``tests/test_bottlecrm_parity.py`` sends the
+connector's own requests to both and fails when status codes or body shapes differ.
 
 Contacts, leads, tasks and tags behind a bearer personal access token; ``offset``/``limit``
-listings shaped as the description says (``contact_obj_list``, ``open_leads``, ``tasks``);
-creates that answer ``{"error": false, "message": ...}`` and no id; the activity feed
-(newest first, at most 50, no "since"); DRF-style validation errors and throttling.
+listings (``contact_obj_list``, ``open_leads`` + ``close_leads``, ``tasks``); lead and task
+creates that answer ``{"error": false, "message": ...}`` and no id. Where the server differs
+from the description, the fake does what the server does (``leads/views/lead_views.py``,
+``contacts/views.py``, ``common/views/*`` at that commit):
+
+- the activity feed is an envelope ``{"error", "count", "activities"}`` (newest first, at
+  most 50); its ``user.id`` is the editor's User id, ``null`` once the profile is gone;
+- ``/api/profile/`` names the token's profile id, role and User id; ``/api/users/`` lists
+  profiles for admins only (403 for a USER);
+- the lead list ignores ``?title=`` and filters ``?email=`` / ``?name=`` (contains); one
+  lead per email (case-insensitive) per organisation; leads have a ``status``;
+- ``PATCH /api/contacts/{id}/`` answers 200 to keys it does not know and writes nothing;
+- a contact's detail lists its tasks with their descriptions;
+- tags are unique by Django's slug of the name ("VIP" and "vip" collide);
+- a token that matches nothing answers 403 "Organization context is required";
+  an unknown path answers Django's HTML 404 page.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,9 +40,25 @@ INTEGRATION_USER = {"id": "9a0b0c0d-2222-4e2e-8e2e-000000000007",
                     "email": "journeys@acme.example", "name": "journeys", "profile_pic": None}
 HUMAN_USER = {"id": "9a0b0c0d-2222-4e2e-8e2e-000000000002", "email": "sam@acme.example",
               "name": "sam", "profile_pic": None}
+PROFILES = {  # profile id -> (User, role); the feed shows the User, assignments the profile
+    "7c7c7c7c-3333-4f3f-9f3f-000000000007": (INTEGRATION_USER, "ADMIN"),
+    "7c7c7c7c-3333-4f3f-9f3f-000000000002": (HUMAN_USER, "USER"),
+}
+INTEGRATION_PROFILE = "7c7c7c7c-3333-4f3f-9f3f-000000000007"
 CONTACT_FIELDS = {"first_name", "last_name", "email", "phone", "organization", "title",
-                  "department", "do_not_call", "description", "is_active", "tags", "country"}
+                  "department", "do_not_call", "description", "is_active", "country",
+                  "linkedin_url", "address_line", "city", "state", "postcode"}
 FEED_MAX = 50
+NOT_FOUND_PAGE = ("<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n"
+                  "</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not "
+                  "found on this server.</p>\n</body>\n</html>\n")
+
+
+def django_slug(name: str) -> str:
+    """Django's ``slugify`` (what the server keys tags on)."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^\w\s-]", "", text.lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-_")
 
 
 def drf_time(moment: datetime) -> str:
@@ -44,6 +77,8 @@ class FakeBottleCrm(FakeCrm):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.tags: dict[str, dict[str, Any]] = {}
         self.activities: list[dict[str, Any]] = []
+        self.member_token = "bcrm_pat_member0c2b7a1e6f3d8c5b2a9e0d7c4b1a"
+        self.as_member = False
 
     def rules(self) -> list[Rule]:
         return [
@@ -58,12 +93,34 @@ class FakeBottleCrm(FakeCrm):
             Rule("/api/tags/", endpoint=self.list_tags, methods=["GET"]),
             Rule("/api/tags/", endpoint=self.create_tag, methods=["POST"]),
             Rule("/api/activities/", endpoint=self.feed, methods=["GET"]),
+            Rule("/api/profile/", endpoint=self.profile, methods=["GET"]),
+            Rule("/api/users/", endpoint=self.list_users, methods=["GET"]),
         ]
+
+    def authorized(self, request: Request) -> bool:
+        return request.headers.get("Authorization") in (f"Bearer {self.token}",
+                                                        f"Bearer {self.member_token}")
+
+    def _handle(self, request: Request) -> Response:
+        if not self.authorized(request):  # the middleware finds no org for the token
+            return json_response({"detail": "Organization context is required. Please "
+                                            "login again."}, 403)
+        self.as_member = request.headers.get("Authorization") == f"Bearer {self.member_token}"
+        response = super()._handle(request)
+        if response.status_code == 404 and b"no route" in response.get_data():
+            return Response(NOT_FOUND_PAGE, 404, content_type="text/html")
+        return response
+
+    def validate_response(self, request: Request, response: Response) -> None:
+        """Not against ``openapi.yaml``: where the two differ the server is the truth
+        (the feed envelope, profile shapes), and the parity test holds the fake to it."""
 
     # --- BottleCRM's answers --------------------------------------------------------
     def render_error(self, error: HostError) -> Response:
         if error.status == 400 and "errors" in error.extra:
             return json_response({"error": True, "errors": error.extra["errors"]}, 400)
+        if error.status == 403 and not error.code:  # the views' own refusals
+            return json_response({"error": True, "errors": error.message}, 403)
         return json_response({"detail": error.message}, error.status,
                              error.extra.get("headers"))
 
@@ -72,7 +129,7 @@ class FakeBottleCrm(FakeCrm):
                                         "86400 seconds."}, 429, {"Retry-After": "86400"})
 
     def _record(self, action: str, entity_type: str, entity_id: str, name: str,
-                user: dict[str, Any], at: datetime | None = None) -> None:
+                user: dict[str, Any] | None, at: datetime | None = None) -> None:
         at = at or self.now()
         self.activities.append({
             "id": str(uuid.uuid4()), "user": user, "action": action,
@@ -81,13 +138,24 @@ class FakeBottleCrm(FakeCrm):
             "timestamp": drf_time(at), "humanized_time": "just now", "_at": at})
 
     def _contact_out(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in row.items() if not k.startswith("_")}
+        out = {**dict.fromkeys(CONTACT_FIELDS), "created_by": INTEGRATION_USER["id"],
+               "account": None, "custom_fields": {},
+               **{k: v for k, v in row.items() if not k.startswith("_")}}
         for name in ("email", "phone", "country"):  # nullable + oneOf: OpenAPI 3.0 rejects null
             out[name] = out.get(name) or ""
         out.update(created_at=drf_time(row["_created"]), updated_at=drf_time(row["_updated"]),
-                   org=ORG, assigned_to=[], teams=[], account_detail={}, linked_accounts=[],
-                   contact_attachment=[])
+                   org=ORG, assigned_to=[self._profile_out(p) for p in row.get("assigned_to", [])],
+                   teams=[], account_detail=None, linked_accounts=[])
         return out
+
+    @staticmethod
+    def _profile_out(profile_id: str) -> dict[str, Any]:
+        user, role = PROFILES[profile_id]
+        return {"id": profile_id, "role": role, "is_active": True, "address": None,
+                "has_marketing_access": False, "has_sales_access": False, "phone": None,
+                "date_of_joining": None, "created_at": "2026-01-05T09:00:00Z",
+                "user_details": {**{k: user[k] for k in ("id", "email", "name", "profile_pic")},
+                                 "is_active": True, "last_login": None}}
 
     def _live_contact(self, cid: str) -> dict[str, Any]:
         row = self.contacts.get(cid)
@@ -96,27 +164,25 @@ class FakeBottleCrm(FakeCrm):
         return row
 
     def _write_contact(self, row: dict[str, Any] | None, values: dict[str, Any],
-                       user: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
-        errors = {}
+                       user: dict[str, Any] | None, at: datetime | None = None) -> dict[str, Any]:
+        """As ``CreateContactSerializer`` (partial): known fields validated and written,
+        ``tags`` / ``assigned_to`` replaced by the ids that exist, anything else ignored."""
         if values.get("email") and "@" not in values["email"]:
-            errors["email"] = ["Enter a valid email address."]
-        for name in values:
-            if name not in CONTACT_FIELDS:
-                errors[name] = ["Unknown field."]
-        for tag in values.get("tags", []):
-            if tag not in self.tags:
-                errors["tags"] = [f'Invalid pk "{tag}" - object does not exist.']
-        if errors:
-            raise HostError(400, "invalid", errors=errors)
+            raise HostError(400, "invalid", errors={"email": ["Enter a valid email address."]})
+        written = {k: v for k, v in values.items() if k in CONTACT_FIELDS}
+        if "tags" in values:
+            written["tags"] = [t for t in values["tags"] or [] if t in self.tags]
+        if "assigned_to" in values:
+            written["assigned_to"] = [p for p in values["assigned_to"] or [] if p in PROFILES]
         at = at or self.now()
         if row is None:
             row = {"id": str(uuid.uuid4()), "tags": [], "description": None, "phone": None,
-                   "is_active": True, "do_not_call": False, "_created": at}
+                   "is_active": True, "do_not_call": False, "assigned_to": [], "_created": at}
             self.contacts[row["id"]] = row
             action = "CREATE"
         else:
             action = "UPDATE"
-        row.update(values)
+        row.update(written)
         row["_updated"] = at
         self._record(action, "Contact", row["id"], f"{row['first_name']} {row['last_name']}",
                      user, at)
@@ -132,66 +198,87 @@ class FakeBottleCrm(FakeCrm):
         rows = sorted(self.contacts.values(), key=lambda r: (r["_created"], r["id"]))
         chunk = [self._contact_out(r) for r in rows[offset:offset + limit]]
         nxt = offset + limit if offset + limit < len(rows) else None
-        return json_response({"count": len(rows), "results": chunk, "per_page": limit,
+        return json_response({"active_count": sum(1 for r in rows if r["is_active"]),
+                              "inactive_count": sum(1 for r in rows if not r["is_active"]),
+                              "countries": [], "users": [],
+                              "count": len(rows), "results": chunk, "per_page": limit,
                               "page_number": offset // max(limit, 1) + 1,
                               "contacts_count": len(rows), "offset": nxt,
                               "contact_obj_list": chunk})
 
     def get_contact(self, request: Request, cid: str) -> Response:
         row = self._live_contact(cid)
-        return json_response({"contact_obj": self._contact_out(row), "address_obj": {},
+        tasks = [self._task_out(t, True) for t in self.tasks.values() if cid in t["_contacts"]]
+        address = {k: row.get(k) for k in ("address_line", "city", "state", "postcode", "country")}
+        return json_response({"contact_obj": self._contact_out(row), "address_obj": address,
                               "comments": [], "attachments": [], "assigned_data": [],
-                              "tasks": [], "users_mention": []})
+                              "tasks": tasks, "users_mention": [], "opportunities": [],
+                              "cases": [], "colleagues": [], "countries": [],
+                              "custom_field_definitions": []})
 
     def patch_contact(self, request: Request, cid: str) -> Response:
-        self._write_contact(self._live_contact(cid), self.body(request), INTEGRATION_USER)
+        user = HUMAN_USER if self.as_member else INTEGRATION_USER
+        self._write_contact(self._live_contact(cid), self.body(request), user)
         return json_response({"error": False, "message": "Contact Updated Successfully"})
 
     def _lead_out(self, row: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in row.items() if not k.startswith("_")}
         out.update(contacts=[self._contact_out(self.contacts[c]) for c in row["_contacts"]
                              if c in self.contacts],
-                   assigned_to=[], teams=[], tags=[], lead_attachment=[], lead_comments=[],
+                   assigned_to=[self._profile_out(p) for p in row.get("_assigned", [])],
+                   teams=[], tags=[],
                    is_sample=False,
                    created_at=drf_time(row["_created"]), updated_at=drf_time(row["_created"]))
         out["created_by"] = {k: INTEGRATION_USER[k] for k in ("id", "email", "name")}
         return out
 
     def list_leads(self, request: Request) -> Response:
+        """``?title=`` is not a filter here (ignored, as on the server); ``?email=`` and
+        ``?name=`` are (contains, case-insensitive). Closed leads come in their own half."""
         offset, limit = self._window(request)
-        title = request.args.get("title")
-        rows = [r for r in sorted(self.leads.values(), key=lambda r: (r["_created"], r["id"]))
-                if title is None or title.lower() in (r.get("title") or "").lower()]
-        chunk = rows[offset:offset + limit]
-        nxt = offset + limit if offset + limit < len(rows) else None
-        return json_response({
-            "per_page": limit, "page_number": offset // max(limit, 1) + 1,
-            "open_leads": {"leads_count": len(rows), "open_leads": [self._lead_out(r) for r in chunk],
-                           "offset": nxt},
-            "close_leads": {"leads_count": 0, "close_leads": [], "offset": None},
-            "contacts": [], "status": [], "source": [], "tags": [], "users": [],
-            "countries": [], "industries": []})
+        email, name = request.args.get("email", "").lower(), request.args.get("name", "").lower()
+        rows = [r for r in sorted(self.leads.values(), key=lambda r: (r["_created"], r["id"]),
+                                  reverse=True)
+                if r["status"] != "converted" and email in (r.get("email") or "").lower()
+                and (not name or name in f"{r.get('first_name')} {r.get('last_name')}".lower())]
+        halves = {}
+        for half, keep in (("open_leads", lambda r: r["status"] != "closed"),
+                           ("close_leads", lambda r: r["status"] == "closed")):
+            part = [r for r in rows if keep(r)]
+            chunk = part[offset:offset + limit]
+            nxt = offset + len(chunk) if chunk and offset + len(chunk) < len(part) else (
+                None if chunk else 0)
+            halves[half] = {"leads_count": len(part), half: [self._lead_out(r) for r in chunk],
+                            "offset": nxt}
+        return json_response({"per_page": 10, "page_number": offset // 10 + 1, **halves,
+                              "totals": {"count": len(rows), "unworked_over_a_week": 0},
+                              "contacts": [], "status": [], "source": [],
+                              "tags": [], "users": [], "countries": [], "industries": []})
 
     def create_lead(self, request: Request) -> Response:
         body = self.body(request)
-        for cid in body.get("contacts", []):
-            if cid not in self.contacts:
-                raise HostError(400, "invalid", errors={"contacts": [f"Invalid pk \"{cid}\""]})
+        email = (body.get("email") or "").lower()
+        if email and any((r.get("email") or "").lower() == email for r in self.leads.values()):
+            raise HostError(400, "invalid", errors={"email": [
+                "Another lead in this organisation already uses that email address."]})
         row = {k: body.get(k) for k in ("title", "first_name", "last_name", "email",
                                         "description", "source", "opportunity_amount")}
-        row.update(id=str(uuid.uuid4()), _contacts=list(body.get("contacts", [])),
-                   _created=self.now(), status=body.get("status") or "assigned")
+        row.update(id=str(uuid.uuid4()), _contacts=[c for c in body.get("contacts", [])
+                                                    if c in self.contacts],
+                   _created=self.now(), status=body.get("status"),
+                   _assigned=[p for p in body.get("assigned_to") or [] if p in PROFILES])
         self.leads[row["id"]] = row
         return json_response({"error": False, "message": "Lead Created Successfully"})
 
     def _task_out(self, row: dict[str, Any], detail: bool) -> dict[str, Any]:
         out = {k: row[k] for k in ("id", "title", "status", "priority", "due_date")}
-        out.update(account="", opportunity="", case="", lead="", assigned_to=[], tags=[],
+        out.update(account=None, opportunity=None, case=None, lead=None, tags=[],
+                   assigned_to=[self._profile_out(p) for p in row.get("_assigned", [])],
                    created_at=drf_time(row["_created"]))
         if detail:
-            out.update(description=row.get("description"), teams=[], task_attachment=[],
-                       task_comments=[],
-                       created_by={k: INTEGRATION_USER[k] for k in ("id", "email", "name")},
+            out.update(description=row.get("description"), teams=[], custom_fields={},
+                       created_by={k: INTEGRATION_USER[k]
+                                   for k in ("id", "email", "name", "profile_pic")},
                        contacts=[self._contact_out(self.contacts[c]) for c in row["_contacts"]
                                  if c in self.contacts])
         return out
@@ -211,7 +298,8 @@ class FakeBottleCrm(FakeCrm):
         body = self.body(request)
         row = {k: body.get(k) for k in ("title", "status", "priority", "due_date", "description")}
         row.update(id=str(uuid.uuid4()), _contacts=list(body.get("contacts", [])),
-                   _created=self.now())
+                   _created=self.now(),
+                   _assigned=[p for p in body.get("assigned_to") or [] if p in PROFILES])
         self.tasks[row["id"]] = row
         return json_response({"error": False, "message": "Task Created Successfully"})
 
@@ -229,17 +317,20 @@ class FakeBottleCrm(FakeCrm):
 
     def list_tags(self, request: Request) -> Response:
         tags = [self._tag_out(t) for t in self.tags.values()]
-        return json_response({"tags_count": len(tags), "tags": tags, "totals": {}})
+        return json_response({"tags_count": len(tags), "tags": tags,
+                              "totals": {"count": len(tags), "active": len(tags), "unused": 0}})
 
     def create_tag(self, request: Request) -> Response:
         body = self.body(request)
-        return json_response({"error": False, "message": "Tag created",
-                              "tag": self._tag_out(self._new_tag(body["name"]))})
+        if self.as_member:
+            raise HostError(403, "Only admins can create tags")
+        return json_response({"error": False, "message": "Tag Created Successfully",
+                              "tag": self._tag_out(self._new_tag(body["name"]))}, 201)
 
     def _new_tag(self, name: str) -> dict[str, Any]:
-        if any(t["name"].lower() == name.lower() for t in self.tags.values()):
-            raise HostError(400, "invalid", errors={"name": ["Tag with this name already exists."]})
-        row = {"id": str(uuid.uuid4()), "name": name, "slug": name.lower().replace(" ", "-"),
+        if any(t["slug"] == django_slug(name) for t in self.tags.values()):
+            raise HostError(400, "invalid", errors={"name": ["A tag with this name already exists."]})
+        row = {"id": str(uuid.uuid4()), "name": name, "slug": django_slug(name),
                "color": "blue", "description": "", "is_active": True, "_created": self.now()}
         self.tags[row["id"]] = row
         return row
@@ -249,7 +340,26 @@ class FakeBottleCrm(FakeCrm):
         kind = request.args.get("entity_type")
         rows = [a for a in self.activities if kind is None or a["entity_type"] == kind]
         rows = sorted(rows, key=lambda a: a["_at"], reverse=True)[:limit]
-        return json_response([{k: v for k, v in a.items() if not k.startswith("_")} for a in rows])
+        out = [{k: v for k, v in a.items() if not k.startswith("_")} for a in rows]
+        return json_response({"error": False, "count": len(out), "activities": out})
+
+    def profile(self, request: Request) -> Response:
+        pid = next(p for p, (u, _) in PROFILES.items()
+                   if u is (HUMAN_USER if self.as_member else INTEGRATION_USER))
+        return json_response({"user_obj": {**self._profile_out(pid), "teams": []}})
+
+    def list_users(self, request: Request) -> Response:
+        if self.as_member:
+            raise HostError(403, "Permission Denied")
+        email = request.args.get("email", "").lower()
+        rows = [self._profile_out(p) for p, (u, _) in PROFILES.items() if email in u["email"]]
+        return json_response({"active_users": {"active_users_count": len(rows),
+                                               "active_users": rows, "offset": None},
+                              "inactive_users": {"inactive_users_count": 0,
+                                                 "inactive_users": [], "offset": 0},
+                              "admin_email": "admin@localhost", "roles": [["ADMIN", "ADMIN"],
+                                                                          ["USER", "USER"]],
+                              "status": [["True", "Active"], ["False", "In Active"]]})
 
     # --- the contract's view of the host -------------------------------------------
     def add_contact(self, *, email: str, first_name: str, last_name: str, tags: Any = ()) -> str:
@@ -268,6 +378,27 @@ class FakeBottleCrm(FakeCrm):
                                 INTEGRATION_USER if by_integration else HUMAN_USER,
                                 self.now() - timedelta(seconds=backdate))
             self.advance(0.001)
+
+    def add_lead(self, contact_id: str, *, title: str, status: str = "assigned") -> str:
+        """A lead made by a person in BottleCRM's own screens."""
+        with self.lock:
+            contact = self.contacts[contact_id]
+            row = {"id": str(uuid.uuid4()), "title": title, "first_name": contact["first_name"],
+                   "last_name": contact["last_name"], "email": (contact.get("email") or "").upper(),
+                   "description": None, "source": "call", "opportunity_amount": None,
+                   "status": status, "_contacts": [], "_created": self.now(), "_assigned": []}
+            self.leads[row["id"]] = row
+            return str(row["id"])
+
+    def deactivate_contact(self, external_id: str) -> None:
+        with self.lock:
+            self._write_contact(self.contacts[external_id], {"is_active": False}, HUMAN_USER)
+            self.advance(0.001)
+
+    def forget_editors(self) -> None:
+        """Every feed entry's editor deleted: the server then shows ``"user": null``."""
+        for entry in self.activities:
+            entry["user"] = None
 
     def delete_contact(self, external_id: str) -> None:
         with self.lock:
