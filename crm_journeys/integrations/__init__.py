@@ -41,12 +41,26 @@ class Delivery:
 
 
 def http_fetch(url: str, token: str) -> dict[str, Any]:
-    import requests
+    """GET a JSON record through the outbound guard (public addresses only, no redirects)."""
+    import json
 
-    resp = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    if resp.status_code >= 400:
-        raise HookRejected(502, f"could not fetch {url}: HTTP {resp.status_code}")
-    return resp.json()
+    from crm_journeys import outbound
+    from crm_journeys.errors import ConnectorError
+
+    try:
+        resp = outbound.request("GET", url, headers={"Authorization": f"Bearer {token}",
+                                                     "Accept": "application/json"}, timeout=10)
+    except ConnectorError as exc:
+        raise HookRejected(502, f"could not fetch the record: {exc}") from exc
+    if resp.status >= 300:
+        raise HookRejected(502, f"could not fetch the record: HTTP {resp.status}")
+    try:
+        record = json.loads(resp.body)
+    except ValueError as exc:
+        raise HookRejected(502, "could not fetch the record: the answer is not JSON") from exc
+    if not isinstance(record, dict):
+        raise HookRejected(502, "could not fetch the record: the answer is not a JSON object")
+    return record
 
 
 def adapters() -> dict[str, Callable[[Delivery], list[IncomingEvent]]]:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from crm_journeys.definition.model import Journey as JourneyModel
 from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
-from crm_journeys.runtime import starting_points  # noqa: E402  (after the models it uses)
+from crm_journeys.runtime import publish_checks, starting_points  # noqa: E402  (after the models it uses)
 from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
 
 STATUSES = ("draft", "live", "paused", "archived")
@@ -72,6 +72,7 @@ def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
     """
     journey = get_journey(session, tenant_id, journey_id)
     model = validate(journey.draft, actions)
+    publish_checks.check_for_tenant(session, tenant_id, model)  # webhook targets, email support
     number = (session.scalar(select(func.max(JourneyVersion.version))
                              .where(JourneyVersion.journey_id == journey.id)) or 0) + 1
     compiled = compile_journey(model, ruleset_name_for(f"{tenant_id}x{journey.id}", number), str(journey.id))
