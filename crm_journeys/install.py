@@ -150,7 +150,7 @@ def finish_oauth(runtime: Runtime, pending: dict[str, Any] | None, state: str | 
     try:
         tokens = oauth.exchange_code(code, pending["redirect_uri"], pending.get("verifier"))
     except ConnectorError as exc:
-        raise InstallError({"code": f"the token exchange failed: {exc}"}) from None
+        raise InstallError({"code": refused_by_host(host, exc, "the token exchange failed")}) from None
     credentials = {**tokens.as_credentials(), "client_id": client.client_id}
     if client.client_secret:
         credentials["client_secret"] = client.client_secret
@@ -305,6 +305,14 @@ def _ask_token_metadata(runtime: Runtime, tenant_id: int) -> tuple[Any, str | No
 
 
 # --- every host ----------------------------------------------------------------------------
+def refused_by_host(host: str, exc: ConnectorError, what: str = "") -> str:
+    """The host's refusal without its body: an installer learns the status, never what a
+    server (perhaps not the CRM at all) answered."""
+    status = getattr(exc, "status", None)
+    detail = f"HTTP {status}" if status else type(exc).__name__
+    return f"{what or host + ' refused the connection'} ({detail}); check the URL and credentials"
+
+
 def install_tenant(runtime: Runtime, host: str, slug: str, name: str, settings: dict[str, Any],
                    credentials: dict[str, Any], *, check: bool = True) -> int:
     """Create the tenant, prepare the host and prove the credentials; returns its id."""
@@ -331,7 +339,7 @@ def install_tenant(runtime: Runtime, host: str, slug: str, name: str, settings: 
     except Exception as exc:
         uninstall(runtime, tenant_id)  # a failed install leaves nothing behind
         if isinstance(exc, ConnectorError):
-            raise InstallError({"credentials": f"{host} refused the connection: {exc}"}) from None
+            raise InstallError({"credentials": refused_by_host(host, exc)}) from None
         raise
     return tenant_id
 

@@ -44,6 +44,7 @@ from crm_journeys.storage.models import Contact, Tenant
 from crm_journeys.web.access import api_principal, csrf_ok, csrf_token
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.hooks import crm_hooks
+from crm_journeys.web.install_access import REFUSED, may_install_with_key
 
 install = Blueprint("crm_journeys_install", __name__)
 install.register_blueprint(crm_hooks)
@@ -57,9 +58,13 @@ def _wants_json() -> bool:
 def _submitted(profile: HostProfile) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
     """(slug, name, settings, credentials) from a JSON body or the form."""
     if request.is_json:
-        body = request.get_json(silent=True) or {}
-        return (str(body.get("tenant", "")), str(body.get("name", "")),
-                dict(body.get("settings") or {}), dict(body.get("credentials") or {}))
+        body = request.get_json(silent=True)
+        body = body if isinstance(body, dict) else {}
+        settings, credentials = body.get("settings") or {}, body.get("credentials") or {}
+        if not isinstance(settings, dict) or not isinstance(credentials, dict):
+            raise InstallError({"settings" if not isinstance(settings, dict) else "credentials":
+                                "must be a JSON object"})
+        return str(body.get("tenant", "")), str(body.get("name", "")), settings, credentials
     form = request.form
     settings = _typed({k[9:]: v for k, v in form.items() if k.startswith("settings.") and v},
                       profile.settings_schema()["properties"])
@@ -94,6 +99,13 @@ def _failed(host: str, profile: HostProfile, error: InstallError) -> Any:
         return jsonify({"error": "install_failed", "errors": error.errors}), 400
     return render_template("crm_journeys/install.html", host=host, profile=profile,
                            errors=error.errors, values=request.form), 400
+
+
+def _refused(host: str, profile: HostProfile) -> Any:
+    if _wants_json():
+        return jsonify({"error": "unauthorized", "message": REFUSED}), 401
+    return render_template("crm_journeys/install.html", host=host, profile=profile,
+                           errors={"install_key": REFUSED}, values=request.form), 401
 
 
 def _installed(tenant_id: int) -> Any:
@@ -147,15 +159,17 @@ def start(host: str) -> Any:
                                errors={}, values={})
     if not request.is_json and not csrf_ok():
         abort(400, "The form expired or did not come from this site. Reload and try again.")
-    slug, name, settings, credentials = _submitted(profile)
     runtime = state().runtime
     try:
+        slug, name, settings, credentials = _submitted(profile)
         if profile.auth == "oauth2":
             client = client_config(host, current_app.config.get("CRM_JOURNEYS_OAUTH_CLIENTS"))
             redirect_uri = url_for(".callback", host=host, _external=True)
             url, pending = begin_oauth(runtime, host, slug, name, settings, redirect_uri, client)
             session[PENDING] = pending
             return redirect(url)
+        if not may_install_with_key():
+            return _refused(host, profile)
         tenant_id = install_tenant(runtime, host, slug, name, settings, credentials)
     except InstallError as exc:
         return _failed(host, profile, exc)
