@@ -120,6 +120,16 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"schema is current ({database.engine.dialect.name})")
 
 
+@db.command("rotate-secrets")
+@click.pass_context
+def db_rotate_secrets(ctx: click.Context) -> None:
+    """Re-encrypt stored secrets with the first key of CRM_JOURNEYS_SECRET_KEY."""
+    from crm_journeys.runtime.key_rotation import rotate_all
+
+    counts = rotate_all(_current_db(ctx))
+    click.echo(f"re-encrypted the secrets of {counts['tenants']} tenants and {counts['journeys']} journeys")
+
+
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def validate(file: str) -> None:

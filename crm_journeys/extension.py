@@ -69,9 +69,11 @@ class CrmJourneys:
         state = State(db=db, runtime=runtime)
         app.extensions["crm_journeys"] = state
         _register_blueprints(app, app.config["CRM_JOURNEYS_URL_PREFIX"])
+        from crm_journeys import logscrub
         from crm_journeys.web import headers
 
         headers.init_app(app)
+        logscrub.install()
         if app.config["CRM_JOURNEYS_RUN_WORKER"]:
             state.start_worker()
 
