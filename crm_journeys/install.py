@@ -40,7 +40,7 @@ from crm_journeys.errors import (
 )
 from crm_journeys.hosts import HostProfile, profile_for
 from crm_journeys.manifest import schema_errors
-from crm_journeys.runtime.tenants import SLUG, create_tenant
+from crm_journeys.runtime.tenants import RESERVED_SLUGS, SLUG, create_tenant
 from crm_journeys.secrets import decrypt_json, encrypt_json
 from crm_journeys.storage.models import Base, Tenant
 
@@ -101,6 +101,8 @@ def check_request(session: Any, host: str, slug: str, settings: dict[str, Any],
     errors: dict[str, str] = {}
     if not SLUG.match(slug or ""):
         errors["tenant"] = "use lowercase letters, digits and '-' (up to 80)"
+    elif slug in RESERVED_SLUGS:
+        errors["tenant"] = f"{slug!r} is reserved (an integration's name); choose another"
     elif session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         errors["tenant"] = f"{slug!r} is taken"
     errors.update({f"settings.{k.removeprefix('$')}".rstrip("."): v
@@ -305,6 +307,29 @@ def _ask_token_metadata(runtime: Runtime, tenant_id: int) -> tuple[Any, str | No
 
 
 # --- every host ----------------------------------------------------------------------------
+def typed_settings(values: dict[str, str], props: dict[str, Any]) -> dict[str, Any]:
+    """Text (a form, a command line) to the types the host's settings schema asks for; a
+    string setting stays a string even when it looks like a number (``portal_id=62515``).
+    Values that do not convert stay strings: the schema check then names them."""
+    out: dict[str, Any] = {}
+    for name, raw in values.items():
+        kind = (props.get(name) or {}).get("type")
+        try:
+            if kind == "integer":
+                out[name] = int(raw)
+            elif kind == "number":
+                out[name] = float(raw)
+            elif kind == "boolean":
+                out[name] = raw.lower() in ("1", "true", "yes", "on")
+            elif kind == "array":
+                out[name] = [p.strip() for p in raw.split(",") if p.strip()]
+            else:
+                out[name] = raw
+        except ValueError:
+            out[name] = raw
+    return out
+
+
 def refused_by_host(host: str, exc: ConnectorError, what: str = "") -> str:
     """The host's refusal without its body: an installer learns the status, never what a
     server (perhaps not the CRM at all) answered."""

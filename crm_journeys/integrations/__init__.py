@@ -74,3 +74,18 @@ def require_dict(body: Any, service: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HookRejected(400, f"{service}: the body must be a JSON object")
     return body
+
+
+JSON_TYPES = {dict: "a JSON object", list: "a JSON array", str: "a string"}
+
+
+def require_types(body: dict[str, Any], service: str, shape: dict[str, type], prefix: str = "") -> None:
+    """Each named member, when present and not null, has the JSON type ``shape`` says.
+
+    The adapters read nested members with ``.get``; a string where an object belongs
+    would be a 500, so the shape is checked first and refused with a 400 naming the field.
+    """
+    for name, kind in shape.items():
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise HookRejected(400, f"{service}: {prefix}{name} must be {JSON_TYPES[kind]}")

@@ -44,7 +44,7 @@ def validate(document: dict[str, Any], actions: Any = None) -> JourneyModel:
 
 def create_journey(session: Session, tenant_id: int, document: dict[str, Any], now: datetime) -> Journey:
     """Save a draft. Drafts may be incomplete; only publishing demands a valid document."""
-    journey = Journey(tenant_id=tenant_id, name=str(document.get("name") or "Untitled journey"),
+    journey = Journey(tenant_id=tenant_id, name=str(document.get("name") or "Untitled journey")[:200],
                       status="draft", draft=document, trigger_secret=secrets.token_urlsafe(24),
                       created_at=now, updated_at=now)
     session.add(journey)

@@ -37,11 +37,12 @@ from crm_journeys.install import (
     finish_oauth,
     host_profile,
     install_tenant,
+    typed_settings,
     uninstall,
 )
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.storage.models import Contact, Tenant
-from crm_journeys.web.access import api_principal, csrf_ok, csrf_token
+from crm_journeys.web.access import api_principal, csrf_ok, csrf_token, session_principal
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.hooks import crm_hooks
 from crm_journeys.web.install_access import REFUSED, may_install_with_key
@@ -66,32 +67,10 @@ def _submitted(profile: HostProfile) -> tuple[str, str, dict[str, Any], dict[str
                                 "must be a JSON object"})
         return str(body.get("tenant", "")), str(body.get("name", "")), settings, credentials
     form = request.form
-    settings = _typed({k[9:]: v for k, v in form.items() if k.startswith("settings.") and v},
+    settings = typed_settings({k[9:]: v for k, v in form.items() if k.startswith("settings.") and v},
                       profile.settings_schema()["properties"])
     credentials = {k[12:]: v for k, v in form.items() if k.startswith("credentials.") and v}
     return form.get("tenant", ""), form.get("name", ""), settings, credentials
-
-
-def _typed(values: dict[str, str], props: dict[str, Any]) -> dict[str, Any]:
-    """Form strings to the types the schema asks for (bad ones stay strings: the schema
-    check then names them)."""
-    out: dict[str, Any] = {}
-    for name, raw in values.items():
-        kind = (props.get(name) or {}).get("type")
-        try:
-            if kind == "integer":
-                out[name] = int(raw)
-            elif kind == "number":
-                out[name] = float(raw)
-            elif kind == "boolean":
-                out[name] = raw.lower() in ("1", "true", "yes", "on")
-            elif kind == "array":
-                out[name] = [p.strip() for p in raw.split(",") if p.strip()]
-            else:
-                out[name] = raw
-        except ValueError:
-            out[name] = raw
-    return out
 
 
 def _failed(host: str, profile: HostProfile, error: InstallError) -> Any:
@@ -215,13 +194,21 @@ def remove(slug: str) -> Any:
 
 @install.get("/crm/contact")
 def crm_contact() -> Any:
-    """Where CRM cards and tabs link: a host contact id to its journeys timeline."""
+    """Where CRM cards and tabs link: a host contact id to its journeys timeline.
+
+    Only for a signed-in user of that tenant: anyone else is sent to sign in before
+    anything is looked up, so the answer never tells whether an address is a contact."""
+    principal = session_principal()
+    if principal is None:
+        return redirect(url_for("crm_journeys_ui.login", next=request.full_path))
     st = state()
     with st.db.unit_of_work() as s:
         try:
             tenant_id = tenant_by_slug(s, request.args.get("tenant", "")).id
         except NotFound:
             abort(404)
+        if tenant_id != principal.tenant_id:
+            abort(404, "That contact has not reached crm_journeys yet.")
         contact_id = s.scalar(select(Contact.id).where(
             Contact.tenant_id == tenant_id,
             Contact.external_id == request.args.get("external_id", "")))
