@@ -130,9 +130,8 @@ def test_a_tenant_slugged_crm_receives_integration_webhooks(app):
     answer = app.test_client().post("/hooks/crm/zapier", json={"email": "c@example.com", "zap": "z"},
                                     headers={"X-Zapier-Secret": "zap"})
     assert answer.status_code == 202, answer.get_json()
-    with state.db.unit_of_work() as s:
-        with pytest.raises(ValueError, match="reserved"):
-            create_tenant(s, "zapier", "Zapier", state.runtime.clock.now())
+    with state.db.unit_of_work() as s, pytest.raises(ValueError, match="reserved"):
+        create_tenant(s, "zapier", "Zapier", state.runtime.clock.now())
 
 
 def test_cli_setting_values_stay_strings_where_the_schema_says_string(tmp_path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import crm_journeys
 from tests.test_web_ui import sign_in
-from tests.web_fixtures import app, as_  # noqa: F401  (fixtures)
 
 TEMPLATES = Path(crm_journeys.__file__).parent / "web" / "templates"
 
@@ -22,7 +21,7 @@ def _secure_headers(answer):  # type: ignore[no-untyped-def]
     assert answer.headers["Referrer-Policy"] == "same-origin"
 
 
-def test_every_kind_of_answer_carries_the_headers(app):  # noqa: F811
+def test_every_kind_of_answer_carries_the_headers(app):
     client = app.test_client()
     for path in ("/login", "/journeys", "/api/journeys", "/no/such/page", "/static/crm_journeys/app.css",
                  "/api/openapi.json"):
@@ -32,7 +31,7 @@ def test_every_kind_of_answer_carries_the_headers(app):  # noqa: F811
         "Strict-Transport-Security"].startswith("max-age=")
 
 
-def test_pages_showing_a_secret_are_not_cached(app, as_):  # noqa: F811
+def test_pages_showing_a_secret_are_not_cached(app, as_):
     created = as_("acme_admin").post("/tokens", json={"name": "ci", "role": "editor"})
     assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
     admin = sign_in(app, "admin@acme.example")

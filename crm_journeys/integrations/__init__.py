@@ -76,7 +76,7 @@ def require_dict(body: Any, service: str) -> dict[str, Any]:
     return body
 
 
-JSON_TYPES = {dict: "a JSON object", list: "a JSON array", str: "a string"}
+JSON_TYPES: dict[type, str] = {dict: "a JSON object", list: "a JSON array", str: "a string"}
 
 
 def require_types(body: dict[str, Any], service: str, shape: dict[str, type], prefix: str = "") -> None:

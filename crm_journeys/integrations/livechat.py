@@ -13,7 +13,13 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from crm_journeys.integrations import Delivery, HookRejected, http_fetch, require_dict, require_types
+from crm_journeys.integrations import (
+    Delivery,
+    HookRejected,
+    http_fetch,
+    require_dict,
+    require_types,
+)
 from crm_journeys.runtime.ingest import IncomingEvent
 
 CLOSED = ("chat_deactivated", "thread_closed")

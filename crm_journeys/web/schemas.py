@@ -10,7 +10,6 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from crm_journeys.definition.durations import parse_duration
 
-
 MAX_PAGE = 10**9  # page * per_page stays far below 2**63
 MAX_ID = 2**63 - 1
 
