@@ -25,7 +25,7 @@ from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 class SendEmailParamsSchema(ParamsSchema):
     subject = fields.String(required=True, validate=validate.Length(min=1, max=300), metadata={"label": "Subject"})
-    body = fields.String(required=True, validate=validate.Length(min=1, max=100_000), metadata={"label": "Message", "widget": "textarea"})
+    body = fields.String(required=True, validate=[validate.Length(min=1), validate.Length(max=100_000)], metadata={"label": "Message", "widget": "textarea"})
     email_id = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_\-]{1,80}$"),
                              metadata={"label": "Email name (for opens and clicks)"})
     from_address = fields.Email(load_default=None, metadata={"label": "From"})
