@@ -63,7 +63,7 @@ def test_draft_name_size_and_steps_are_bounded(as_):
     steps = [{"id": f"s{i}", "type": "exit"} for i in range(50_000)]
     answer = api.post("/journeys", json={"document": {**welcome_doc(), "steps": steps}})
     assert answer.status_code in (413, 422)
-    steps = [{"id": f"s{i}", "type": "exit"} for i in range(600)]
+    steps = [{"id": f"s{i}", "type": "exit"} for i in range(2001)]
     answer = api.post("/journeys", json={"document": {**welcome_doc(), "steps": steps}})
     assert answer.status_code == 422 and "document.steps" in _errors(answer)
 

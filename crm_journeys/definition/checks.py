@@ -56,7 +56,7 @@ def validate_document(doc: Any, actions: Mapping[str, ActionInfo] | None = None)
     return journey
 
 
-MAX_STEPS = 500
+MAX_STEPS = 2000  # the compiler has its own, lower limit for long chains (EngineLimitError)
 MAX_STARTING_POINTS = 50
 MAX_DEPTH = 32
 
