@@ -187,8 +187,8 @@ def _hubspot_account(runtime: Runtime, settings: dict[str, Any], credentials: di
         try:
             meta = token_metadata(api, credentials["access_token"], clock=runtime.clock)
         except ConnectorError as exc:
-            raise InstallError({"code": "HubSpot did not say which account was installed: "
-                                        f"{exc}"}) from None
+            raise InstallError({"code": refused_by_host("hubspot", exc,
+                                                        "HubSpot did not say which account was installed")}) from None
         hub, app = hub or meta.get("hub_id"), app or meta.get("app_id")
     if not hub:
         raise InstallError({"code": "HubSpot did not say which account was installed"})
