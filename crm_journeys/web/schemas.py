@@ -256,7 +256,7 @@ class InstanceDetailOut(InstanceOut):
 
 
 class PageQuery(In):
-    page = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE), metadata={"description": "page number, from 1"})
+    page = fields.Integer(validate=[validate.Range(min=1), validate.Range(max=MAX_PAGE)], metadata={"description": "page number, from 1"})
     per_page = fields.Integer(validate=validate.Range(min=1, max=1000),
                               metadata={"description": "items per page (default 100)"})
 
@@ -264,7 +264,7 @@ class PageQuery(In):
 class ListQuery(PageQuery):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000),
                            metadata={"description": "older form of per_page"})
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_PAGE * 1000),
+    offset = fields.Integer(load_default=0, validate=[validate.Range(min=0), validate.Range(max=MAX_PAGE * 1000)],
                             metadata={"description": "older form of page"})
 
 
