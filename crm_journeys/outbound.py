@@ -135,10 +135,9 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: Mappin
     """
     target = check_url(url, allow_private=allow_private, resolver=resolver)
     pool = _pool(target, timeout)
+    name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
     default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host and not host_header.startswith("["):
-        host_header = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
+    host_header = name if target.port == default_port else f"{name}:{target.port}"
     try:
         resp = pool.urlopen(method, target.path, body=body, headers={**(headers or {}), "Host": host_header},
                             redirect=False, retries=False, preload_content=False, assert_same_host=False)

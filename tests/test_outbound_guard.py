@@ -179,3 +179,20 @@ def test_publish_refuses_send_email_where_the_host_cannot_send_email(harness, mo
     assert list(info.value.errors) == ["steps[0].action"]
     _settings(harness, smtp_url="smtp://127.0.0.1:2525")
     harness.publish(doc)  # with SMTP it can
+
+
+def test_an_ipv6_loopback_receiver_gets_a_bracketed_host_header(httpserver):
+    """``[::1]`` literals (allowed by the admin setting) reach the server with a valid Host."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="::1", port=0)
+    try:
+        server.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        server.expect_request("/in").respond_with_handler(lambda r: Response(r.headers.get("Host", "")))
+        answer = outbound.request("GET", f"http://[::1]:{server.port}/in", allow_private=True)
+        assert answer.status == 200 and answer.text == f"[::1]:{server.port}"
+    finally:
+        server.stop()
