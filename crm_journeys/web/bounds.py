@@ -92,8 +92,13 @@ def check_request() -> None:
                 _refuse(f"{name}.{key}", "must not contain NUL bytes or lone surrogates")
     if request.is_json and request.content_length != 0:
         raw = request.get_data(cache=True)
-        if json_depth(raw) > MAX_DEPTH:
+        # fast paths (the events API is hot): few brackets cannot nest deep, and without a
+        # \u escape JSON text can hold neither NUL (raw control bytes are invalid JSON) nor
+        # a lone surrogate (UTF-8 cannot encode one)
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and json_depth(raw) > MAX_DEPTH:
             _refuse("body", f"nests deeper than {MAX_DEPTH} levels")
+        if b"\\u" not in raw:
+            return
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
