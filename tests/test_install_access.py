@@ -57,3 +57,17 @@ def test_malformed_install_bodies_are_400_not_500(app):
     for body in ([], {"settings": "x"}, {"credentials": [1]}):
         answer = client.post("/install/bottlecrm", json=body, headers={"Authorization": f"Bearer {KEY}"})
         assert answer.status_code == 400, answer.get_data(as_text=True)
+
+
+def test_an_anonymous_oauth_install_may_not_point_the_server_at_private_urls(app):
+    app.config["CRM_JOURNEYS_OAUTH_CLIENTS"] = {"hubspot": {"client_id": "c", "client_secret": "s", "app_id": "1"}}
+    client = app.test_client()
+    body = {"tenant": "acme", "settings": {"base_url": "http://127.0.0.1:9/", "oauth_api_url": "http://169.254.169.254/",
+                                           "oauth_app_url": "https://93.184.216.34"}}  # public, no DNS here
+    answer = client.post("/install/hubspot", json=body)
+    assert answer.status_code == 400
+    errors = answer.get_json()["errors"]
+    assert set(errors) == {"settings.base_url", "settings.oauth_api_url"} and "public" in errors["settings.base_url"]
+    # the operator's key (or a signed-in admin) may name on-premises hosts
+    answer = client.post("/install/hubspot", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert answer.status_code == 302

@@ -152,7 +152,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Env]:
         app = create_app({"TESTING": True, "SECRET_KEY": "test",
                           "CRM_JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'cj.db'}",
                           "CRM_JOURNEYS_OAUTH_CLIENTS": clients,
-                          "CRM_JOURNEYS_INSTALL_KEY": INSTALL_KEY}, clock=crm.clock)
+                          "CRM_JOURNEYS_INSTALL_KEY": INSTALL_KEY,
+                          "CRM_JOURNEYS_INSTALL_PRIVATE_HOSTS": True}, clock=crm.clock)  # fakes on loopback
         app.extensions["crm_journeys"].runtime.settings["connector_context"] = {
             "limits": HostLimits()}
         server = make_server("127.0.0.1", 0, app, threaded=True)

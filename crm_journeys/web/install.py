@@ -45,7 +45,7 @@ from crm_journeys.storage.models import Contact, Tenant
 from crm_journeys.web.access import api_principal, csrf_ok, csrf_token, session_principal
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.hooks import crm_hooks
-from crm_journeys.web.install_access import REFUSED, may_install_with_key
+from crm_journeys.web.install_access import REFUSED, may_install_with_key, private_url_errors
 
 install = Blueprint("crm_journeys_install", __name__)
 install.register_blueprint(crm_hooks)
@@ -142,6 +142,10 @@ def start(host: str) -> Any:
     try:
         slug, name, settings, credentials = _submitted(profile)
         if profile.auth == "oauth2":
+            if not may_install_with_key():
+                unsafe = private_url_errors(settings, profile.settings_schema()["properties"])
+                if unsafe:
+                    raise InstallError(unsafe)
             client = client_config(host, current_app.config.get("CRM_JOURNEYS_OAUTH_CLIENTS"))
             redirect_uri = url_for(".callback", host=host, _external=True)
             url, pending = begin_oauth(runtime, host, slug, name, settings, redirect_uri, client)

@@ -12,6 +12,10 @@ choosing and mint tenants at will). It is allowed to:
 
 OAuth installs need neither: the POST only redirects to the host's sign-in, and the tenant
 is created only on a callback carrying the state this server put in the browser's session.
+But the callback makes the server call the token and API URLs of the settings, so for an
+anonymous installer every URL setting must pass the outbound guard (public addresses
+only), unless the operator allows private hosts (``CRM_JOURNEYS_INSTALL_PRIVATE_HOSTS``,
+for on-premises CRMs and tests).
 """
 
 from __future__ import annotations
@@ -54,3 +58,23 @@ def may_install_with_key() -> bool:
     except ApiError:
         return False
     return can(principal.role, "admin")
+
+
+def private_url_errors(settings: dict[str, Any], props: dict[str, Any]) -> dict[str, str]:
+    """``settings.<name>`` -> why, for each URL setting an anonymous install may not use."""
+    from crm_journeys import outbound
+    from crm_journeys.errors import ConnectorError
+
+    if current_app.config.get("CRM_JOURNEYS_INSTALL_PRIVATE_HOSTS"):
+        return {}
+    errors = {}
+    for name, value in settings.items():
+        if (props.get(name) or {}).get("format") != "uri" or not isinstance(value, str):
+            continue
+        try:
+            outbound.check_url(value)
+        except outbound.UnsafeTarget as exc:
+            errors[f"settings.{name}"] = f"must be a public URL ({exc})"
+        except ConnectorError:
+            errors[f"settings.{name}"] = "does not resolve"
+    return errors
