@@ -20,6 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, clock: Clock | None
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.from_mapping(SECRET_KEY=os.environ.get("CRM_JOURNEYS_WEB_SECRET") or _instance_secret(app))
     app.config.from_prefixed_env("CRM_JOURNEYS_APP")
+    app.config["CRM_JOURNEYS_STANDALONE"] = True  # security headers on every answer, 404s included
     if test_config:
         app.config.update(test_config)
     CrmJourneys(app, clock=clock)

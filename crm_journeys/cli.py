@@ -33,9 +33,13 @@ def _db(url: str | None) -> Database:
 
 def _load_json(path: str) -> Any:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{path}: not JSON ({exc})") from exc
+        raise click.ClickException(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        raise click.ClickException(f"{path}: the JSON nests too deeply") from None
 
 
 def _print_definition_error(exc: DefinitionError) -> None:
@@ -120,6 +124,16 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"schema is current ({database.engine.dialect.name})")
 
 
+@db.command("rotate-secrets")
+@click.pass_context
+def db_rotate_secrets(ctx: click.Context) -> None:
+    """Re-encrypt stored secrets with the first key of CRM_JOURNEYS_SECRET_KEY."""
+    from crm_journeys.runtime.key_rotation import rotate_all
+
+    counts = rotate_all(_current_db(ctx))
+    click.echo(f"re-encrypted the secrets of {counts['tenants']} tenants and {counts['journeys']} journeys")
+
+
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def validate(file: str) -> None:
@@ -134,6 +148,9 @@ def validate(file: str) -> None:
     except DefinitionError as exc:
         click.echo(f"{file}: invalid", err=True)
         _print_definition_error(exc)
+        sys.exit(1)
+    except (RecursionError, OverflowError, ValueError) as exc:  # the edge: a message, never a traceback
+        click.echo(f"{file}: invalid ({type(exc).__name__}: {str(exc)[:200]})", err=True)
         sys.exit(1)
     click.echo(f"{file}: valid ({len(journey.steps)} steps, {len(compiled.ruleset)} rules)")
 
@@ -343,18 +360,15 @@ def token_create(ctx: click.Context, name: str, role: str, tenant: str) -> None:
 
 
 
-def _pairs(items: tuple[str, ...], what: str) -> dict[str, Any]:
-    """``key=value`` options; values that read as JSON (numbers, lists, true) are typed."""
-    out: dict[str, Any] = {}
+def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
+    """``key=value`` options as given: text. ``--setting portal_id=62515`` stays the string
+    the host's schema asks for; settings are typed by that schema (``typed_settings``)."""
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r}: use KEY=VALUE", param_hint=what)
-        try:
-            out[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in (
-                "true", "false") else value
-        except json.JSONDecodeError:
-            out[key] = value
+        out[key] = value
     return out
 
 
@@ -374,13 +388,14 @@ def install_cmd(ctx: click.Context, host: str, tenant: str, name: str, settings:
                 credentials: tuple[str, ...], check: bool) -> None:
     """Install into a CRM account with credentials given here (the browser flow for OAuth
     hosts is /install/HOST)."""
-    from crm_journeys.install import InstallError, install_tenant
+    from crm_journeys.install import InstallError, host_profile, install_tenant, typed_settings
     from crm_journeys.runtime.services import Runtime
 
     database = _current_db(ctx)
     try:
+        props = host_profile(host).settings_schema()["properties"]
         tenant_id = install_tenant(Runtime(db=database), host, tenant, name,
-                                   _pairs(settings, "--setting"),
+                                   typed_settings(_pairs(settings, "--setting"), props),
                                    _pairs(credentials, "--credential"), check=check)
     except InstallError as exc:
         for field, message in exc.errors.items():
@@ -492,7 +507,8 @@ def retention_set(ctx: click.Context, tenant: str, values: tuple[str, ...]) -> N
     from crm_journeys.runtime.retention import SETTINGS_KEY, check_policy
     from crm_journeys.runtime.tenants import tenant_by_slug
 
-    given = {k: None if v in ("null", "never") else v for k, v in _pairs(values, "KEY=DAYS").items()}
+    given = {k: None if v in ("null", "never") else int(v) if v.isdigit() else v
+             for k, v in _pairs(values, "KEY=DAYS").items()}
     try:
         changes = check_policy(given)
     except ValueError as exc:

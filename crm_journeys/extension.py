@@ -68,7 +68,18 @@ class CrmJourneys:
         runtime = Runtime(db=db, clock=self._clock or Clock())
         state = State(db=db, runtime=runtime)
         app.extensions["crm_journeys"] = state
-        _register_blueprints(app, app.config["CRM_JOURNEYS_URL_PREFIX"])
+        from crm_journeys import logscrub
+        from crm_journeys.web import bounds, headers
+
+        converters = app.url_map.converters
+        host_int, converters["int"] = converters["int"], bounds.BoundedInt  # for our routes only
+        try:
+            _register_blueprints(app, app.config["CRM_JOURNEYS_URL_PREFIX"])
+        finally:
+            converters["int"] = host_int
+        headers.init_app(app)
+        bounds.init_app(app)
+        logscrub.install()
         if app.config["CRM_JOURNEYS_RUN_WORKER"]:
             state.start_worker()
 

@@ -41,7 +41,7 @@ from crm_journeys.errors import (
 from crm_journeys.hosts import HostProfile, profile_for
 from crm_journeys.install_explain import explain
 from crm_journeys.manifest import schema_errors
-from crm_journeys.runtime.tenants import SLUG, create_tenant
+from crm_journeys.runtime.tenants import RESERVED_SLUGS, SLUG, create_tenant
 from crm_journeys.secrets import decrypt_json, encrypt_json
 from crm_journeys.storage.models import Base, Tenant
 
@@ -102,6 +102,8 @@ def check_request(session: Any, host: str, slug: str, settings: dict[str, Any],
     errors: dict[str, str] = {}
     if not SLUG.match(slug or ""):
         errors["tenant"] = "use lowercase letters, digits and '-' (up to 80)"
+    elif slug in RESERVED_SLUGS:
+        errors["tenant"] = f"{slug!r} is reserved (an integration's name); choose another"
     elif session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         errors["tenant"] = f"{slug!r} is taken"
     errors.update({f"settings.{k.removeprefix('$')}".rstrip("."): v
@@ -151,7 +153,7 @@ def finish_oauth(runtime: Runtime, pending: dict[str, Any] | None, state: str | 
     try:
         tokens = oauth.exchange_code(code, pending["redirect_uri"], pending.get("verifier"))
     except ConnectorError as exc:
-        raise InstallError({"code": f"the token exchange failed: {exc}"}) from None
+        raise InstallError({"code": refused_by_host(host, exc, "the token exchange failed")}) from None
     credentials = {**tokens.as_credentials(), "client_id": client.client_id}
     if client.client_secret:
         credentials["client_secret"] = client.client_secret
@@ -186,8 +188,8 @@ def _hubspot_account(runtime: Runtime, settings: dict[str, Any], credentials: di
         try:
             meta = token_metadata(api, credentials["access_token"], clock=runtime.clock)
         except ConnectorError as exc:
-            raise InstallError({"code": "HubSpot did not say which account was installed: "
-                                        f"{exc}"}) from None
+            raise InstallError({"code": refused_by_host("hubspot", exc,
+                                                        "HubSpot did not say which account was installed")}) from None
         hub, app = hub or meta.get("hub_id"), app or meta.get("app_id")
     if not hub:
         raise InstallError({"code": "HubSpot did not say which account was installed"})
@@ -306,6 +308,37 @@ def _ask_token_metadata(runtime: Runtime, tenant_id: int) -> tuple[Any, str | No
 
 
 # --- every host ----------------------------------------------------------------------------
+def typed_settings(values: dict[str, str], props: dict[str, Any]) -> dict[str, Any]:
+    """Text (a form, a command line) to the types the host's settings schema asks for; a
+    string setting stays a string even when it looks like a number (``portal_id=62515``).
+    Values that do not convert stay strings: the schema check then names them."""
+    out: dict[str, Any] = {}
+    for name, raw in values.items():
+        kind = (props.get(name) or {}).get("type")
+        try:
+            if kind == "integer":
+                out[name] = int(raw)
+            elif kind == "number":
+                out[name] = float(raw)
+            elif kind == "boolean":
+                out[name] = raw.lower() in ("1", "true", "yes", "on")
+            elif kind == "array":
+                out[name] = [p.strip() for p in raw.split(",") if p.strip()]
+            else:
+                out[name] = raw
+        except ValueError:
+            out[name] = raw
+    return out
+
+
+def refused_by_host(host: str, exc: ConnectorError, what: str = "") -> str:
+    """The host's refusal without its body: an installer learns the status, never what a
+    server (perhaps not the CRM at all) answered."""
+    status = getattr(exc, "status", None)
+    detail = f"HTTP {status}" if status else type(exc).__name__
+    return f"{what or host + ' refused the connection'} ({detail}); check the URL and credentials"
+
+
 def install_tenant(runtime: Runtime, host: str, slug: str, name: str, settings: dict[str, Any],
                    credentials: dict[str, Any], *, check: bool = True) -> int:
     """Create the tenant, prepare the host and prove the credentials; returns its id."""

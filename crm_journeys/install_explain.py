@@ -26,14 +26,22 @@ CREDENTIAL_HINT = {
 def explain(host: str, url: str | None, exc: BaseException) -> str:
     """The sentence shown for a failed install (the full error goes to the log)."""
     log.warning("install of %s failed", host, exc_info=(type(exc), exc, exc.__traceback__))
-    return describe(host, url, exc)
+    return describe(host, url, exc, echo=False)
 
 
-def describe(host: str, url: str | None, exc: BaseException) -> str:
-    """A connector failure as advice; also what a tenant's admin reads when a sync fails."""
+def describe(host: str, url: str | None, exc: BaseException, *, echo: bool = True) -> str:
+    """A connector failure as advice; also what a tenant's admin reads when a sync fails.
+
+    ``echo`` False (install) keeps the remote server's words out and says only its status:
+    whoever installs may point the URL at a server that is not the CRM at all.
+    """
     where = f" at {url}" if url else ""
     text = str(exc)
     status = getattr(exc, "status", None)
+
+    def _tail(text: str) -> str:
+        return _words(text) if echo else (f"HTTP {status}" if status else type(exc).__name__)
+
     hint = CREDENTIAL_HINT.get(host, "credentials of a user who may read and edit contacts")
     if isinstance(exc, RetriableConnectorError):
         if "Error" in text and ("Connection" in text or "Timeout" in text):
@@ -54,7 +62,7 @@ def describe(host: str, url: str | None, exc: BaseException) -> str:
     return f"{host} refused the connection ({_tail(text)})"
 
 
-def _tail(text: str) -> str:
+def _words(text: str) -> str:
     """The host's words without our ``host: METHOD /path ->`` prefix, kept short."""
     words = text.split(" -> ", 1)[-1]
     return words if len(words) <= 200 else words[:197] + "..."

@@ -12,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
+from crm_journeys.errors import DefinitionError
 from crm_journeys.storage.models import Tenant
 
 
@@ -100,7 +101,11 @@ def test_webhook_to_loopback_is_refused_unless_allowed(harness, httpserver):
            "steps": [{"id": "hook", "type": "action", "action": "call_webhook", "next": None,
                       "run_multiple_times": True,
                       "params": {"url": httpserver.url_for("/in"), "payload": {"source": "journey"}}}]}
+    with pytest.raises(DefinitionError, match="private address"):  # refused at publish
+        harness.publish(doc)
+    _set_tenant(harness, allow_private_webhooks=True)
     harness.publish(doc)
+    _set_tenant(harness)  # the admin takes the permission back: the send checks again
     harness.event("form_submitted", "wes@example.com", key="x")
     harness.run()
     [row] = harness.outbox()

@@ -85,6 +85,10 @@ def test_admin_pages(app):
     assert invited.status_code == 201
     temporary = re.search(r'id="temporary-password">([^<]+)<', invited.text).group(1)
     zoe = sign_in_with(app, "zoe@acme.example", temporary)
+    assert zoe.get("/admin/users").headers["Location"] == "/account/password"  # temporary: change it first
+    zoe.get("/account/password")
+    zoe.post("/account/password", {"current_password": temporary, "new_password": "zoe-own-pass",
+                                   "confirm_password": "zoe-own-pass"})
     assert zoe.get("/admin/users").status_code == 403
     users = admin.get("/admin/users").text
     uid = re.search(r'data-user="zoe@acme.example">.*?/admin/users/(\d+)/role', users, re.S).group(1)

@@ -113,7 +113,8 @@ def world(database: Database, clock: VirtualClock) -> Iterator[World]:
                           "CRM_JOURNEYS_DATABASE_URL": database.url,
                           "CRM_JOURNEYS_OAUTH_CLIENTS": {"hubspot": {
                               "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                              "app_id": str(APP_ID)}}}, clock=clock)
+                              "app_id": str(APP_ID)}},
+                          "CRM_JOURNEYS_INSTALL_PRIVATE_HOSTS": True}, clock=clock)  # fakes on loopback
         app.extensions["crm_journeys"].runtime.settings["connector_context"] = {
             "limits": HostLimits()}
         server = make_server("127.0.0.1", 0, app, threaded=True)

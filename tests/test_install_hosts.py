@@ -41,6 +41,7 @@ from tests.fakes.salesforce import FakeSalesforce
 HOSTS = ["hubspot", "salesforce", "dynamics", "odoo", "bottlecrm"]
 WEBHOOK_HOSTS = {"hubspot", "dynamics"}
 CLIENT_ID = "app-123"
+INSTALL_KEY = "operator-install-key"
 OAUTH_PATHS = {"hubspot": ("/oauth/authorize", "/oauth/v1/token"),
                "salesforce": ("/services/oauth2/authorize", "/services/oauth2/token"),
                "dynamics": ("/organizations/oauth2/v2.0/authorize",
@@ -150,7 +151,9 @@ def env(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Env]:
                        "app_id": str(APP_ID)} for h in OAUTH_PATHS}
         app = create_app({"TESTING": True, "SECRET_KEY": "test",
                           "CRM_JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'cj.db'}",
-                          "CRM_JOURNEYS_OAUTH_CLIENTS": clients}, clock=crm.clock)
+                          "CRM_JOURNEYS_OAUTH_CLIENTS": clients,
+                          "CRM_JOURNEYS_INSTALL_KEY": INSTALL_KEY,
+                          "CRM_JOURNEYS_INSTALL_PRIVATE_HOSTS": True}, clock=crm.clock)  # fakes on loopback
         app.extensions["crm_journeys"].runtime.settings["connector_context"] = {
             "limits": HostLimits()}
         server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -175,7 +178,9 @@ def install(env: Env) -> dict[str, Any]:
     if form["auth"] == "api_key":
         body["credentials"] = {"odoo": {"api_key": env.crm.token},
                                "bottlecrm": {"token": env.crm.token}}[env.host]
-        answer = client.post(f"/install/{env.host}", json=body)
+        anonymous = client.post(f"/install/{env.host}", json=body)
+        assert anonymous.status_code == 401 and env.crm.token not in anonymous.get_data(as_text=True)
+        answer = client.post(f"/install/{env.host}", json=body, headers={"Authorization": f"Bearer {INSTALL_KEY}"})
     else:
         started = client.post(f"/install/{env.host}", json=body)
         assert started.status_code == 302, started.get_data(as_text=True)
@@ -351,7 +356,8 @@ def test_install_form_renders_and_reports_errors(env: Env) -> None:
     assert page.status_code == 200 and 'name="settings.sync_interval_seconds"' in page.text
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
     answer = client.post(f"/install/{env.host}", data={
-        "csrf_token": token, "tenant": "Not A Slug", "settings.sync_interval_seconds": "soon"})
+        "csrf_token": token, "tenant": "Not A Slug", "settings.sync_interval_seconds": "soon",
+        "install_key": INSTALL_KEY})
     assert answer.status_code == 400
     assert "tenant: use lowercase letters" in answer.text
     assert "settings.sync_interval_seconds: must be an integer" in answer.text

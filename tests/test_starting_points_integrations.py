@@ -93,6 +93,11 @@ def test_eventbrite_order_fetched_from_api_url_becomes_registrations_and_tickets
     ({"api_url": "https://evil.example/v3/orders/9001/", "config": {"action": "order.placed", "webhook_id": "wh1"}},
      400, "api_url"),
     ({"api_url": ORDER_URL, "config": {"action": "order.placed", "webhook_id": "other"}}, 403, "webhook_id"),
+    ({"config": "x"}, 400, "config"),  # was a 500
+    # any other API path would be fetched with the tenant's private token
+    ({"api_url": "https://www.eventbriteapi.com/v3/users/me/", "config": {"action": "order.placed",
+                                                                          "webhook_id": "wh1"}}, 400, "api_url"),
+    ({"api_url": ORDER_URL + "?page=2", "config": {"action": "order.placed", "webhook_id": "wh1"}}, 400, "api_url"),
 ])
 def test_eventbrite_refuses_what_it_cannot_verify(env, body, status, message):
     resp = env.post("eventbrite", body)

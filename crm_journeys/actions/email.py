@@ -25,7 +25,7 @@ from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 class SendEmailParamsSchema(ParamsSchema):
     subject = fields.String(required=True, validate=validate.Length(min=1, max=300), metadata={"label": "Subject"})
-    body = fields.String(required=True, validate=validate.Length(min=1), metadata={"label": "Message", "widget": "textarea"})
+    body = fields.String(required=True, validate=[validate.Length(min=1), validate.Length(max=100_000)], metadata={"label": "Message", "widget": "textarea"})
     email_id = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_\-]{1,80}$"),
                              metadata={"label": "Email name (for opens and clicks)"})
     from_address = fields.Email(load_default=None, metadata={"label": "From"})
@@ -59,7 +59,11 @@ class SendEmail(Action[dict[str, Any]]):
             _send_smtp(smtp_url, ctx, spec)  # a second send is a second email: not idempotent
             external_id = None
         else:
-            external_id = ctx.connector.send_email(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key).external_id
+            try:
+                external_id = ctx.connector.send_email(ctx.contact_ref, spec,
+                                                       idempotency_key=ctx.idempotency_key).external_id
+            except NotImplementedError as exc:  # the host cannot send email: retrying cannot help
+                raise FatalConnectorError(f"{exc}; set an SMTP server (smtp_url)") from None
         _emit_sent(ctx, spec)
         return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id,
                                  idempotent=not smtp_url)

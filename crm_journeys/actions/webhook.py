@@ -1,24 +1,22 @@
 """Call an outside webhook with the contact's data, HMAC-signed with the tenant's secret.
 
-Journey authors choose the URL, so it is checked where it resolves: private, loopback and
-link-local addresses are refused unless an admin allows them (``allow_private_webhooks``),
-which keeps a journey from probing the network it runs in.
+Journey authors choose the URL, so it goes through ``crm_journeys.outbound``: resolved once,
+connected to the checked address, never redirected, and refused unless public (an admin may
+allow private targets with ``allow_private_webhooks``), which keeps a journey from probing
+the network it runs in. Publish runs the same check (``runtime.publish_checks``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from marshmallow import fields, validate
 
+from crm_journeys import outbound
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
@@ -37,25 +35,10 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def refuse_private(url: str, allow_private: bool) -> None:
-    host = urlsplit(url).hostname or ""
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
-        raise RetriableConnectorError(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved:
-            raise FatalConnectorError(f"{host} resolves to a private address ({addr}); an admin must allow private webhooks")
-
-
 class CallWebhook(Action[dict[str, Any]]):
     name, label, params_schema = "call_webhook", "Call webhook", CallWebhookParamsSchema
 
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
-        refuse_private(params["url"], bool(ctx.settings.get("allow_private_webhooks")))
         body = json.dumps({"contact": {"id": ctx.contact.external_id, "email": ctx.contact.email,
                                        **ctx.contact.fields},
                            "journey_id": ctx.journey_id, "idempotency_key": ctx.idempotency_key,
@@ -63,12 +46,14 @@ class CallWebhook(Action[dict[str, Any]]):
         stamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key,
                    SIGNATURE_HEADER: sign(ctx.settings.get("webhook_secret", ""), stamp, body)}
-        try:
-            resp = requests.post(params["url"], data=body, headers=headers, timeout=params["timeout_seconds"])
-        except requests.RequestException as exc:
-            raise RetriableConnectorError(f"webhook unreachable: {exc}") from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise RetriableConnectorError(f"webhook answered {resp.status_code}")
-        if resp.status_code >= 400:
-            raise FatalConnectorError(f"webhook answered {resp.status_code}: {resp.text[:200]}", resp.status_code)
-        return ActionResult.done(f"POST {params['url']} -> {resp.status_code}")
+        resp = outbound.request("POST", params["url"], body=body, headers=headers,
+                                timeout=params["timeout_seconds"],
+                                allow_private=bool(ctx.settings.get("allow_private_webhooks")))
+        if resp.status == 429 or resp.status >= 500:
+            raise RetriableConnectorError(f"webhook answered {resp.status}")
+        if 300 <= resp.status < 400:
+            raise FatalConnectorError(f"webhook answered a redirect ({resp.status}); redirects are not followed",
+                                      resp.status)
+        if resp.status >= 400:
+            raise FatalConnectorError(f"webhook answered {resp.status}: {resp.text[:200]}", resp.status)
+        return ActionResult.done(f"POST {params['url']} -> {resp.status}")

@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -47,7 +48,7 @@ def _check_role(role: str) -> None:
 
 
 def create_user(session: Session, tenant_id: int, email: str, password: str, role: str,
-                now: datetime | None = None) -> User:
+                now: datetime | None = None, *, temporary: bool = False) -> User:
     """Add a user to a tenant with a hashed password.
 
     Raises:
@@ -60,7 +61,7 @@ def create_user(session: Session, tenant_id: int, email: str, password: str, rol
     if len(password) < 8:
         raise ValueError("a password needs at least 8 characters")
     user = User(tenant_id=tenant_id, email=email, password_hash=generate_password_hash(password),
-                role=role, active=True, created_at=now or datetime.now(UTC))
+                role=role, active=True, created_at=now or datetime.now(UTC), must_change_password=temporary)
     session.add(user)
     session.flush()
     return user
@@ -75,8 +76,31 @@ def authenticate(session: Session, email: str, password: str,
     query = select(User).where(User.email == email.strip().lower(), User.active.is_(True))
     if tenant_id is not None:
         query = query.where(User.tenant_id == tenant_id)
-    matches = [u for u in session.scalars(query) if check_password_hash(u.password_hash, password)]
+    candidates = list(session.scalars(query))
+    if not candidates:  # cost the same as a wrong password: timing must not tell who has an account
+        check_password_hash(_dummy_hash(), password)
+        return None
+    matches = [u for u in candidates if check_password_hash(u.password_hash, password)]
     return matches[0] if len(matches) == 1 else None
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash made with the same method and cost as real ones, to check unknown users against."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def set_password(user: User, password: str, *, temporary: bool = False) -> None:
+    """Replace the user's password; every session of the user ends (a new version).
+
+    Raises:
+        ValueError: a password under 8 or over 200 characters.
+    """
+    if not 8 <= len(password) <= 200:
+        raise ValueError("a password needs 8 to 200 characters")
+    user.password_hash = generate_password_hash(password)
+    user.must_change_password = temporary
+    user.session_version = (user.session_version or 0) + 1
 
 
 def _digest(plaintext: str) -> str:

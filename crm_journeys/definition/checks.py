@@ -50,9 +50,45 @@ def validate_document(doc: Any, actions: Mapping[str, ActionInfo] | None = None)
     Raises:
         DefinitionError: every problem, keyed by JSON path.
     """
+    check_size(doc)
     journey = load_journey(doc)
     check_journey(journey, actions=actions)
     return journey
+
+
+MAX_STEPS = 2000  # the compiler has its own, lower limit for long chains (EngineLimitError)
+MAX_STARTING_POINTS = 50
+MAX_DEPTH = 32
+
+
+def check_size(doc: Any) -> None:
+    """Refuse documents too big or too deep to load safely, before anything walks them.
+
+    The loader and the compiler recurse through condition groups, and every step becomes
+    rules in the engine: a 50,000-step or 1,000-level document must be a clear error, not
+    a RecursionError or minutes of compiling.
+    """
+    if not isinstance(doc, dict):
+        return
+    errors: dict[str, list[str]] = {}
+    for key, limit in (("steps", MAX_STEPS), ("starting_points", MAX_STARTING_POINTS)):
+        if isinstance(doc.get(key), list) and len(doc[key]) > limit:
+            errors[key] = [f"at most {limit} are allowed (got {len(doc[key])})"]
+    if _depth(doc) > MAX_DEPTH:
+        errors["$"] = [f"the document nests deeper than {MAX_DEPTH} levels"]
+    if errors:
+        raise DefinitionError(errors)
+
+
+def _depth(doc: Any) -> int:
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:  # deeper is already an error: stop walking
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def check_journey(journey: m.Journey, *, actions: Mapping[str, ActionInfo] | None = None) -> None:

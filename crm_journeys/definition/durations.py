@@ -16,6 +16,9 @@ DURATION_RE = re.compile(
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 _CALENDAR_UNITS = re.compile(r"^-?P[^T]*\d[YM]")
+# A wait longer than a century is a typo, and a far larger one overflows the date it is
+# added to ("date value out of range" with the first contact, long after publish).
+MAX_DURATION = timedelta(days=36500)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -38,7 +41,12 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError("years and months have no fixed length; use days or weeks (P30D)")
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P3D, PT2H or -P1W")
     parts = {k: float(v) for k, v in match.groupdict().items() if v and k != "sign"}
-    delta = timedelta(**parts)
+    try:
+        delta = timedelta(**parts)
+    except OverflowError:
+        delta = MAX_DURATION * 2
+    if delta > MAX_DURATION:
+        raise ValueError(f"{text!r} is too long: at most 100 years (P36500D)")
     return -delta if match["sign"] else delta
 
 

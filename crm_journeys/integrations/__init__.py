@@ -41,12 +41,26 @@ class Delivery:
 
 
 def http_fetch(url: str, token: str) -> dict[str, Any]:
-    import requests
+    """GET a JSON record through the outbound guard (public addresses only, no redirects)."""
+    import json
 
-    resp = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    if resp.status_code >= 400:
-        raise HookRejected(502, f"could not fetch {url}: HTTP {resp.status_code}")
-    return resp.json()
+    from crm_journeys import outbound
+    from crm_journeys.errors import ConnectorError
+
+    try:
+        resp = outbound.request("GET", url, headers={"Authorization": f"Bearer {token}",
+                                                     "Accept": "application/json"}, timeout=10)
+    except ConnectorError as exc:
+        raise HookRejected(502, f"could not fetch the record: {exc}") from exc
+    if resp.status >= 300:
+        raise HookRejected(502, f"could not fetch the record: HTTP {resp.status}")
+    try:
+        record = json.loads(resp.body)
+    except ValueError as exc:
+        raise HookRejected(502, "could not fetch the record: the answer is not JSON") from exc
+    if not isinstance(record, dict):
+        raise HookRejected(502, "could not fetch the record: the answer is not a JSON object")
+    return record
 
 
 def adapters() -> dict[str, Callable[[Delivery], list[IncomingEvent]]]:
@@ -60,3 +74,18 @@ def require_dict(body: Any, service: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HookRejected(400, f"{service}: the body must be a JSON object")
     return body
+
+
+JSON_TYPES: dict[type, str] = {dict: "a JSON object", list: "a JSON array", str: "a string"}
+
+
+def require_types(body: dict[str, Any], service: str, shape: dict[str, type], prefix: str = "") -> None:
+    """Each named member, when present and not null, has the JSON type ``shape`` says.
+
+    The adapters read nested members with ``.get``; a string where an object belongs
+    would be a 500, so the shape is checked first and refused with a 400 naming the field.
+    """
+    for name, kind in shape.items():
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise HookRejected(400, f"{service}: {prefix}{name} must be {JSON_TYPES[kind]}")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_journeys.errors import DefinitionError
-from crm_journeys.integrations import Delivery, HookRejected, require_dict
+from crm_journeys.integrations import Delivery, HookRejected, require_dict, require_types
 from crm_journeys.runtime.ingest import IncomingEvent
 from crm_journeys.storage.journey_models import CustomTrigger
 
@@ -108,6 +108,9 @@ def parse(delivery: Delivery) -> list[IncomingEvent]:
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         raise HookRejected(401, "custom: missing or wrong X-Webhook-Secret")
     body = require_dict(delivery.body, "custom")
+    require_types(body, "custom", {"trigger": str, "contact": dict, "attributes": dict})
+    if not isinstance(body.get("id"), str | int | None) or isinstance(body.get("id"), bool):
+        raise HookRejected(400, "custom: id must be a string or a number")
     try:
         return [validated_event(delivery.config["session"], delivery.config["tenant_id"], str(body.get("trigger") or ""),
                                 body.get("contact") or {}, body.get("attributes") or {},

@@ -13,6 +13,7 @@ nothing.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -21,11 +22,18 @@ from crm_journeys.runtime.ingest import IncomingEvent
 
 API_HOST = "www.eventbriteapi.com"
 HANDLED = ("order.placed", "attendee.updated")
+# The only records a delivery may make us fetch with the tenant's token: not any API path.
+RECORD_PATHS = {"order.placed": re.compile(r"/v3/orders/[0-9A-Za-z_-]{1,64}/?"),
+                "attendee.updated": re.compile(r"/v3/events/[0-9A-Za-z_-]{1,64}/attendees/[0-9A-Za-z_-]{1,64}/?")}
+_WHAT = {"order.placed": "order (/v3/orders/<id>/)",
+         "attendee.updated": "attendee (/v3/events/<id>/attendees/<id>/)"}
 
 
 def parse(delivery: Delivery) -> list[IncomingEvent]:
     body = require_dict(delivery.body, "eventbrite")
     config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise HookRejected(400, "eventbrite: config must be a JSON object")
     action = config.get("action")
     if action == "test":
         return []
@@ -33,8 +41,9 @@ def parse(delivery: Delivery) -> list[IncomingEvent]:
         return []  # other actions (event.updated, ...) start nothing
     url = str(body.get("api_url") or "")
     parts = urlparse(url)
-    if parts.scheme != "https" or parts.hostname != API_HOST or not parts.path.startswith("/v3/"):
-        raise HookRejected(400, f"eventbrite: api_url must be an https URL on {API_HOST}/v3/")
+    if (parts.scheme != "https" or parts.hostname != API_HOST or parts.port not in (None, 443)
+            or parts.query or parts.fragment or parts.username or not RECORD_PATHS[action].fullmatch(parts.path)):
+        raise HookRejected(400, f"eventbrite: api_url must be the https URL of the {_WHAT[action]} on {API_HOST}")
     allowed = delivery.config.get("webhook_ids")
     if allowed and str(config.get("webhook_id")) not in {str(w) for w in allowed}:
         raise HookRejected(403, "eventbrite: unknown webhook_id for this tenant")
@@ -42,7 +51,7 @@ def parse(delivery: Delivery) -> list[IncomingEvent]:
     if not token:
         raise HookRejected(403, "eventbrite: no private token configured, cannot verify the delivery")
     fetch = delivery.fetch or http_fetch
-    record = fetch(url + ("&" if "?" in url else "?") + "expand=event,attendees", str(token))
+    record = fetch(url + "?expand=event,attendees", str(token))
     if action == "order.placed":
         return _order(record)
     return [_registered(record, record.get("event") or {})]

@@ -13,7 +13,13 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from crm_journeys.integrations import Delivery, HookRejected, http_fetch, require_dict
+from crm_journeys.integrations import (
+    Delivery,
+    HookRejected,
+    http_fetch,
+    require_dict,
+    require_types,
+)
 from crm_journeys.runtime.ingest import IncomingEvent
 
 CLOSED = ("chat_deactivated", "thread_closed")
@@ -22,6 +28,7 @@ GET_CHAT = "https://api.livechatinc.com/v3.5/agent/action/get_chat?chat_id={chat
 
 def parse(delivery: Delivery) -> list[IncomingEvent]:
     body = require_dict(delivery.body, "livechat")
+    require_types(body, "livechat", {"secret_key": str, "payload": dict, "additional_data": dict})
     expected = str(delivery.config.get("secret_key") or "")
     given = str(body.get("secret_key") or "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
@@ -29,6 +36,8 @@ def parse(delivery: Delivery) -> list[IncomingEvent]:
     if body.get("action") not in CLOSED:
         return []
     payload = body.get("payload") or {}
+    require_types(payload, "livechat", {"chat": dict}, "payload.")
+    require_types(body.get("additional_data") or {}, "livechat", {"chat": dict}, "additional_data.")
     chat_id = str(payload.get("chat_id") or (payload.get("chat") or {}).get("id") or "")
     if not chat_id:
         raise HookRejected(422, "livechat: payload.chat_id is missing")
@@ -39,6 +48,9 @@ def parse(delivery: Delivery) -> list[IncomingEvent]:
             raise HookRejected(422, "livechat: no customer in the payload and no token to fetch the chat")
         chat = (delivery.fetch or http_fetch)(
             GET_CHAT.format(chat=chat_id, thread=payload.get("thread_id") or ""), str(token))
+    if not isinstance(chat, dict) or not isinstance(chat.get("users") or [], list) \
+            or not all(isinstance(u, dict) for u in chat.get("users") or []):
+        raise HookRejected(400, "livechat: chat.users must be a list of objects")
     customer = _customer(chat)
     agent = next((u.get("name") for u in chat.get("users") or [] if u.get("type") == "agent"), "")
     rating = ((chat.get("properties") or {}).get("rating") or {}).get("score", {})

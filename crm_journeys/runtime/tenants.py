@@ -15,12 +15,17 @@ from crm_journeys.secrets import encrypt_json
 from crm_journeys.storage.models import Tenant
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9\-]{0,79}$")
+# ``/hooks/crm/<service>`` is the integration hook of a tenant slugged "crm", so no tenant
+# may be named after an integration service (its CRM hook would be that same URL).
+RESERVED_SLUGS = frozenset({"eventbrite", "livechat", "zapier", "custom"})
 
 
 def create_tenant(session: Session, slug: str, name: str, now: datetime, *, connector: str = "sandbox",
                   settings: dict[str, Any] | None = None, credentials: dict[str, Any] | None = None) -> Tenant:
     if not SLUG.match(slug):
         raise ValueError(f"tenant slug {slug!r}: use lowercase letters, digits and '-'")
+    if slug in RESERVED_SLUGS:
+        raise ValueError(f"tenant slug {slug!r} is reserved (an integration's name)")
     tenant = Tenant(slug=slug, name=name, connector=connector, settings=settings or {},
                     credentials=encrypt_json(credentials or {}), webhook_secret=secrets.token_urlsafe(32),
                     created_at=now)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from crm_journeys.definition.model import Journey as JourneyModel
 from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
-from crm_journeys.runtime import starting_points  # noqa: E402  (after the models it uses)
+from crm_journeys.runtime import publish_checks, starting_points  # noqa: E402  (after the models it uses)
 from crm_journeys.runtime.owners import OwnerLookup, resolve_owners
 from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
 
@@ -45,7 +45,7 @@ def validate(document: dict[str, Any], actions: Any = None) -> JourneyModel:
 
 def create_journey(session: Session, tenant_id: int, document: dict[str, Any], now: datetime) -> Journey:
     """Save a draft. Drafts may be incomplete; only publishing demands a valid document."""
-    journey = Journey(tenant_id=tenant_id, name=str(document.get("name") or "Untitled journey"),
+    journey = Journey(tenant_id=tenant_id, name=str(document.get("name") or "Untitled journey")[:200],
                       status="draft", draft=document, trigger_secret=secrets.token_urlsafe(24),
                       created_at=now, updated_at=now)
     session.add(journey)
@@ -81,6 +81,7 @@ def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
     if document is not journey.draft:  # owners by email became the CRM's ids: the draft
         model = validate(document, actions)  # takes them too, or it would differ from live
         journey.draft = document
+    publish_checks.check_for_tenant(session, tenant_id, model)  # webhook targets, email support
     number = (session.scalar(select(func.max(JourneyVersion.version))
                              .where(JourneyVersion.journey_id == journey.id)) or 0) + 1
     compiled = compile_journey(model, ruleset_name_for(f"{tenant_id}x{journey.id}", number), str(journey.id))

@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from crm_journeys.secrets import SealedString
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -124,7 +126,7 @@ class Tenant(Base):
     connector: Mapped[str] = mapped_column(String(40), default="sandbox")
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     credentials: Mapped[str] = mapped_column(Text, default="")  # encrypted at rest
-    webhook_secret: Mapped[str] = mapped_column(String(200), default="")
+    webhook_secret: Mapped[str] = mapped_column(SealedString(), default="")  # sealed with the app's key
     sync_cursor: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     portal_id: Mapped[str | None] = mapped_column(String(40), default=None)
@@ -141,7 +143,7 @@ class Journey(Base):
     status: Mapped[str] = mapped_column(String(20), default="draft")  # draft|live|paused|archived
     draft: Mapped[dict[str, Any]] = mapped_column(default=dict)
     live_version_id: Mapped[int | None] = mapped_column(IdType, default=None)
-    trigger_secret: Mapped[str] = mapped_column(String(80), default="")
+    trigger_secret: Mapped[str] = mapped_column(SealedString(200, sqlite_length=80), default="")  # sealed with the app's key
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -42,7 +42,8 @@ def csrf_ok() -> bool:
 
 
 def session_principal() -> Principal | None:
-    """The signed-in user, re-read from the database (a removed user is signed out)."""
+    """The signed-in user, re-read from the database (a removed user is signed out, and so
+    is a cookie older than the user's last logout or password change)."""
     if "principal" in g:
         return g.principal
     user_id = session.get("user_id")
@@ -51,6 +52,9 @@ def session_principal() -> Principal | None:
         with state().db.unit_of_work() as s:
             user = s.scalar(select(User).where(User.id == user_id, User.tenant_id == session.get("tenant_id"),
                                                User.active.is_(True)))
+            if user is not None and user.session_version != session.get("sv", 0):
+                user = None  # signed out elsewhere, or the password changed: this cookie is void
+            g.must_change_password = bool(user and user.must_change_password)
             principal = user_principal(user) if user else None
     g.principal = principal
     return principal
@@ -68,6 +72,8 @@ def api_principal() -> Principal:
     principal = session_principal()
     if principal is None:
         raise ApiError(401, "unauthorized", "Sign in or send an API token (Authorization: Bearer ...).")
+    if g.get("must_change_password"):
+        raise ApiError(403, "password_change_required", "Change your temporary password first (/account/password).")
     if request.method in UNSAFE and not csrf_ok():
         raise ApiError(403, "csrf_failed", f"Send the session's CSRF token in the {CSRF_HEADER} header.")
     return principal

@@ -106,6 +106,9 @@ def trigger_journey(journey_id: int, body: dict[str, Any]) -> Any:
         journey = s.scalar(select(Journey).where(Journey.id == journey_id))
         if journey is None or not given or not hmac.compare_digest(journey.trigger_secret, given):
             raise ApiError(401, "unauthorized", f"Send the journey's trigger secret in {SECRET_HEADER}.")
+        if journey.status != "live":  # a draft, paused or archived journey would drop the contact
+            raise ApiError(409, "journey_not_live",
+                           f"The journey is {journey.status}; only a live journey takes contacts.")
         event = IncomingEvent(type="journey_api_call", contact=dict(body["contact"]), key=str(journey.id),
                               properties={"journey": str(journey.id), "payload": body["payload"]},
                               dedup_key=f"trigger:{journey.id}:{body['id']}" if body.get("id") else None)

@@ -54,7 +54,8 @@ def invite(tenant_id: int, email: str, role: str, password: str | None) -> dict[
             raise ApiError(409, "user_exists", "This email is already a user of the workspace.",
                            {"email": ["already a user"]})
         try:
-            row = create_user(s, tenant_id, email, password or temporary or "", role, state().runtime.clock.now())
+            row = create_user(s, tenant_id, email, password or temporary or "", role, state().runtime.clock.now(),
+                              temporary=temporary is not None)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc), {"password": [str(exc)]}) from None
         return {**_attrs(row, UserOut), "temporary_password": temporary}

@@ -110,7 +110,7 @@ def save_draft(journey: Journey, document: dict[str, Any], now: Any) -> None:
         raise ApiError(409, "archived", "An archived journey cannot be edited.")
     journey.draft = document
     if journey.status == "draft":
-        journey.name = str(document.get("name") or journey.name)
+        journey.name = str(document.get("name") or journey.name)[:200]
     journey.updated_at = now
 
 

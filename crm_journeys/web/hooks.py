@@ -29,7 +29,7 @@ from crm_journeys.connectors.hubspot import (
 from crm_journeys.errors import NotFound, WebhookRejected
 from crm_journeys.extension import state
 from crm_journeys.install import InstallError, client_config, hubspot_tenants
-from crm_journeys.runtime.tenants import tenant_by_slug
+from crm_journeys.runtime.tenants import RESERVED_SLUGS, tenant_by_slug
 from crm_journeys.runtime.upkeep import HINTS_WAITING, store_hints
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ def _inbound() -> InboundRequest:
 
 @crm_hooks.post("/hooks/crm/<tenant_slug>")
 def receive(tenant_slug: str):
+    if tenant_slug in RESERVED_SLUGS:  # /hooks/crm/zapier: tenant "crm"'s integration hook
+        from crm_journeys.web.integrations import receive as receive_integration
+
+        return receive_integration("crm", tenant_slug)
     st = state()
     with st.db.unit_of_work() as s:
         try:

@@ -38,13 +38,15 @@ from crm_journeys.install import (
     finish_oauth,
     host_profile,
     install_tenant,
+    typed_settings,
     uninstall,
 )
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.storage.models import Contact, Tenant
-from crm_journeys.web.access import api_principal, csrf_ok, csrf_token
+from crm_journeys.web.access import api_principal, csrf_ok, csrf_token, session_principal
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.hooks import crm_hooks
+from crm_journeys.web.install_access import REFUSED, may_install_with_key, private_url_errors
 
 install = Blueprint("crm_journeys_install", __name__)
 install.register_blueprint(crm_hooks)
@@ -58,36 +60,18 @@ def _wants_json() -> bool:
 def _submitted(profile: HostProfile) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
     """(slug, name, settings, credentials) from a JSON body or the form."""
     if request.is_json:
-        body = request.get_json(silent=True) or {}
-        return (str(body.get("tenant", "")), str(body.get("name", "")),
-                dict(body.get("settings") or {}), dict(body.get("credentials") or {}))
+        body = request.get_json(silent=True)
+        body = body if isinstance(body, dict) else {}
+        settings, credentials = body.get("settings") or {}, body.get("credentials") or {}
+        if not isinstance(settings, dict) or not isinstance(credentials, dict):
+            raise InstallError({"settings" if not isinstance(settings, dict) else "credentials":
+                                "must be a JSON object"})
+        return str(body.get("tenant", "")), str(body.get("name", "")), settings, credentials
     form = request.form
-    settings = _typed({k[9:]: v for k, v in form.items() if k.startswith("settings.") and v},
+    settings = typed_settings({k[9:]: v for k, v in form.items() if k.startswith("settings.") and v},
                       profile.settings_schema()["properties"])
     credentials = {k[12:]: v for k, v in form.items() if k.startswith("credentials.") and v}
     return form.get("tenant", ""), form.get("name", ""), settings, credentials
-
-
-def _typed(values: dict[str, str], props: dict[str, Any]) -> dict[str, Any]:
-    """Form strings to the types the schema asks for (bad ones stay strings: the schema
-    check then names them)."""
-    out: dict[str, Any] = {}
-    for name, raw in values.items():
-        kind = (props.get(name) or {}).get("type")
-        try:
-            if kind == "integer":
-                out[name] = int(raw)
-            elif kind == "number":
-                out[name] = float(raw)
-            elif kind == "boolean":
-                out[name] = raw.lower() in ("1", "true", "yes", "on")
-            elif kind == "array":
-                out[name] = [p.strip() for p in raw.split(",") if p.strip()]
-            else:
-                out[name] = raw
-        except ValueError:
-            out[name] = raw
-    return out
 
 
 def _failed(host: str, profile: HostProfile, error: InstallError) -> Any:
@@ -95,6 +79,13 @@ def _failed(host: str, profile: HostProfile, error: InstallError) -> Any:
         return jsonify({"error": "install_failed", "errors": error.errors}), 400
     return render_template("crm_journeys/install.html", host=host, profile=profile,
                            errors=error.errors, values=request.form), 400
+
+
+def _refused(host: str, profile: HostProfile) -> Any:
+    if _wants_json():
+        return jsonify({"error": "unauthorized", "message": REFUSED}), 401
+    return render_template("crm_journeys/install.html", host=host, profile=profile,
+                           errors={"install_key": REFUSED}, values=request.form), 401
 
 
 def _installed(tenant_id: int) -> Any:
@@ -151,15 +142,21 @@ def start(host: str) -> Any:
                                errors={}, values={})
     if not request.is_json and not csrf_ok():
         abort(400, "The form expired or did not come from this site. Reload and try again.")
-    slug, name, settings, credentials = _submitted(profile)
     runtime = state().runtime
     try:
+        slug, name, settings, credentials = _submitted(profile)
         if profile.auth == "oauth2":
+            if not may_install_with_key():
+                unsafe = private_url_errors(settings, profile.settings_schema()["properties"])
+                if unsafe:
+                    raise InstallError(unsafe)
             client = client_config(host, current_app.config.get("CRM_JOURNEYS_OAUTH_CLIENTS"))
             redirect_uri = url_for(".callback", host=host, _external=True)
             url, pending = begin_oauth(runtime, host, slug, name, settings, redirect_uri, client)
             session[PENDING] = pending
             return redirect(url)
+        if not may_install_with_key():
+            return _refused(host, profile)
         tenant_id = install_tenant(runtime, host, slug, name, settings, credentials)
     except InstallError as exc:
         return _failed(host, profile, exc)
@@ -205,13 +202,21 @@ def remove(slug: str) -> Any:
 
 @install.get("/crm/contact")
 def crm_contact() -> Any:
-    """Where CRM cards and tabs link: a host contact id to its journeys timeline."""
+    """Where CRM cards and tabs link: a host contact id to its journeys timeline.
+
+    Only for a signed-in user of that tenant: anyone else is sent to sign in before
+    anything is looked up, so the answer never tells whether an address is a contact."""
+    principal = session_principal()
+    if principal is None:
+        return redirect(url_for("crm_journeys_ui.login", next=request.full_path))
     st = state()
     with st.db.unit_of_work() as s:
         try:
             tenant_id = tenant_by_slug(s, request.args.get("tenant", "")).id
         except NotFound:
             abort(404)
+        if tenant_id != principal.tenant_id:
+            abort(404, "That contact has not reached crm_journeys yet.")
         contact_id = s.scalar(select(Contact.id).where(
             Contact.tenant_id == tenant_id,
             Contact.external_id == request.args.get("external_id", "")))

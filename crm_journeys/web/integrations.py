@@ -33,17 +33,23 @@ def service_config(tenant: Any, service: str) -> dict[str, Any]:
     return config
 
 
+def rejected(status: int, message: str) -> Any:
+    """The API's one error body; ``error`` repeats the message for senders that read it."""
+    return jsonify({"code": "hook_rejected", "status": status, "message": message, "errors": {},
+                    "error": message}), status
+
+
 @hooks.post("/hooks/<tenant_slug>/<service>")
 def receive(tenant_slug: str, service: str):
     parse = adapters().get(service)
     if parse is None:
-        return jsonify({"error": f"unknown service {service!r}; known: {', '.join(sorted(adapters()))}"}), 404
+        return rejected(404, f"unknown service {service!r}; known: {', '.join(sorted(adapters()))}")
     st = state()
     with st.db.unit_of_work() as session:
         try:
             tenant = tenant_by_slug(session, tenant_slug)
         except NotFound:
-            return jsonify({"error": "unknown tenant"}), 404
+            return rejected(404, "unknown tenant")
         config = service_config(tenant, service)
         if service == "custom":
             config.update(session=session, tenant_id=tenant.id)
@@ -53,7 +59,7 @@ def receive(tenant_slug: str, service: str):
         try:
             events = parse(delivery)
         except HookRejected as exc:
-            return jsonify({"error": exc.message}), exc.status
+            return rejected(exc.status, exc.message)
         now = st.runtime.clock.now()
         record_use(tenant, service, now)  # "last used" on the admin's integrations page
         stored = ingest_many(session, tenant.id, events, now)

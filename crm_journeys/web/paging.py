@@ -28,7 +28,7 @@ class Pager:
 
 def requested_page(arg: str = "page") -> int:
     raw = request.args.get(arg, "1")
-    return max(1, int(raw)) if raw.isdigit() else 1
+    return max(1, int(raw)) if raw.isdigit() and len(raw) <= 9 else 1  # a page past the end shows the last
 
 
 def pager(total: int, arg: str = "page", per_page: int = PER_PAGE) -> Pager:

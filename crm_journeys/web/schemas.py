@@ -3,11 +3,15 @@ separate output shapes. ``openapi.py`` turns them into the OpenAPI components.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from crm_journeys.definition.durations import parse_duration
+
+MAX_PAGE = 10**9  # page * per_page stays far below 2**63
+MAX_ID = 2**63 - 1
 
 
 class In(Schema):
@@ -35,9 +39,28 @@ class ErrorOut(Out):
 
 # --- journeys ---------------------------------------------------------------------------
 
+def _draft_limits(document: dict[str, Any]) -> None:
+    """A draft may be incomplete, never unbounded: its name fits the column, its size a page."""
+    from crm_journeys.definition.checks import check_size
+    from crm_journeys.errors import DefinitionError
+
+    name = document.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 200):
+        raise ValidationError({"name": ["must be text of at most 200 characters"]})
+    if len(json.dumps(document, default=str)) > MAX_DRAFT_BYTES:
+        raise ValidationError([f"must be at most {MAX_DRAFT_BYTES // 1024} KB of JSON"])
+    try:
+        check_size(document)
+    except DefinitionError as exc:
+        raise ValidationError(exc.errors) from None
+
+
+MAX_DRAFT_BYTES = 512 * 1024
+
+
 class JourneyCreateIn(In):
     name = fields.String(validate=validate.Length(min=1, max=200))
-    document = fields.Dict(keys=fields.String())
+    document = fields.Dict(keys=fields.String(), validate=_draft_limits)
     template = fields.String(validate=validate.Length(min=1))
 
     @validates_schema
@@ -47,7 +70,7 @@ class JourneyCreateIn(In):
 
 
 class JourneyUpdateIn(In):
-    document = fields.Dict(keys=fields.String(), required=True)
+    document = fields.Dict(keys=fields.String(), required=True, validate=_draft_limits)
 
 
 class PublishIn(In):
@@ -233,7 +256,7 @@ class InstanceDetailOut(InstanceOut):
 
 
 class PageQuery(In):
-    page = fields.Integer(validate=validate.Range(min=1), metadata={"description": "page number, from 1"})
+    page = fields.Integer(validate=[validate.Range(min=1), validate.Range(max=MAX_PAGE)], metadata={"description": "page number, from 1"})
     per_page = fields.Integer(validate=validate.Range(min=1, max=1000),
                               metadata={"description": "items per page (default 100)"})
 
@@ -241,7 +264,7 @@ class PageQuery(In):
 class ListQuery(PageQuery):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000),
                            metadata={"description": "older form of per_page"})
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0),
+    offset = fields.Integer(load_default=0, validate=[validate.Range(min=0), validate.Range(max=MAX_PAGE * 1000)],
                             metadata={"description": "older form of page"})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from crm_journeys.runtime.action_errors import DEAD, FILTER_STATUSES
-from crm_journeys.web.schemas import In, Out, PageQuery
+from crm_journeys.web.schemas import MAX_ID, In, Out, PageQuery
 
 MAX_IDS = 1000
 
@@ -35,19 +35,20 @@ class ActionErrorOut(Out):
 class ActionErrorQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(FILTER_STATUSES),
                            metadata={"description": "left out: dead and retrying"})
-    journey_id = fields.Integer()
+    journey_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     action = fields.String(validate=validate.Length(max=60))
 
 
 class ActionErrorsIn(In):
     """Either ``ids``, or ``all_matching`` with an optional journey and action filter."""
 
-    ids = fields.List(fields.Integer(), validate=validate.Length(min=1, max=MAX_IDS),
+    ids = fields.List(fields.Integer(validate=validate.Range(min=1, max=MAX_ID)),
+                      validate=validate.Length(min=1, max=MAX_IDS),
                       metadata={"description": f"outbox row ids (at most {MAX_IDS})"})
     all_matching = fields.Boolean(load_default=False,
                                   metadata={"description": "every dead action the filter matches"})
     status = fields.String(validate=validate.Equal(DEAD), metadata={"description": "only dead actions move"})
-    journey_id = fields.Integer()
+    journey_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     action = fields.String(validate=validate.Length(max=60))
 
     @validates_schema

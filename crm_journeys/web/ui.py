@@ -10,18 +10,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
+from werkzeug.security import check_password_hash
 
 from crm_journeys.actions.registry import installed_actions
-from crm_journeys.auth.accounts import authenticate, can
+from crm_journeys.auth.accounts import authenticate, can, set_password
 from crm_journeys.errors import CrmJourneysError, DefinitionError, NotFound
 from crm_journeys.extension import state
 from crm_journeys.runtime.owners import owner_lookup, owner_messages
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.runtime.versions import create_journey, publish, set_status
+from crm_journeys.storage.auth_models import User
 from crm_journeys.storage.models import JourneyVersion
-from crm_journeys.web import queries
+from crm_journeys.web import login_guard, queries
 from crm_journeys.web.access import csrf_ok, csrf_token, session_principal, ui_require
 from crm_journeys.web.api_journeys import (
     backtest_jobs,
@@ -39,6 +41,7 @@ from crm_journeys.web.paging import pager
 ui = Blueprint("crm_journeys_ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/crm_journeys")
 PUBLIC = ("crm_journeys_ui.login", "crm_journeys_ui.static")
+PASSWORD_PAGES = ("crm_journeys_ui.change_password", "crm_journeys_ui.logout", "crm_journeys_ui.static")
 
 
 @ui.record_once
@@ -68,6 +71,8 @@ def _guard() -> Any:
         abort(400, "The form expired or did not come from this site. Reload the page and try again.")
     if request.endpoint not in PUBLIC and session_principal() is None:
         return redirect(url_for("crm_journeys_ui.login", next=request.full_path))
+    if g.get("must_change_password") and request.endpoint not in PASSWORD_PAGES:
+        return redirect(url_for("crm_journeys_ui.change_password"))
     return None
 
 
@@ -81,33 +86,78 @@ def _not_found(exc: NotFound) -> Any:
 
 @ui.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    error = None
+    error, status = None, 200
     if request.method == "POST":
+        now = state().runtime.clock.now()
+        email = request.form.get("email", "")[:320]
         with state().db.unit_of_work() as s:
-            tenant_id = None
-            slug = request.form.get("tenant", "").strip()
-            if slug:
-                try:
-                    tenant_id = tenant_by_slug(s, slug).id
-                except CrmJourneysError:
-                    tenant_id = -1
-            user = authenticate(s, request.form.get("email", ""), request.form.get("password", ""), tenant_id)
+            until = login_guard.throttled_until(s, email, now)
+            if until is not None:
+                minutes = max(1, int((until - now).total_seconds() // 60) + 1)
+                return render_template("crm_journeys/login.html",
+                                       error=f"Too many failed sign-ins. Try again in {minutes} minutes."), 429
+            user = authenticate(s, email, request.form.get("password", "")[:200], _login_tenant(s))
             if user is not None:
-                user.last_login_at = state().runtime.clock.now()
-                session.clear()
-                session.update(user_id=user.id, tenant_id=user.tenant_id)
-                session.permanent = True
-                target = request.args.get("next", "")
-                return redirect(target if target.startswith("/") and not target.startswith("//")
-                                else url_for("crm_journeys_ui.journeys"))
-        error = "That email and password do not match (name the workspace if you belong to several)."
-    return render_template("crm_journeys/login.html", error=error)
+                login_guard.sign_in(s, user, now)
+                if user.must_change_password:
+                    return redirect(url_for("crm_journeys_ui.change_password"))
+                target = login_guard.safe_next(request.args.get("next", ""))
+                return redirect(target or url_for("crm_journeys_ui.journeys"))
+            login_guard.count_failure(s, email, now)
+        error, status = "That email and password do not match (name the workspace if you belong to several).", 200
+    return render_template("crm_journeys/login.html", error=error), status
+
+
+def _login_tenant(s: Any) -> int | None:
+    slug = request.form.get("tenant", "").strip()
+    if not slug:
+        return None
+    try:
+        return tenant_by_slug(s, slug[:80]).id
+    except CrmJourneysError:
+        return -1
 
 
 @ui.post("/logout")
 def logout() -> Any:
+    user_id = session.get("user_id")
+    if user_id is not None and session_principal() is not None:
+        with state().db.unit_of_work() as s:
+            user = s.get(User, user_id)
+            if user is not None:
+                login_guard.void_sessions(user)  # a copied cookie dies with this one
     session.clear()
     return redirect(url_for("crm_journeys_ui.login"))
+
+
+@ui.route("/account/password", methods=["GET", "POST"])
+def change_password() -> Any:
+    """Change one's own password (forced after a temporary one); other sessions end."""
+    p = session_principal()
+    assert p is not None and p.user_id is not None  # _guard signed the caller in
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form
+        with state().db.unit_of_work() as s:
+            user = s.get(User, p.user_id)
+            assert user is not None
+            if not check_password_hash(user.password_hash, form.get("current_password", "")[:200]):
+                errors["current_password"] = "This is not your current password."
+            elif form.get("new_password", "") != form.get("confirm_password", ""):
+                errors["confirm_password"] = "The two new passwords differ."
+            elif form.get("new_password", "") == form.get("current_password", ""):
+                errors["new_password"] = "Choose a password different from the current one."
+            else:
+                try:
+                    set_password(user, form.get("new_password", ""))
+                except ValueError as exc:
+                    errors["new_password"] = str(exc)
+            if not errors:
+                login_guard.sign_in(s, user, state().runtime.clock.now())  # this session lives on
+                flash("Password changed. Other sessions were signed out.")
+                return redirect(url_for("crm_journeys_ui.journeys"))
+    forced = bool(g.get("must_change_password"))
+    return render_template("crm_journeys/password.html", errors=errors, forced=forced), 400 if errors else 200
 
 
 # --- journeys ---------------------------------------------------------------------------
