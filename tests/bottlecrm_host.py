@@ -33,9 +33,18 @@ from typing import Any
 
 import pytest
 
-HOST_DIR = Path(os.environ.get(
-    "CRM_JOURNEYS_BOTTLECRM_DIR",
-    Path(__file__).resolve().parents[2] / "shared" / "hosts" / "bottlecrm" / "backend"))
+def _host_dir() -> Path:
+    """The BottleCRM sources: as configured, else in the `shared/` folder beside the
+    checkout (or beside any folder above it, for a clone made elsewhere in the tree)."""
+    if os.environ.get("CRM_JOURNEYS_BOTTLECRM_DIR"):
+        return Path(os.environ["CRM_JOURNEYS_BOTTLECRM_DIR"])
+    tail = Path("shared") / "hosts" / "bottlecrm" / "backend"
+    here = Path(__file__).resolve()
+    found = [p / tail for p in here.parents[1:] if (p / tail).is_dir()]
+    return found[0] if found else here.parents[2] / tail
+
+
+HOST_DIR = _host_dir()
 PYTHON312 = os.environ.get("CRM_JOURNEYS_PYTHON312", "/root/.pyenv/versions/3.12.1/bin/python3")
 PG_URL = os.environ.get("CRM_JOURNEYS_TEST_DATABASE_URL",
                         "postgresql://postgres@127.0.0.1:5432/postgres")
