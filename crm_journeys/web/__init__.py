@@ -11,6 +11,7 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     from crm_journeys.web.health import health
     from crm_journeys.web.install import install
     from crm_journeys.web.integrations import hooks
+    from crm_journeys.web.mail_links import mail_links
     from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, "")]
+    return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, ""), (mail_links, "")]
