@@ -26,7 +26,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates
 
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
-from crm_journeys.actions.smtp import HardBounce, deliver
+from crm_journeys.actions.smtp import HardBounce, SmtpPool, deliver
 from crm_journeys.actions.templating import check_template, render
 from crm_journeys.actions.tracking import Body, build_body
 from crm_journeys.connectors.base import EmailSpec
@@ -86,7 +86,8 @@ class SendEmail(Action[dict[str, Any]]):
         links = _links(ctx, public_id, tracked, marketing)
         body = build_body(spec.text, f"{spec.html}", **links)
         try:
-            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url")), ctx.settings)
+            pool = ctx.pass_cache.setdefault("smtp", SmtpPool())
+            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url")), ctx.settings, pool)
         except HardBounce as exc:
             reason = str(exc)
             _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
