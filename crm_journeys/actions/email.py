@@ -18,6 +18,7 @@ idempotent and the outbox closes its row right after it.
 
 from __future__ import annotations
 
+import json
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
@@ -87,7 +88,7 @@ class SendEmail(Action[dict[str, Any]]):
         body = build_body(spec.text, f"{spec.html}", **links)
         try:
             pool = ctx.pass_cache.setdefault("smtp", SmtpPool())
-            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url")), ctx.settings, pool)
+            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url"), public_id), ctx.settings, pool)
         except HardBounce as exc:
             reason = str(exc)
             _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
@@ -122,13 +123,16 @@ def _links(ctx: ActionContext, public_id: str, tracked: bool, marketing: bool) -
             "unsubscribe_url": f"{base}/m/u/{make_token('unsubscribe', tenant, public_id)}" if marketing else None}
 
 
-def _message(ctx: ActionContext, spec: EmailSpec, body: Body, unsubscribe_url: str | None) -> EmailMessage:
+def _message(ctx: ActionContext, spec: EmailSpec, body: Body, unsubscribe_url: str | None,
+             public_id: str) -> EmailMessage:
     msg = EmailMessage(policy=POLICY)
     msg["Subject"] = spec.subject
     msg["From"] = spec.from_address or ctx.settings.get("mail_from", "journeys@localhost")
     msg["To"] = ctx.contact.email
     msg["Message-ID"] = make_msgid(idstring=ctx.idempotency_key.replace(":", "."), domain="crm-journeys")
     msg["X-CRM-Journeys-Key"] = ctx.idempotency_key
+    if public_id:  # SendGrid echoes unique arguments in its Event Webhook (runtime.esp_events)
+        msg["X-SMTPAPI"] = json.dumps({"unique_args": {"cj_send": public_id}})
     if unsubscribe_url:  # RFC 8058 one-click unsubscribe (required of bulk senders)
         msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
