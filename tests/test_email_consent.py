@@ -95,3 +95,27 @@ def test_unknown_channel_or_status_is_refused(harness):
         contact = s.scalar(select(Contact).where(Contact.email == "eve@example.com"))
         with pytest.raises(ValueError, match="channel"):
             set_consent(s, contact, "fax", UNSUBSCRIBED, "api", harness.clock.now())
+
+
+BUYERS = {"format_version": 1, "name": "Buyers", "entry": {"policy": "every_time"},
+          "starting_points": [{"id": "p", "type": "purchased_any", "params": {}}],
+          "first_step": "tag",
+          "steps": [{"id": "tag", "type": "action", "action": "add_tag", "params": {"tag": "buyer"}, "next": None}]}
+
+
+def test_purchased_any_admits_subscribed_and_never_asked_contacts_only(harness):
+    for name in ("fay", "gus", "hal"):
+        harness.snapshot(name, f"{name}@example.com", 1)
+    harness.run()
+    _unsubscribe(harness, "gus@example.com")
+    with harness.db.unit_of_work() as s:
+        hal = s.scalar(select(Contact).where(Contact.tenant_id == harness.tenant_id, Contact.email == "hal@example.com"))
+        set_consent(s, hal, "email", "subscribed", "api", harness.clock.now())
+    harness.run()
+    harness.publish(BUYERS)
+    for name in ("fay", "gus", "hal"):
+        harness.event("purchase", f"{name}@example.com", order_id=f"o-{name}")
+    harness.run()
+    tagged = {email for email in ("fay@example.com", "gus@example.com", "hal@example.com")
+              if "buyer" in _contact(harness, email).tags}
+    assert tagged == {"fay@example.com", "hal@example.com"}
