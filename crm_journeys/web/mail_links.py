@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
+from sqlalchemy.orm import Session
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from crm_journeys.extension import state
@@ -108,14 +111,19 @@ def _record_hits(hits: list[Hit]) -> list[Resolved | None | BaseException]:
     out: list[Resolved | None | BaseException] = []
     with st.db.unit_of_work() as s:
         for hit in hits:
-            t = hit.token
-            try:
-                with s.begin_nested():  # one bad hit does not undo its neighbours
-                    out.append(record_click(s, t.tenant_id, t.public_id, t.link, now) if t.link is not None
-                               else record_open(s, t.tenant_id, t.public_id, hit.user_agent, now))
+            try:  # alone, no savepoint: nothing of a neighbour's to protect
+                with s.begin_nested() if len(hits) > 1 else nullcontext():
+                    out.append(_record(s, hit, now))
             except Exception as exc:
                 out.append(exc)
     return out
+
+
+def _record(s: Session, hit: Hit, now: datetime) -> Resolved | None:
+    t = hit.token
+    if t.link is not None:
+        return record_click(s, t.tenant_id, t.public_id, t.link, now)
+    return record_open(s, t.tenant_id, t.public_id, hit.user_agent, now)
 
 
 def _invalid() -> Response:
