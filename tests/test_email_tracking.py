@@ -245,3 +245,15 @@ def test_tracking_off_for_one_journey(mail):
     [msg] = inbox.parsed()
     text, html = parts(msg)
     assert "https://shop.example/agenda" in text and "<img" not in html and msg["List-Unsubscribe"]
+
+
+def test_tokens_expire_on_the_runtime_clock(mail):
+    harness, client, inbox = mail
+    _start_webinar(harness)
+    [msg] = inbox.parsed()
+    link, page = tracked_links(msg)[0], path_of(unsubscribe_url(msg))
+    harness.advance(days=179)
+    assert client.get(link).status_code == 302
+    harness.advance(days=2)  # 181 days: tracking links are too old, the unsubscribe link is not
+    assert client.get(link).status_code == 404
+    assert client.get(page).status_code == 200

@@ -130,10 +130,12 @@ def _links(ctx: ActionContext, public_id: str, tracked: bool, marketing: bool) -
     base = ctx.settings.get("public_url") or ""
     if not base or not public_id:
         return {"tracked_url": None, "pixel_url": None, "unsubscribe_url": None}
-    tenant = ctx.tenant_id
-    return {"tracked_url": (lambda i: f"{base}/m/c/{make_token('click', tenant, public_id, i)}") if tracked else None,
-            "pixel_url": f"{base}/m/o/{make_token('open', tenant, public_id)}.gif" if tracked else None,
-            "unsubscribe_url": f"{base}/m/u/{make_token('unsubscribe', tenant, public_id)}" if marketing else None}
+    tenant, now = ctx.tenant_id, ctx.now
+    return {"tracked_url": (lambda i: f"{base}/m/c/{make_token('click', tenant, public_id, i, now=now)}")
+            if tracked else None,
+            "pixel_url": f"{base}/m/o/{make_token('open', tenant, public_id, now=now)}.gif" if tracked else None,
+            "unsubscribe_url": f"{base}/m/u/{make_token('unsubscribe', tenant, public_id, now=now)}"
+            if marketing else None}
 
 
 def _message(ctx: ActionContext, spec: EmailSpec, body: Body, unsubscribe_url: str | None,

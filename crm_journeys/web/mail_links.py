@@ -50,7 +50,7 @@ class Hit:
 
 @mail_links.get("/m/o/<token>.gif")
 def opened(token: str) -> Response:
-    data = read_token("open", token)
+    data = read_token("open", token, state().runtime.clock.now())
     if data is not None:
         try:
             _hits().submit(Hit(data, request.headers.get("User-Agent", "")))
@@ -61,7 +61,7 @@ def opened(token: str) -> Response:
 
 @mail_links.get("/m/c/<token>")
 def clicked(token: str) -> BaseResponse:
-    data = read_token("click", token)
+    data = read_token("click", token, state().runtime.clock.now())
     resolved = _hits().submit(Hit(data)) if data is not None and data.link is not None else None
     if resolved is None or resolved.url is None:
         return _invalid()
@@ -72,7 +72,7 @@ def clicked(token: str) -> BaseResponse:
 
 @mail_links.route("/m/u/<token>", methods=["GET", "POST"])
 def preferences(token: str) -> Response | str:
-    data = read_token("unsubscribe", token)
+    data = read_token("unsubscribe", token, state().runtime.clock.now())
     if data is None:
         return _invalid()
     st = state()
