@@ -119,3 +119,17 @@ def test_purchased_any_admits_subscribed_and_never_asked_contacts_only(harness):
     tagged = {email for email in ("fay@example.com", "gus@example.com", "hal@example.com")
               if "buyer" in _contact(harness, email).tags}
     assert tagged == {"fay@example.com", "hal@example.com"}
+
+
+def test_no_write_back_where_the_host_keeps_opt_out_read_only(harness):
+    from sqlalchemy import update
+
+    from crm_journeys.storage.models import OutboxMessage, Tenant
+
+    harness.snapshot("ida", "ida@example.com", 1)
+    harness.run()
+    with harness.db.unit_of_work() as s:
+        s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="hubspot"))
+    _unsubscribe(harness, "ida@example.com")
+    with harness.db.unit_of_work() as s:
+        assert s.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == harness.tenant_id)).all() == []
