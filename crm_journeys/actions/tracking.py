@@ -49,7 +49,8 @@ def build_body(text: str, html: str, *, tracked_url: Callable[[int], str] | None
             return match.group(0)
         return tracked_url(i) + match.group(0)[len(url):]
 
-    plain, marked_up = URL.sub(swap, text), URL.sub(swap, html)
+    plain = URL.sub(swap, text)
+    marked_up = URL.sub(swap, html).replace("\n", "<br>\n")  # the message is written as text: keep its lines
     if unsubscribe_url:
         plain += f"\n\n--\nUnsubscribe or change your email preferences: {unsubscribe_url}\n"
         marked_up += (f'<p style="font-size:12px;color:#666"><a href="{escape(unsubscribe_url)}">'

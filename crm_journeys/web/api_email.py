@@ -55,16 +55,26 @@ class PreviewOut(Out):
 @endpoint(api, "/journeys/<int:journey_id>/steps/<step_id>/preview", "POST", tag=TAG, permission="read",
           summary="The step's email rendered for a contact", body=PreviewIn, out=PreviewOut, extra_statuses=(404, 422))
 def preview_email(principal: Principal, journey_id: int, step_id: str, body: dict[str, Any]) -> Any:
-    params, contact = _step_and_contact(principal, journey_id, step_id, body.get("contact_id"))
-    return _rendered(params, contact, principal.tenant_id)[0]
+    return preview(principal, journey_id, step_id, body.get("contact_id"))
 
 
 @endpoint(api, "/journeys/<int:journey_id>/steps/<step_id>/test-send", "POST", tag=TAG, permission="test",
           summary="Send the step's email once to yourself, marked as a test", body=TestSendIn, out=PreviewOut,
           extra_statuses=(404, 409, 422, 502))
 def test_send_email(principal: Principal, journey_id: int, step_id: str, body: dict[str, Any]) -> Any:
-    params, contact = _step_and_contact(principal, journey_id, step_id, body.get("contact_id"))
-    to = body.get("to") or _own_address(principal)
+    return test_send(principal, journey_id, step_id, body.get("contact_id"), body.get("to"))
+
+
+def preview(principal: Principal, journey_id: int, step_id: str, contact_id: int | None) -> dict[str, Any]:
+    """The step's email as ``contact_id`` would get it (the builder's step page uses it too)."""
+    params, contact = _step_and_contact(principal, journey_id, step_id, contact_id)
+    return _rendered(params, contact, principal.tenant_id)[0]
+
+
+def test_send(principal: Principal, journey_id: int, step_id: str, contact_id: int | None,
+              to: str | None) -> dict[str, Any]:
+    params, contact = _step_and_contact(principal, journey_id, step_id, contact_id)
+    to = to or _own_address(principal)
     out, msg = _rendered(params, contact, principal.tenant_id)
     settings = state().runtime.action_settings(principal.tenant_id)
     if not settings.get("smtp_url"):
