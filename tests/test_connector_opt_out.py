@@ -49,3 +49,14 @@ def test_hubspot_hs_email_optout_is_read(hubspot):
     ref = hubspot.add_contact(email="cy@example.com", first_name="Cy", last_name="D")
     hubspot.objects["contacts"][ref]["properties"]["hs_email_optout"] = "true"  # set by HubSpot itself
     assert connector.fetch_contact(ref).fields["email_opt_out"] is True
+
+
+def test_odoo_mail_blacklist_is_read():
+    from tests.fakes.odoo import FakeOdoo
+    from tests.test_connector_odoo import make as make_odoo
+
+    with FakeOdoo() as odoo:
+        connector = make_odoo(odoo)
+        ref = odoo.add_contact(email="di@example.com", first_name="Di", last_name="E")
+        odoo.tables["res.partner"][int(ref)]["is_blacklisted"] = True  # Odoo's mail blacklist has the address
+        assert connector.fetch_contact(ref).fields["email_opt_out"] is True

@@ -26,11 +26,11 @@ from crm_journeys.connectors.base import (
 )
 from crm_journeys.connectors.cursor import Chunk, SyncState, WindowedSync
 from crm_journeys.connectors.http import Auth, HttpClient, client_options, long_wait_rule
-from crm_journeys.connectors.mapping import marker, parse_time, split_name, with_marker
+from crm_journeys.connectors.mapping import marker, opt_out, parse_time, split_name, with_marker
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 PARTNER_FIELDS = ["name", "email", "phone", "user_id", "tz", "lang", "category_id",
-                  "create_date", "write_date", "write_uid", "active"]
+                  "create_date", "write_date", "write_uid", "active", "is_blacklisted"]
 SIMPLE = {"email": "email", "phone": "phone", "owner": "user_id", "time_zone": "tz",
           "language": "lang"}
 READS = frozenset({"search_read", "read", "search", "search_count", "write"})
@@ -159,6 +159,7 @@ class OdooConnector(WindowedSync, Connector):
             created_at=parse_time(row.get("create_date")),
             modified_at=parse_time(row.get("write_date")), version=row.get("write_date"),
             tags=[tag_names[t] for t in row.get("category_id") or [] if t in tag_names],
+            fields=opt_out(row.get("is_blacklisted")),  # the mail blacklist (mail.thread.blacklist)
             deleted=row.get("active") is False,
             echo=isinstance(writer, list) and writer[0] == self.uid)
 

@@ -31,7 +31,7 @@ HOST = "host"
 # hosts whose connector writes ``email_opt_out`` with ``update_fields`` (HubSpot's
 # hs_email_optout is read-only: its unsubscribes go through the communication
 # preferences API, not wired yet, so HubSpot tenants keep an unsubscribe locally)
-WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics"})
+WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics"})  # Odoo: mail.blacklist, not wired yet
 
 
 def fact_name(channel: str) -> str:
@@ -98,13 +98,16 @@ def mark_bounced(session: Session, contact: Contact, reason: str, now: datetime)
 
 
 def sync_from_host(session: Session, contact: Contact, host_fields: dict[str, object], now: datetime) -> None:
-    """Follow the host's own opt-out from a contact snapshot. An opt-out set there
-    unsubscribes; cleared, it re-subscribes only what the host itself unsubscribed (an
-    unsubscribe by link stands until the contact changes it: the safe side of consent)."""
+    """Follow the host's own opt-out from a contact snapshot (``email_opt_out`` present and
+    true: opted out; absent or false: not). An opt-out set there unsubscribes; cleared, it
+    re-subscribes only what the host itself unsubscribed (an unsubscribe by link stands
+    until the contact changes it: the safe side of consent). The mirror's fact answers the
+    common case (nothing to do) without a query."""
     for channel, name in HOST_OPT_OUT.items():
-        if name not in host_fields or host_fields[name] is None:
+        opted_out = host_fields.get(name) in (True, "true", "True", "1", 1)
+        unsubscribed = (contact.fields or {}).get(fact_name(channel)) == UNSUBSCRIBED
+        if opted_out == unsubscribed:
             continue
-        opted_out = host_fields[name] in (True, "true", "True", "1", 1)
         current = consent_of(session, contact.tenant_id, contact.id, channel)
         if opted_out and current.status != UNSUBSCRIBED:
             set_consent(session, contact, channel, UNSUBSCRIBED, HOST, now)
