@@ -15,6 +15,8 @@ webhook signing secret, journey trigger secrets): stored as ``sealed:<fernet tok
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os

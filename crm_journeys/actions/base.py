@@ -42,6 +42,10 @@ class ActionContext:
     journey_id: int | None
     emit: Callable[[Any], None]  # queue a canonical IncomingEvent (tags added, email sent...)
     settings: dict[str, Any] = field(default_factory=dict)
+    services: Any = None  # the Runtime (database, clock): for actions that keep their own rows (email)
+    # what an action keeps for the rest of the outbox pass (an open SMTP connection); the
+    # outbox calls ``close()`` on each value when the pass ends
+    pass_cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def contact_ref(self) -> str:
@@ -70,6 +74,15 @@ class ActionResult:
     def done(cls, summary: str, external_id: str | None = None, *, idempotent: bool = False,
              **data: Any) -> ActionResult:
         return cls(summary, external_id, data, idempotent)
+
+
+class HoldUntil(Exception):  # noqa: N818  (not an error: the outbox's "not yet")
+    """Raised by an action that may not run yet (quiet hours, a contact policy's cap):
+    the outbox runs the row again at ``until`` without counting an attempt."""
+
+    def __init__(self, until: datetime, reason: str):
+        super().__init__(reason)
+        self.until, self.reason = until, reason
 
 
 class ParamsSchema(Schema):

@@ -29,6 +29,13 @@ def canonical(external_id: str, values: Mapping[str, Any], **rest: Any) -> Canon
     return contact
 
 
+def opt_out(value: object) -> dict[str, bool]:
+    """The host's email opt-out as the canonical ``email_opt_out`` field (``runtime.consent``),
+    present only when set: a contact who did not opt out carries no new field, so adding
+    this mapping changes no existing contact's facts (and triggers nothing)."""
+    return {"email_opt_out": True} if value is True or str(value).lower() in ("true", "1") else {}
+
+
 def parse_time(value: object) -> datetime | None:
     """A timezone-aware UTC datetime from any host's spelling of one.
 

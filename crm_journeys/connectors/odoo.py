@@ -30,6 +30,7 @@ from crm_journeys.connectors.explain import HostHints, explain, explaining
 from crm_journeys.connectors.http import Auth, HttpClient, client_options, long_wait_rule
 from crm_journeys.connectors.mapping import (
     marker,
+    opt_out,
     parse_time,
     signup_of,
     split_name,
@@ -38,7 +39,7 @@ from crm_journeys.connectors.mapping import (
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 PARTNER_FIELDS = ["name", "email", "phone", "user_id", "tz", "lang", "category_id",
-                  "create_date", "write_date", "write_uid", "active"]
+                  "create_date", "write_date", "write_uid", "active", "is_blacklisted"]
 SIMPLE = {"email": "email", "phone": "phone", "owner": "user_id", "time_zone": "tz",
           "language": "lang"}
 READS = frozenset({"search_read", "read", "search", "search_count", "write"})
@@ -177,6 +178,7 @@ class OdooConnector(WindowedSync, Connector):
             signup_date=signup_of(row.get("create_date")),
             modified_at=parse_time(row.get("write_date")), version=row.get("write_date"),
             tags=[tag_names[t] for t in row.get("category_id") or [] if t in tag_names],
+            fields=opt_out(row.get("is_blacklisted")),  # the mail blacklist (mail.thread.blacklist)
             deleted=row.get("active") is False,
             echo=isinstance(writer, list) and writer[0] == self.uid)
 

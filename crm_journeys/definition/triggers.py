@@ -574,7 +574,8 @@ _ECOMMERCE = [
         "Purchased any product",
         "ecommerce",
         "purchase",
-        description="A subscribed contact buys any product.",
+        conditions=_fixed(Leaf("neq", "email_subscription", "unsubscribed")),  # never asked counts
+        description="A subscribed contact buys any product (not one who unsubscribed from email).",
     ),
     _T(
         "purchased_product",

@@ -8,9 +8,11 @@ from flask import Blueprint
 def blueprints() -> list[tuple[Blueprint, str]]:
     """(blueprint, URL prefix below the extension's prefix)."""
     from crm_journeys.web.api import api
+    from crm_journeys.web.esp_hooks import esp_hooks
     from crm_journeys.web.health import health
     from crm_journeys.web.install import install
     from crm_journeys.web.integrations import hooks
+    from crm_journeys.web.mail_links import mail_links
     from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, "")]
+    return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, ""), (mail_links, ""), (esp_hooks, "")]

@@ -77,7 +77,8 @@ def step(journey_id: int, step_id: str) -> Any:
     index = _step_index(journey.draft, step_id)
     current = journey.draft["steps"][index]
     action_specs = {a["name"]: a["params"] for a in actions_json()}
-    if request.method == "POST":
+    shown = _email_panel(p, journey_id, step_id) if request.method == "POST" and request.form.get("email") else None
+    if request.method == "POST" and not request.form.get("email"):
         if request.form.get("delete"):
             _save(journey_id, lambda doc: _delete_step(doc, step_id))
             flash(f"Step {step_id} deleted; connections to it now end the journey.")
@@ -89,8 +90,32 @@ def step(journey_id: int, step_id: str) -> Any:
         return redirect(url_for("crm_journeys_ui.builder", journey_id=journey_id))
     return render_template("crm_journeys/step.html", **_context(p, journey), step=current, index=index,
                            form=STEP_FORMS.get(current.get("type", ""), {"fields": [], "label": "?"}),
-                           action_specs=action_specs, actions=actions_json(),
+                           action_specs=action_specs, actions=actions_json(), email_preview=shown,
                            local=errors_under(draft_errors(journey.draft), f"steps[{index}]"))
+
+
+def _email_panel(principal: Any, journey_id: int, step_id: str) -> dict[str, Any] | None:
+    """The step page's "Preview" and "Send a test to me" buttons (the saved step)."""
+    from crm_journeys.auth.accounts import can
+    from crm_journeys.web.api_email import preview, test_send
+    from crm_journeys.web.errors import ApiError
+
+    raw = (request.form.get("contact_id") or "").strip()
+    if raw and not raw.isdigit():
+        flash("Contact id: a number, or empty for a sample contact.", "error")
+        return None
+    contact_id = int(raw) if raw else None
+    try:
+        if request.form.get("email") == "test":
+            if not can(principal.role, "test"):
+                abort(403)
+            sent = test_send(principal, journey_id, step_id, contact_id, None)
+            flash(f"Test email sent to {sent['sent_to']}.")
+            return sent
+        return preview(principal, journey_id, step_id, contact_id)
+    except ApiError as exc:
+        flash(exc.message, "error")
+        return None
 
 
 def _delete_step(doc: dict[str, Any], step_id: str) -> None:

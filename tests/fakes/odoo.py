@@ -40,7 +40,7 @@ MANY2ONE = {"user_id", "write_uid", "create_uid", "partner_id", "res_model_id",
             "activity_type_id"}
 MANY2MANY = {"category_id", "partner_ids"}
 SCHEMA = {
-    "res.partner": {"name", "email", "phone", "user_id", "tz", "lang", "category_id",
+    "res.partner": {"name", "email", "phone", "user_id", "tz", "lang", "category_id", "is_blacklisted",
                     "active", "is_company", "comment"},
     "res.partner.category": {"name"},
     "crm.lead": {"name", "partner_id", "user_id", "expected_revenue", "description", "type",

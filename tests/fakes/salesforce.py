@@ -52,7 +52,7 @@ MAX_BATCH = 2000
 SYSTEM = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "LastModifiedById",
           "CreatedById", "IsDeleted"}
 FIELDS = {
-    "Contact": {"FirstName", "LastName", "Email", "Phone", "OwnerId", "Birthdate", TAGS},
+    "Contact": {"FirstName", "LastName", "Email", "Phone", "OwnerId", "Birthdate", "HasOptedOutOfEmail", TAGS},
     "Lead": {"FirstName", "LastName", "Email", "Company", "Description", "LeadSource",
              "OwnerId", "Status", KEY, "CRM_Journeys_Contact__c"},
     "Task": {"WhoId", "Subject", "ActivityDate", "OwnerId", "Description", "Status",
