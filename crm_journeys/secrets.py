@@ -38,12 +38,30 @@ log = logging.getLogger(__name__)
 
 
 @cache
-def _fernet() -> MultiFernet:
+def _keys() -> tuple[str, ...]:
+    """The Fernet keys, newest first (from the environment, else the instance's key file)."""
     keys = [k.strip() for k in os.environ.get(ENV_KEY, "").split(",") if k.strip()]
-    if not keys:
-        keys = [_key_file()]
+    return tuple(keys) if keys else (_key_file(),)
+
+
+def forget_keys() -> None:
+    """Read the keys again on next use (after the environment changed: tests, rotation)."""
+    _keys.cache_clear()
+    _fernet.cache_clear()
+
+
+def signing_key(purpose: str) -> bytes:
+    """A key for signing links (unsubscribe, tracking), derived from the newest secret key so
+    an install has one secret to keep; one key per purpose, so a token made for one use is
+    refused by every other. Rotating the key voids links already sent."""
+    return hmac.new(_keys()[0].encode(), f"crm-journeys:{purpose}".encode(),
+                    hashlib.sha256).digest()
+
+
+@cache
+def _fernet() -> MultiFernet:
     try:
-        return MultiFernet([Fernet(k.encode()) for k in keys])
+        return MultiFernet([Fernet(k.encode()) for k in _keys()])
     except ValueError as exc:
         raise CrmJourneysError(f"{ENV_KEY} must hold Fernet keys separated by commas: {exc}") from None
 

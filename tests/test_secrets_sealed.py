@@ -25,10 +25,10 @@ def keys(monkeypatch):  # type: ignore[no-untyped-def]
     """Set CRM_JOURNEYS_SECRET_KEY for the test; the cached cipher follows it."""
     def use(*values: bytes) -> None:
         monkeypatch.setenv(secrets.ENV_KEY, ",".join(v.decode() for v in values))
-        secrets._fernet.cache_clear()
+        secrets.forget_keys()
 
     yield use
-    secrets._fernet.cache_clear()
+    secrets.forget_keys()
 
 
 def _raw(database, table, column, row_id):  # type: ignore[no-untyped-def]
@@ -70,12 +70,12 @@ def test_keys_rotate_with_multifernet(database, clock, keys):
 def test_a_missing_key_is_a_loud_warning_naming_the_key_file(monkeypatch, tmp_path, caplog):
     monkeypatch.delenv(secrets.ENV_KEY, raising=False)
     monkeypatch.setenv("CRM_JOURNEYS_INSTANCE", str(tmp_path))
-    secrets._fernet.cache_clear()
+    secrets.forget_keys()
     try:
         with caplog.at_level(logging.WARNING, logger="crm_journeys.secrets"):
             secrets.seal("x")
     finally:
-        secrets._fernet.cache_clear()
+        secrets.forget_keys()
     [record] = [r for r in caplog.records if r.name == "crm_journeys.secrets"]
     assert record.levelno == logging.WARNING and str(tmp_path / "secret.key") in record.getMessage()
     assert "CRM_JOURNEYS_SECRET_KEY is not set" in record.getMessage()
