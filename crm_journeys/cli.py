@@ -207,12 +207,20 @@ def export_cmd(ctx: click.Context, journey_id: int, tenant: str) -> None:
 def simulate(journey: str, events_file: str, contacts_file: str | None, start: str | None, until: str | None) -> None:
     """Run the real engine on a virtual clock and print a JSON report."""
     from crm_journeys.definition.dates import parse_datetime
+    from crm_journeys.runtime.normalise import EventError
     from crm_journeys.runtime.simulate import ScriptedEvent, Simulation
 
     raw = [json.loads(line) for line in Path(events_file).read_text().splitlines() if line.strip()]
     stamps = [t for e in raw if (t := parse_datetime(e.get("at"))) is not None]
     first = parse_datetime(start) or min(stamps, default=None) or datetime.now(UTC)
-    events = [ScriptedEvent.from_json(e, first) for e in raw]
+    events = []
+    for number, line in enumerate(raw, 1):
+        try:
+            events.append(ScriptedEvent.from_json(line, first))
+        except EventError as exc:
+            for name, reasons in exc.errors.items():
+                click.echo(f"{events_file}: line {number}: {name}: {'; '.join(reasons)}", err=True)
+            sys.exit(1)
     last = max((e.at for e in events), default=first)
     end = parse_datetime(until) or last + timedelta(days=30)
     sim = Simulation(_load_json(journey), first, end,

@@ -1,8 +1,11 @@
 """Reads the inbox in order and turns each event into decisions and their effects.
 
-For one event: update the contact mirror and derive canonical signals; let in-flight
-instances of the contact react (react-to-event, if/then, goals, exits); then let routed
-journeys decide whether the contact enters. Each event commits with its effects in one
+For one event, always in this order (the same for the worker, the events API and
+``simulate``, which all go through the inbox): (1) update the contact mirror and derive
+canonical signals (``runtime.mirror``), so nothing reads the record before it changed;
+(2) for each signal, in order, let in-flight instances of the contact react
+(react-to-event, if/then, goals, exits), (3) then let routed journeys decide whether the
+contact enters; a contact entering on a signal does not react to that same signal. Each event commits with its effects in one
 savepoint of the batch transaction; a poison event is marked failed with its reason and
 the rest of the batch goes on.
 """
@@ -83,7 +86,7 @@ class Dispatcher:
                 batch: BatchCache | None = None) -> None:
         contact, created = self._contact(session, event, now, batch)
         props = event.payload.get("properties") or {}
-        change = apply_event(contact, event.type, event.key, props, now, created=created)
+        change = apply_event(contact, event.type, event.key, props, now, created=created, at=event.occurred_at)
         if batch is not None:
             batch.note(contact)
         observe(self.rt, session, contact, event, change, now, batch)  # segments, date index, lapses
