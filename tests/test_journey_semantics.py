@@ -238,15 +238,20 @@ def test_an_unknown_type_is_refused_the_same_way(as_):
 
 # --- 5. time zones: the contact's first, then the journey's ----------------------------------
 
-def test_send_times_read_the_contact_zone_first(app, as_, clock):
+@pytest.mark.parametrize(("journey_zone", "fallback"), [("Europe/Rome", "2026-03-03T08:00:00+00:00"),
+                                                        ("UTC", "2026-03-03T09:00:00+00:00")])
+def test_send_times_read_the_contact_zone_first(app, as_, clock, journey_zone, fallback):
+    """The worked examples of docs/journey-format.md, "Time zones"."""
     doc = journey([sp("tag_added", tag="go")],
                   [{"id": "morning", "type": "wait_until", "time": "09:00", "next": "hello"}, tag("hello", "hi")],
-                  settings={"time_zone": "Europe/Rome"}, policy="every_time")
-    lines = [upsert("ny@example.com", at(), time_zone="America/New_York"),
-             upsert("rome@example.com", at()),
-             {"at": at(hours=1), "type": "tag_added", "email": "ny@example.com", "key": "go"},
-             {"at": at(hours=1), "type": "tag_added", "email": "rome@example.com", "key": "go"}]
+                  settings={"time_zone": journey_zone}, policy="every_time")
+    zones = {"ny@example.com": "America/New_York", "tokyo@example.com": "Asia/Tokyo",
+             "plain@example.com": None, "mars@example.com": "Mars/Olympus"}
+    lines = [upsert(who, at(), **({"time_zone": zone} if zone else {})) for who, zone in zones.items()]
+    lines += [{"at": at(hours=1), "type": "tag_added", "email": who, "key": "go"} for who in zones]
     result = both_ways(app, as_, clock, doc, lines, START + timedelta(days=2))
     woke = {who: next(t[0] for t in c["timeline"] if t[1] == "hello") for who, c in result.items()}
-    # 2 March 2026: New York is UTC-5, Rome UTC+1; both were tagged at 10:00 UTC
-    assert woke == {"ny@example.com": "2026-03-02T14:00:00+00:00", "rome@example.com": "2026-03-03T08:00:00+00:00"}
+    # tagged on 2 March 2026 at 10:00 UTC; New York is then UTC-5, Tokyo UTC+9, Rome UTC+1
+    assert woke == {"ny@example.com": "2026-03-02T14:00:00+00:00",
+                    "tokyo@example.com": "2026-03-03T00:00:00+00:00",
+                    "plain@example.com": fallback, "mars@example.com": fallback}

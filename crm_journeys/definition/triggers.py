@@ -1180,7 +1180,8 @@ RECORD_EVENTS: dict[str, CanonicalEvent] = {
         },
     ),
     "contact_deleted": _E(
-        "The host deleted the contact: it leaves date schedules and segments.",
+        "The host deleted the contact: the mirror marks it deleted and emits record_changed "
+        "(table contact, change deleted).",
         None,
         {},
     ),
