@@ -199,7 +199,7 @@ def export_cmd(ctx: click.Context, journey_id: int, tenant: str) -> None:
 @main.command()
 @click.argument("journey", type=click.Path(exists=True, dir_okay=False))
 @click.option("--events", "events_file", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="JSON lines: {at, type, email|contact_id, key, properties}.")
+              help="JSON lines: {at, type|name, email|contact_id, key, properties}, read as POST /api/events reads a body.")
 @click.option("--contacts", "contacts_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON list of contacts {email, first_name, tags, groups, fields, ...}.")
 @click.option("--start", default=None, help="ISO start time of the virtual clock (default: first event).")
