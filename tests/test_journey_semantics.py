@@ -15,12 +15,13 @@ what the documents say.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from crm_journeys.errors import DefinitionError
+from crm_journeys.runtime.normalise import EventError, normalise
 from crm_journeys.runtime.simulate import ScriptedEvent, Simulation, report
 from crm_journeys.runtime.worker import Worker, advance_to
 from tests.conftest import START
@@ -159,6 +160,16 @@ def test_a_related_record_is_read_by_the_starting_point_and_the_if_then(app, as_
     assert result["cy@example.com"]["actions"] == [("thanks", "add_tag")]
 
 
+def test_a_snapshot_change_fires_record_updated_on_the_contact_table(app, as_, clock):
+    doc = journey([sp("record_updated", table="contact", field="plan")], [tag("upgraded", "upgraded")],
+                  policy="every_time")
+    lines = [upsert("hal@example.com", at(), plan="free"),
+             upsert("hal@example.com", at(hours=1), plan="free", city="Oslo"),  # another field only
+             upsert("hal@example.com", at(hours=2), plan="gold", city="Oslo")]
+    result = both_ways(app, as_, clock, doc, lines, START + timedelta(days=1))
+    assert [t[0] for t in result["hal@example.com"]["timeline"] if t[2] == "entered"] == [at(hours=2)]
+
+
 # --- 2. signup anniversary ----------------------------------------------------------------
 
 def test_a_first_subscription_stamps_the_signup_date_and_the_anniversary_fires(app, as_, clock):
@@ -226,6 +237,20 @@ def test_the_routing_key_comes_from_the_properties_both_ways(app, as_, clock):
               "properties": {"fields": {"plan": "gold"}}}]
     result = both_ways(app, as_, clock, doc, lines, START + timedelta(days=1))
     assert result["gu@example.com"]["actions"] == [("welcome_vip", "add_tag")]
+
+
+def test_normalise_reads_key_contact_and_time_once() -> None:
+    event = normalise(type_="tag_added", key="VIP", contact={"email": " Ada@Example.COM "},
+                      occurred_at="2026-03-02T10:00:00+01:00", event_id="e1")
+    assert (event.key, event.properties, event.contact) == ("VIP", {"tag": "VIP"}, {"email": "ada@example.com"})
+    assert event.occurred_at == datetime(2026, 3, 2, 9, 0, tzinfo=UTC) and event.dedup_key == "api:e1"
+    assert normalise(type_="subscribed", contact={"id": "7"}, properties={"list": "news"}).key == "news"
+    with pytest.raises(EventError) as raised:
+        normalise(type_="tag_added", contact={}, occurred_at="yesterday")
+    assert set(raised.value.errors) == {"contact"}
+    with pytest.raises(EventError) as raised:
+        normalise(type_="tag_added", contact={"email": "a@b.example"}, occurred_at="yesterday")
+    assert set(raised.value.errors) == {"occurred_at"}
 
 
 def test_an_unknown_type_is_refused_the_same_way(as_):

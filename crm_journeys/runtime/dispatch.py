@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from crm_journeys.runtime import facts
 from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.mirror import Signal, apply_event
+from crm_journeys.runtime.normalise import NEW_CONTACT_KEYS
 from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
 from crm_journeys.runtime.versions import LoadedVersion
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
 
 log = logging.getLogger(__name__)
-CONTACT_KEYS = ("email", "first_name", "last_name", "phone", "language", "time_zone", "birthday")
+CONTACT_KEYS = NEW_CONTACT_KEYS
 
 
 class Dispatcher:

@@ -173,6 +173,8 @@ def _apply_record(contact: Contact, table: str, props: dict[str, Any], now: date
             contact.deleted = True
             contact.updated_at = now
             return Change([_contact_record("deleted", contact)], True)
+        if not record:  # no values to apply: passed on as sent
+            return Change([Signal("record_changed", table, {**props, "table": table, "change": change})], False)
         return _apply_fields(contact, record, now)
     if not table:
         return Change([], False)

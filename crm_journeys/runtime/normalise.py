@@ -18,7 +18,9 @@ from crm_journeys.definition.triggers import CANONICAL_EVENTS, RECORD_EVENTS
 from crm_journeys.runtime.ingest import IncomingEvent
 
 ACCEPTED_TYPES = frozenset(CANONICAL_EVENTS) | frozenset(RECORD_EVENTS)
-CONTACT_KEYS = ("id", "external_id", "email")
+# what may name a new contact's first fields (the events API's schema admits email and id only)
+NEW_CONTACT_KEYS = ("email", "first_name", "last_name", "phone", "language", "time_zone", "birthday")
+CONTACT_KEYS = ("id", "external_id", *NEW_CONTACT_KEYS)
 
 
 class EventError(ValueError):
