@@ -20,10 +20,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('cj_contact') as batch:
-        batch.add_column(sa.Column('records', sa.JSON(), nullable=False, server_default='{}'))
+    op.add_column('cj_contact', sa.Column('records', sa.JSON(), nullable=False, server_default='{}'))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('cj_contact') as batch:
-        batch.drop_column('records')
+    # SQLite >= 3.35 drops a column in place; alembic's batch way would rebuild cj_contact,
+    # whose instances, wake-ups and step logs refer to it
+    op.execute('ALTER TABLE cj_contact DROP COLUMN records')
