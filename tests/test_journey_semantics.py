@@ -160,6 +160,20 @@ def test_a_related_record_is_read_by_the_starting_point_and_the_if_then(app, as_
     assert result["cy@example.com"]["actions"] == [("thanks", "add_tag")]
 
 
+def test_a_related_record_outlives_a_contact_snapshot(app, as_, clock):
+    doc = journey([sp("record_created", table="order")],
+                  [{"id": "big", "type": "wait_and_check", "duration": "P1D",
+                    "condition": {"op": "gte", "field": "record.order.total", "value": 40},
+                    "branches": {"yes": "vip", "no": "small"}},
+                   tag("vip", "big-spender"), tag("small", "small-spender")])
+    lines = [{"at": at(), "type": "record_changed", "email": "ivy@example.com",
+              "properties": {"table": "order", "change": "created", "record_id": "o-9",
+                             "record": {"status": "new", "total": 55}}},
+             upsert("ivy@example.com", at(hours=3), city="Riga")]  # the CRM's contact, without the order
+    result = both_ways(app, as_, clock, doc, lines, START + timedelta(days=2))
+    assert result["ivy@example.com"]["actions"] == [("vip", "add_tag")]
+
+
 def test_a_snapshot_change_fires_record_updated_on_the_contact_table(app, as_, clock):
     doc = journey([sp("record_updated", table="contact", field="plan")], [tag("upgraded", "upgraded")],
                   policy="every_time")

@@ -13,8 +13,10 @@ dispatcher then lets in-flight instances react and only after that routes starti
 points, in the order of the signals (docs/journey-format.md, "Events").
 
 Record changes of other tables (orders, leads, custom ones) are kept per table as the
-contact's related record (``Contact.records``), read in conditions as
-``record.<table>.<field>``. A ``subscribed`` event stamps the signup date.
+contact's related record, in the reserved field ``record`` (``{table: {field: value}}``),
+read in conditions as ``record.<table>.<field>``. A field, not a column of its own: the
+wake-up path reads every waiting contact's row, and a contact without related records
+pays nothing. A ``subscribed`` event stamps the signup date.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ ACTIVITY_EVENTS = {"email_sent": "sent", "email_opened": "opened", "email_clicke
 SNAPSHOT_KEYS = ("email", "first_name", "last_name", "phone", "owner", "time_zone",
                  "language", "birthday", "created_at")
 CONTACT_TABLE = "contact"
-RECORD_PREFIX = "record."  # conditions read a related record's field as record.<table>.<field>
+RECORDS_FIELD = "record"  # reserved field: {table: the last record of that table}
+RECORD_PREFIX = RECORDS_FIELD + "."  # conditions read a related record's field as record.<table>.<field>
 SIGNUP_FIELD = "signup_date"  # first subscription to any list; signup_date.<list> per list
 
 
@@ -120,8 +123,8 @@ def _apply_snapshot(contact: Contact, snap: dict[str, Any], now: datetime, *, cr
     new_fields = {k: snap[k] for k in SNAPSHOT_KEYS if snap.get(k) is not None}
     new_fields.update(snap.get("fields") or {})
     old_fields = dict(contact.fields or {})
-    for name, value in old_fields.items():  # a signup date we stamped stays until the host sends one
-        if _is_signup(name) and new_fields.get(name) is None:
+    for name, value in old_fields.items():  # what we keep (signup stamps, related records)
+        if (_is_signup(name) or name == RECORDS_FIELD) and new_fields.get(name) is None:
             new_fields[name] = value
     for name in sorted(set(old_fields) | set(new_fields)):
         before, after = old_fields.get(name), new_fields.get(name)
@@ -178,7 +181,9 @@ def _apply_record(contact: Contact, table: str, props: dict[str, Any], now: date
         return _apply_fields(contact, record, now)
     if not table:
         return Change([], False)
-    records = {k: dict(v) for k, v in (contact.records or {}).items()}
+    fields = dict(contact.fields or {})
+    kept = fields.get(RECORDS_FIELD)
+    records = {k: dict(v) for k, v in kept.items() if isinstance(v, dict)} if isinstance(kept, dict) else {}
     before = records.get(table) or {}
     same = str(before.get("record_id", "")) == str(props.get("record_id", ""))
     if change == "deleted":
@@ -191,7 +196,11 @@ def _apply_record(contact: Contact, table: str, props: dict[str, Any], now: date
                        sorted(k for k in set(after) | set(before) if after.get(k) != before.get(k)
                               and k != "record_id"))
         records[table] = after
-    contact.records = records
+    if records:
+        fields[RECORDS_FIELD] = records
+    else:
+        fields.pop(RECORDS_FIELD, None)
+    contact.fields = fields
     contact.updated_at = now
     signal = Signal("record_changed", table, {**props, "table": table, "change": change,
                                               "changed_fields": changed, "record": record})
@@ -242,14 +251,14 @@ def _stamp_activity(contact: Contact, kind: str, email_id: str, now: datetime) -
 
 
 def readable_fields(contact: Contact) -> dict[str, Any]:
-    """The fields conditions read: the contact's own, and each related record's as
-    ``record.<table>.<field>`` (flat names, as the rules engine's messages carry them)."""
+    """The fields conditions read: the contact's own, and each related record's also as the
+    flat name ``record.<table>.<field>`` (as the rules engine's messages carry fields)."""
     fields = contact.fields or {}
-    records = getattr(contact, "records", None)
-    if not records:
+    records = fields.get(RECORDS_FIELD)
+    if not records or not isinstance(records, dict):
         return fields
     merged = dict(fields)
     for table, record in records.items():
-        for name, value in (record or {}).items():
+        for name, value in (record if isinstance(record, dict) else {}).items():
             merged[f"{RECORD_PREFIX}{table}.{name}"] = value
     return merged

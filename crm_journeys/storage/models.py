@@ -188,8 +188,6 @@ class Contact(Base):
     version: Mapped[str | None] = mapped_column(String(80), default=None)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
-    # the last record per related table (order, lead, custom), read as record.<table>.<field>
-    records: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class InboxEvent(Base):
