@@ -220,7 +220,7 @@ def export_cmd(ctx: click.Context, journey_id: int, tenant: str) -> None:
 @main.command()
 @click.argument("journey", type=click.Path(exists=True, dir_okay=False))
 @click.option("--events", "events_file", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="JSON lines: {at, type, email|contact_id, key, properties}.")
+              help="JSON lines: {at, type|name, email|contact_id, key, properties}, read as POST /api/events reads a body.")
 @click.option("--contacts", "contacts_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON list of contacts {email, first_name, tags, groups, fields, ...}.")
 @click.option("--start", default=None, help="ISO start time of the virtual clock (default: first event).")
@@ -228,12 +228,20 @@ def export_cmd(ctx: click.Context, journey_id: int, tenant: str) -> None:
 def simulate(journey: str, events_file: str, contacts_file: str | None, start: str | None, until: str | None) -> None:
     """Run the real engine on a virtual clock and print a JSON report."""
     from crm_journeys.definition.dates import parse_datetime
+    from crm_journeys.runtime.normalise import EventError
     from crm_journeys.runtime.simulate import ScriptedEvent, Simulation
 
     raw = [json.loads(line) for line in Path(events_file).read_text().splitlines() if line.strip()]
     stamps = [t for e in raw if (t := parse_datetime(e.get("at"))) is not None]
     first = parse_datetime(start) or min(stamps, default=None) or datetime.now(UTC)
-    events = [ScriptedEvent.from_json(e, first) for e in raw]
+    events = []
+    for number, line in enumerate(raw, 1):
+        try:
+            events.append(ScriptedEvent.from_json(line, first))
+        except EventError as exc:
+            for name, reasons in exc.errors.items():
+                click.echo(f"{events_file}: line {number}: {name}: {'; '.join(reasons)}", err=True)
+            sys.exit(1)
     last = max((e.at for e in events), default=first)
     end = parse_datetime(until) or last + timedelta(days=30)
     sim = Simulation(_load_json(journey), first, end,

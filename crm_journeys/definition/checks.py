@@ -300,6 +300,27 @@ def _check_starting_points(journey: m.Journey, report: Report) -> None:
             )
 
 
+INTERACTION_EVENTS = frozenset(tt.event for tt in CATALOG.values() if tt.interaction)
+
+
+def _check_interaction_ends(journey: m.Journey, report: Report) -> None:
+    """Dynamics 365's rule, as for starting points: an interaction trigger (email
+    delivered / not delivered / opened) only branches inside a journey, so it cannot end
+    one through a goal or an exit rule either, unless the journey takes the other model."""
+    if journey.settings.interaction_triggers_start:
+        return
+    ends = [(f"goals[{i}]", g.event) for i, g in enumerate(journey.goals)]
+    ends += [(f"exit_rules[{i}]", x.event) for i, x in enumerate(journey.exit_rules)]
+    for path, event in ends:
+        if event is not None and event.type in INTERACTION_EVENTS:
+            report.add(
+                f"{path}.event.type",
+                f"{event.type!r} is an interaction trigger: it may end a journey only when "
+                "settings.interaction_triggers_start is true (else use it in a react_to_event "
+                "step to branch)",
+            )
+
+
 def _check_combinations(journey: m.Journey, report: Report) -> None:
     """FEATURES.md rules: specific dates stand alone in time; cart/order types stand alone."""
     types = [CATALOG.get(sp.type) for sp in journey.starting_points]
@@ -372,5 +393,6 @@ CHECKS: tuple[Callable[[m.Journey, Report], None], ...] = (
     _check_random_splits,
     _check_event_types,
     _check_starting_points,
+    _check_interaction_ends,
     _check_combinations,
 )

@@ -348,6 +348,13 @@ _TIME = Param(
 _WITHIN = Param("within", "duration", label="Within", help="ISO 8601 duration, e.g. P3D")
 
 
+def _list_or_field(params: dict[str, Any]) -> dict[str, str]:
+    """A signup anniversary reads one list's signup date or a date field, not both."""
+    if params.get("list") and params.get("field") not in (None, "", "signup_date"):
+        return {"list": "give a list or a date field, not both"}
+    return {}
+
+
 def _date_field(default: str | None) -> Param:
     return Param(
         "field", label="Date field", required=default is None, picker="fields", default=default
@@ -532,10 +539,19 @@ _DATES = [
         "Signup anniversary",
         "dates",
         "date_due",
-        (_date_field("signup_date"), _OFFSET, _TIME),
+        (
+            _date_field("signup_date"),
+            Param("list", label="Of this list", required=False, picker="groups",
+                  help="the first subscription to this list (field signup_date.<list>)"),
+            _OFFSET,
+            _TIME,
+        ),
         schedule="yearly",
         keyed_by_journey=True,
-        description="Every year on the anniversary of the date the contact joined.",
+        check=_list_or_field,
+        description="Every year on the anniversary of the date the contact joined: the "
+        "signup_date field (stamped at the first subscription, or mapped from the CRM), or "
+        "the first subscription to the given list.",
     ),
     _T(
         "birthday",
@@ -896,6 +912,7 @@ def catalog_as_json() -> dict[str, Any]:
             for g, label in GROUP_LABELS.items()
         ],
         "events": {name: spec.to_json() for name, spec in CANONICAL_EVENTS.items()},
+        "record_events": {name: spec.to_json() for name, spec in RECORD_EVENTS.items()},
     }
 
 
@@ -963,7 +980,8 @@ CANONICAL_EVENTS: dict[str, CanonicalEvent] = {
     "group_joined": _E("The contact joined a group or list.", "group", {"group": "group id"}),
     "group_left": _E("The contact left a group or list.", "group", {"group": "group id"}),
     "field_changed": _E(
-        "A contact field changed value (one event per field).",
+        "A contact field changed value (one event per field). Sent in, it sets the field "
+        "in the mirror first; `before` is then the mirror's old value.",
         "field",
         {"field": "field name", "before": "old value (absent when empty)", "after": "new value"},
     ),
@@ -988,7 +1006,9 @@ CANONICAL_EVENTS: dict[str, CanonicalEvent] = {
         {"journey": "the journey id", "added_by": "user name"},
     ),
     "record_changed": _E(
-        "A record of a table linked to the contact changed.",
+        "A record of a table linked to the contact changed. Sent in with table contact, "
+        "`record` updates the mirror's fields; another table's record is kept as the "
+        "contact's related record, read as record.<table>.<field>.",
         "table",
         {
             "table": "contact, lead, order or a custom table",
@@ -1136,5 +1156,40 @@ CANONICAL_EVENTS: dict[str, CanonicalEvent] = {
         "A Zap collected the contact's email address.",
         "zap",
         {"zap": "zap name", "email": "email address", "data": "other fields sent (object)"},
+    ),
+}
+
+# Events that carry record data in. They are accepted from the events API, hosts and
+# ``simulate``, and never reach a journey as they are: the contact mirror applies them and
+# emits the canonical events above for what actually changed (``runtime.mirror``).
+RECORD_EVENTS: dict[str, CanonicalEvent] = {
+    "contact_upserted": _E(
+        "The host's full contact record as it is now (a sync page or webhook snapshot). "
+        "Replaces the mirror's fields, tags and groups; emits field_changed, tag_added, "
+        "tag_removed, group_joined, group_left and record_changed for the differences.",
+        None,
+        {
+            "external_id": "the host's contact id",
+            "email": "email address",
+            "first_name": "first name (also first_name, last_name, phone, owner, time_zone, "
+            "language, birthday, created_at, each a field)",
+            "fields": "object of field -> value (every other field)",
+            "tags": "list of tags",
+            "groups": "list of groups / lists",
+            "version": "the record's version: the same version twice is one change",
+            "deleted": "true when the host deleted the contact",
+        },
+    ),
+    "contact_deleted": _E(
+        "The host deleted the contact: the mirror marks it deleted and emits record_changed "
+        "(table contact, change deleted).",
+        None,
+        {},
+    ),
+    "fields_updated": _E(
+        "Some of the contact's fields changed (a partial update; our own write-backs use it). "
+        "Emits field_changed per field whose value differs from the mirror's.",
+        None,
+        {"fields": "object of field -> new value"},
     ),
 }

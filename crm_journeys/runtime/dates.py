@@ -46,6 +46,8 @@ def field_of(sp: m.StartingPoint, tt: TriggerType) -> str | None:
     """The contact date field a starting point reads; ``None`` for a fixed date."""
     if sp.params.get("date"):
         return None
+    if tt.name == "signup_anniversary" and sp.params.get("list"):
+        return f"signup_date.{sp.params['list']}"  # stamped by the mirror (runtime.mirror)
     default = next((p.default for p in tt.params if p.name == "field"), None)
     return sp.params.get("field") or default
 

@@ -1,8 +1,11 @@
 """Reads the inbox in order and turns each event into decisions and their effects.
 
-For one event: update the contact mirror and derive canonical signals; let in-flight
-instances of the contact react (react-to-event, if/then, goals, exits); then let routed
-journeys decide whether the contact enters. Each event commits with its effects in one
+For one event, always in this order (the same for the worker, the events API and
+``simulate``, which all go through the inbox): (1) update the contact mirror and derive
+canonical signals (``runtime.mirror``), so nothing reads the record before it changed;
+(2) for each signal, in order, let in-flight instances of the contact react
+(react-to-event, if/then, goals, exits), (3) then let routed journeys decide whether the
+contact enters; a contact entering on a signal does not react to that same signal. Each event commits with its effects in one
 savepoint of the batch transaction; a poison event is marked failed with its reason and
 the rest of the batch goes on.
 """
@@ -20,6 +23,7 @@ from crm_journeys.runtime import facts
 from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.consent import sync_from_host
 from crm_journeys.runtime.mirror import SNAPSHOT, Signal, apply_event
+from crm_journeys.runtime.normalise import NEW_CONTACT_KEYS
 from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
 from crm_journeys.runtime.versions import LoadedVersion
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
 
 log = logging.getLogger(__name__)
-CONTACT_KEYS = ("email", "first_name", "last_name", "phone", "language", "time_zone", "birthday")
+CONTACT_KEYS = NEW_CONTACT_KEYS
 
 
 class Dispatcher:
@@ -84,7 +88,7 @@ class Dispatcher:
                 batch: BatchCache | None = None) -> None:
         contact, created = self._contact(session, event, now, batch)
         props = event.payload.get("properties") or {}
-        change = apply_event(contact, event.type, event.key, props, now, created=created)
+        change = apply_event(contact, event.type, event.key, props, now, created=created, at=event.occurred_at)
         if event.type == SNAPSHOT:
             sync_from_host(session, contact, props.get("fields") or {}, now)
         if batch is not None:

@@ -17,6 +17,7 @@ from crm_journeys.definition.dates import is_number as _is_number
 from crm_journeys.definition.dates import to_epoch
 from crm_journeys.definition.model import Leaf
 from crm_journeys.rules.lowering import FactNeeds, encode_value
+from crm_journeys.runtime.mirror import readable_fields
 from crm_journeys.storage.models import Contact, Instance
 
 
@@ -25,7 +26,7 @@ def contact_facts(contact: Contact, needs: FactNeeds, event: dict[str, Any]) -> 
     reads nothing else, and the timeline shows no empty group), each only with the facts
     it names."""
     facts: dict[str, Any] = {}
-    fields = contact.fields or {}
+    fields = readable_fields(contact)
     if needs.fields:
         facts["f"] = {k: _scalar(fields[k]) for k in needs.fields if fields.get(k) is not None}
     if needs.date_fields:

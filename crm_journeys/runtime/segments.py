@@ -27,14 +27,14 @@ from crm_journeys.definition.schema import flatten_errors, parse_condition
 from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.runtime.identity import contact_ident
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_many
-from crm_journeys.runtime.mirror import Signal
+from crm_journeys.runtime.mirror import Signal, readable_fields
 from crm_journeys.storage.journey_models import Segment
 from crm_journeys.storage.models import Contact
 
 
 def contact_facts(contact: Contact, now: datetime, segments: list[str] | None = None) -> dict[str, Any]:
     """The reference evaluator's facts for a mirrored contact."""
-    return {"fields": contact.fields or {}, "tags": contact.tags or [], "groups": contact.groups or [],
+    return {"fields": readable_fields(contact), "tags": contact.tags or [], "groups": contact.groups or [],
             "segments": list(contact.segments or []) if segments is None else segments,
             "activity": contact.activity or {}, "event": {}, "now": now.timestamp()}
 

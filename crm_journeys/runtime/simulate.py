@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.clock import VirtualClock
 from crm_journeys.connectors.sandbox import SandboxConnector
-from crm_journeys.definition.dates import parse_datetime
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
+from crm_journeys.runtime.normalise import event_time, normalise
 from crm_journeys.runtime.services import Runtime
 from crm_journeys.runtime.tenants import create_tenant
 from crm_journeys.runtime.versions import create_journey, publish
@@ -93,13 +93,20 @@ class ScriptedEvent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], default_at: datetime) -> ScriptedEvent:
-        at = parse_datetime(data.get("at")) or default_at
+        """One line, read as ``POST /api/events`` reads a body (``runtime.normalise``):
+        ``at`` is the event's time (``occurred_at`` too), ``contact`` or ``email`` /
+        ``contact_id`` name the contact, the routing key comes from ``key`` or the properties.
+
+        Raises:
+            EventError: the line names an unknown type, no contact, or a bad time.
+        """
+        at = event_time(data.get("at") or data.get("occurred_at")) or default_at
         contact = {"email": data.get("email"), "id": data.get("contact_id")}
         contact.update(data.get("contact") or {})
-        return cls(at, IncomingEvent(type=data["type"], key=str(data.get("key", "")),
-                                     contact={k: v for k, v in contact.items() if v},
-                                     properties=dict(data.get("properties") or {}),
-                                     occurred_at=at, dedup_key=data.get("id")))
+        event = normalise(type_=data.get("type"), name=data.get("name"), contact=contact,
+                          properties=data.get("properties"), key=data.get("key"), occurred_at=at,
+                          event_id=data.get("id"), id_prefix="sim:")
+        return cls(at, event)
 
 
 @dataclass

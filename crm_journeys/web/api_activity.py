@@ -13,10 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_journeys.auth.accounts import Principal
-from crm_journeys.definition.triggers import CANONICAL_EVENTS
 from crm_journeys.extension import state
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
-from crm_journeys.runtime.mirror import DELETED, SNAPSHOT
+from crm_journeys.runtime.normalise import EventError, normalise
 from crm_journeys.storage.models import Journey
 from crm_journeys.web import queries
 from crm_journeys.web.access import Access
@@ -39,25 +38,18 @@ from crm_journeys.web.schemas import (
     TriggerIn,
 )
 
-ACCEPTED_TYPES = frozenset(CANONICAL_EVENTS) | {SNAPSHOT, DELETED, "fields_updated"}
 SECRET_HEADER = "X-Journey-Secret"
 INTAKE = "crm_journeys.event_intake"
 
 
 def _event_from(body: dict[str, Any]) -> IncomingEvent:
-    properties = dict(body["properties"])
-    if body.get("name"):
-        type_, key = "custom_event", body["name"]
-        properties["name"] = key
-    else:
-        type_ = body["type"]
-        if type_ not in ACCEPTED_TYPES:
-            raise ApiError(422, "invalid_request", "Unknown event type.",
-                           {"type": [f"unknown event type {type_!r}; see GET /api/catalog (events)"]})
-        spec = CANONICAL_EVENTS.get(type_)
-        key = body.get("key") or (str(properties.get(spec.key) or "") if spec and spec.key else "")
-    return IncomingEvent(type=type_, contact=dict(body["contact"]), key=key, properties=properties,
-                         occurred_at=body.get("occurred_at"), dedup_key=f"api:{body['id']}" if body.get("id") else None)
+    """The inbox event a body describes, normalised exactly as ``simulate`` does."""
+    try:
+        return normalise(type_=body.get("type"), name=body.get("name"), contact=dict(body["contact"]),
+                         properties=dict(body["properties"]), key=body.get("key"),
+                         occurred_at=body.get("occurred_at"), event_id=body.get("id"))
+    except EventError as exc:
+        raise ApiError(422, "invalid_request", "The event cannot be accepted.", exc.errors) from exc
 
 
 def _custom_trigger(session: Any, tenant_id: int, body: dict[str, Any]) -> IncomingEvent:

@@ -308,8 +308,9 @@ class IdentityIn(In):
 class EventIn(In):
     name = fields.String(validate=validate.Length(min=1, max=200),
                          metadata={"description": "a custom event name (type custom_event)"})
-    type = fields.String(metadata={"description": "a canonical event type (see /api/catalog events)"})
-    key = fields.String(metadata={"description": "routing key; derived from the properties when left out"})
+    type = fields.String(metadata={"description": "an event type (see /api/catalog: events and record_events)"})
+    key = fields.String(metadata={"description": "routing key; read from the property the type names "
+                                                 "(tag for tag_added) when left out"})
     contact = fields.Nested(IdentityIn, required=True)
     properties = fields.Dict(keys=fields.String(), load_default=dict)
     id = fields.String(validate=validate.Length(min=1, max=180),
