@@ -42,6 +42,10 @@ class State:
         self.worker_thread = threading.Thread(target=self.worker.run_forever, name="crm-journeys-worker",
                                               daemon=True)
         self.worker_thread.start()
+        if self.db.is_postgres:  # events other processes store wake this worker too
+            from crm_journeys.runtime.listen import listen
+
+            listen(self.db, self.worker.stop_event)
 
     def stop_worker(self) -> None:
         if self.worker is not None:

@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ import requests
 from marshmallow import fields, validate
 
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
+from crm_journeys.connectors.http import parse_retry_after
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 SIGNATURE_HEADER = "X-CRM-Journeys-Signature"
@@ -35,6 +37,19 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     """``t=<unix>,v1=<hex hmac-sha256 of "t.body">``: verifiable by the receiver, replay-bounded."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One session per delivery thread: connections to a webhook host are kept alive from
+    one call to the next (a new TCP and TLS handshake per call is most of a fast call),
+    and no session is shared between threads."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
 
 
 def refuse_private(url: str, allow_private: bool) -> None:
@@ -54,6 +69,10 @@ def refuse_private(url: str, allow_private: bool) -> None:
 class CallWebhook(Action[dict[str, Any]]):
     name, label, params_schema = "call_webhook", "Call webhook", CallWebhookParamsSchema
 
+    @classmethod
+    def host(cls, raw_params: dict[str, Any]) -> str:
+        return (urlsplit(str(raw_params.get("url", ""))).hostname or "webhook").lower()
+
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
         refuse_private(params["url"], bool(ctx.settings.get("allow_private_webhooks")))
         body = json.dumps({"contact": {"id": ctx.contact.external_id, "email": ctx.contact.email,
@@ -64,11 +83,12 @@ class CallWebhook(Action[dict[str, Any]]):
         headers = {"Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key,
                    SIGNATURE_HEADER: sign(ctx.settings.get("webhook_secret", ""), stamp, body)}
         try:
-            resp = requests.post(params["url"], data=body, headers=headers, timeout=params["timeout_seconds"])
+            resp = _session().post(params["url"], data=body, headers=headers, timeout=params["timeout_seconds"])
         except requests.RequestException as exc:
             raise RetriableConnectorError(f"webhook unreachable: {exc}") from exc
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise RetriableConnectorError(f"webhook answered {resp.status_code}")
+            wait = parse_retry_after(resp.headers.get("Retry-After"), ctx.now)
+            raise RetriableConnectorError(f"webhook answered {resp.status_code}", retry_after=wait)
         if resp.status_code >= 400:
             raise FatalConnectorError(f"webhook answered {resp.status_code}: {resp.text[:200]}", resp.status_code)
         return ActionResult.done(f"POST {params['url']} -> {resp.status_code}")

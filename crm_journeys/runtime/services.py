@@ -23,28 +23,39 @@ class Runtime:
     versions: VersionCache = field(default_factory=VersionCache)
     settings: dict[str, Any] = field(default_factory=dict)
     _connectors: dict[int, Connector] = field(default_factory=dict)
+    _delivery_connectors: dict[int, Connector] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.claims = Claims(postgres=self.db.is_postgres)
         self.settings.setdefault("smtp_url", os.environ.get("CRM_JOURNEYS_SMTP_URL", ""))
 
-    def connector_for(self, tenant_id: int) -> Connector:
-        """The tenant's connector, built once with its settings and decrypted credentials."""
-        if tenant_id not in self._connectors:
-            from crm_journeys.connectors.factory import build_connector
+    def connector_for(self, tenant_id: int, *, delivery: bool = False) -> Connector:
+        """The tenant's connector, built once with its settings and decrypted credentials.
 
+        ``delivery``: the one the worker's delivery pool uses, whose HTTP client never waits
+        for a host (no Retry-After sleeps, one quick retry at most): a host that asks for
+        time parks the row's lane instead (``runtime.lanes``), so a pool thread is never
+        held by a host that said it is not ready."""
+        connectors = self._delivery_connectors if delivery else self._connectors
+        if tenant_id not in connectors:
+            from crm_journeys.connectors.factory import build_connector
+            from crm_journeys.connectors.http import RetryPolicy
+
+            extra = {"retry": RetryPolicy(max_attempts=2, base_delay=0.1, max_wait=0.0)} if delivery else {}
             with self.db.unit_of_work() as s:
                 tenant = s.get(Tenant, tenant_id)
                 assert tenant is not None
-                self._connectors[tenant_id] = build_connector(tenant, self)
-        return self._connectors[tenant_id]
+                connectors[tenant_id] = build_connector(tenant, self, **extra)
+        return connectors[tenant_id]
 
     def use_connector(self, tenant_id: int, connector: Connector) -> None:
         """Put a specific connector in place (test mode's dry-run CRM, a bench fake)."""
         self._connectors[tenant_id] = connector
+        self._delivery_connectors[tenant_id] = connector
 
     def forget_connector(self, tenant_id: int) -> None:
         self._connectors.pop(tenant_id, None)
+        self._delivery_connectors.pop(tenant_id, None)
 
     def action_settings(self, tenant_id: int) -> dict[str, Any]:
         with self.db.unit_of_work() as s:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_journeys import jsontext
 
 ENV_URL = "CRM_JOURNEYS_DATABASE_URL"
+ANNOUNCE = "crm_journeys_announce"  # session/connection info flag: announce after commit
 
 
 def default_url(instance_path: str | os.PathLike[str] = "instance") -> str:
@@ -38,6 +39,19 @@ class Database:
         self.url = url or os.environ.get(ENV_URL) or default_url()
         self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_announce(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever new work is committed in this process (a worker's
+        wake event); returns the function that unsubscribes it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def announce(self) -> None:
+        """New inbox events were just committed here: wake this process's worker loops.
+        (Other processes hear PostgreSQL's NOTIFY, sent by ``ingest`` in the transaction.)"""
+        for callback in list(self._listeners):
+            callback()
 
     @property
     def is_sqlite(self) -> bool:
@@ -53,6 +67,8 @@ class Database:
         try:
             yield session
             session.commit()
+            if session.info.pop(ANNOUNCE, False):
+                self.announce()
         except BaseException:
             session.rollback()
             raise
