@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from crm_journeys.errors import DefinitionError
-from crm_journeys.storage.db import Database, default_url
+from crm_journeys.runtime.delivery import PER_LANE, THREADS
+from crm_journeys.config import resolve
+from crm_journeys.storage.db import Database
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -26,9 +28,8 @@ def _current_db(ctx: click.Context) -> Database:
 
 
 def _db(url: str | None) -> Database:
-
-    return Database(url or os.environ.get("CRM_JOURNEYS_DATABASE_URL")
-                    or default_url(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")))
+    """The database every command meets (``crm_journeys.config``)."""
+    return Database(resolve(url).database_url)
 
 
 def _load_json(path: str) -> Any:
@@ -44,13 +45,33 @@ def _print_definition_error(exc: DefinitionError) -> None:
             click.echo(f"  {path or '$'}: {message}", err=True)
 
 
+LONG_RUNNING = ("serve", "worker")  # log at INFO by default; one-shot commands at WARNING
+
+
 @click.group()
-@click.option("--database", "database_url", envvar="CRM_JOURNEYS_DATABASE_URL", default=None,
-              help="SQLAlchemy URL (default: SQLite in ./instance).")
+@click.option("--database", "database_url", default=None,
+              help="SQLAlchemy URL (default: $CRM_JOURNEYS_DATABASE_URL, else SQLite in the "
+                   "instance folder; see `crm-journeys config`).")
+@click.option("--log-level", envvar="CRM_JOURNEYS_LOG_LEVEL", default=None,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level (default: INFO for serve and worker, WARNING otherwise).")
+@click.option("--log-format", envvar="CRM_JOURNEYS_LOG_FORMAT", default="json", show_default=True,
+              type=click.Choice(["json", "text"]), help="One JSON object per line, or text.")
 @click.pass_context
-def main(ctx: click.Context, database_url: str | None) -> None:
+def main(ctx: click.Context, database_url: str | None, log_level: str | None, log_format: str) -> None:
     """Customer journeys for the CRM you already use."""
+    from crm_journeys.logs import configure
+
     ctx.obj = {"url": database_url}
+    configure(log_level or ("INFO" if ctx.invoked_subcommand in LONG_RUNNING else "WARNING"), log_format)
+
+
+@main.command("config")
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Print the database, instance folder and key files every command resolves, and why."""
+    for key, value in resolve(ctx.obj["url"]).describe().items():
+        click.echo(f"{key}: {value}")
 
 
 @main.command()
@@ -64,9 +85,8 @@ def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
 
     from crm_journeys.app import create_app
 
-    config: dict[str, Any] = {"CRM_JOURNEYS_RUN_WORKER": True}
-    if ctx.obj["url"]:
-        config["CRM_JOURNEYS_DATABASE_URL"] = ctx.obj["url"]
+    config: dict[str, Any] = {"CRM_JOURNEYS_RUN_WORKER": True,
+                              "CRM_JOURNEYS_DATABASE_URL": resolve(ctx.obj["url"]).database_url}
     app = create_app(config)
     if demo:
         from crm_journeys.demo import seed_demo
@@ -85,9 +105,16 @@ def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
 @click.option("--id", "worker_id", default=None, help="Worker name (default: host-pid).")
 @click.option("--batch", default=200, show_default=True, help="Rows claimed per pass.")
 @click.option("--lease", "lease_seconds", default=None, type=float,
-              help="Seconds before a dead worker's claims are taken over (default 300).")
+              help="Seconds before a dead worker's claims are taken over (default 15 for outbox "
+                   "rows, renewed while they are delivered).")
+@click.option("--threads", default=THREADS, show_default=True, help="Deliveries in flight at once.")
+@click.option("--per-lane", default=PER_LANE, show_default=True,
+              help="Most deliveries in flight to one tenant's host at once.")
+@click.option("--metrics-port", default=None, type=int,
+              help="Serve /metrics and /healthz on this port (127.0.0.1).")
 @click.pass_context
-def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds: float | None) -> None:
+def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds: float | None,
+           threads: int, per_lane: int, metrics_port: int | None) -> None:
     """Run a worker: wake-ups, inbox, outbox. Start several on PostgreSQL to scale out."""
     import signal
     import socket
@@ -102,7 +129,8 @@ def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"worker {name} on {database.engine.dialect.name}")
     try:
-        run_worker(database.url, name, stop, batch=batch, lease_seconds=lease_seconds)
+        run_worker(database.url, name, stop, batch=batch, lease_seconds=lease_seconds, threads=threads,
+                   per_lane=per_lane, metrics_port=metrics_port)
     except KeyboardInterrupt:
         stop.set()
 

@@ -1,7 +1,7 @@
 """Credentials encrypted at rest (Fernet) with a key from the environment; never logged.
 
 ``CRM_JOURNEYS_SECRET_KEY`` holds a Fernet key. Without it a key is made once and kept in
-the instance folder with owner-only permissions, so the embedded default works out of
+the instance folder (``crm_journeys.config``) with owner-only permissions, so the embedded default works out of
 the box and a production install can supply its own.
 """
 
@@ -22,15 +22,9 @@ ENV_KEY = "CRM_JOURNEYS_SECRET_KEY"
 
 @cache
 def _fernet() -> Fernet:
-    key = os.environ.get(ENV_KEY)
-    if not key:
-        path = Path(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")) / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(Fernet.generate_key())
-            path.chmod(0o600)
-        key = path.read_text().strip()
-    return Fernet(key.encode() if isinstance(key, str) else key)
+    from crm_journeys.config import secret_key
+
+    return Fernet(secret_key())
 
 
 def encrypt_json(value: dict[str, Any]) -> str:

@@ -209,3 +209,89 @@ def test_a_second_worker_never_takes_a_row_still_being_delivered(sqlite_db, host
     host_a.mode = "ok"
     assert _until(lambda: all(r.status == "done" for r in _rows(sqlite_db, a.tenant_id)))
     assert len(host_a.keys) == 2
+
+
+def _rename(db: Any, old: str, new: str) -> None:
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+def test_a_worker_whose_database_raises_keeps_running_and_recovers(sqlite_db, hosts, start_worker) -> None:
+    _, host_b = hosts
+    b = _tenant(sqlite_db, host_b.url)
+    worker = start_worker()
+    assert _until(lambda: "decisions" in worker.loops)
+    _rename(sqlite_db, "cj_inbox", "cj_inbox_away")  # every decisions pass now fails
+    assert _until(lambda: worker.loops["decisions"].failures >= 2)
+    assert "cj_inbox" in worker.loops["decisions"].last_error
+    assert worker.loops["delivery"].failures == 0  # the other loops carry on
+    _rename(sqlite_db, "cj_inbox_away", "cj_inbox")
+    _send(b, 2, "b")
+    assert _until(lambda: len(set(host_b.keys)) == 2)
+    assert worker.loops["decisions"].failures == 0
+
+
+def test_healthz_answers_503_while_a_worker_loop_is_stalled(sqlite_db, tmp_path) -> None:
+    from crm_journeys.app import create_app
+
+    app = create_app({"TESTING": True, "CRM_JOURNEYS_DATABASE_URL": sqlite_db.url,
+                      "CRM_JOURNEYS_RUN_WORKER": True})
+    st = app.extensions["crm_journeys"]
+    client = app.test_client()
+    try:
+        assert _until(lambda: "decisions" in st.worker.loops)
+        ok = client.get("/healthz")
+        assert ok.status_code == 200 and ok.json["status"] == "ok"
+        assert set(ok.json["loops"]) == {"decisions", "delivery", "upkeep"}
+        assert ok.json["loops"]["decisions"]["seconds_since_pass"] < 60
+        st.worker.loops["decisions"].stale_after = 1.0
+        _rename(sqlite_db, "cj_wakeup", "cj_wakeup_away")
+        assert _until(lambda: client.get("/healthz").status_code == 503)
+        stalled = client.get("/healthz").json
+        assert stalled["status"] == "stalled" and "worker loop decisions stalled" in stalled["problems"]
+        assert stalled["loops"]["decisions"]["seconds_since_pass"] > 1.0
+        _rename(sqlite_db, "cj_wakeup_away", "cj_wakeup")
+        assert _until(lambda: client.get("/healthz").status_code == 200)
+    finally:
+        st.stop_worker()
+
+
+FAMILIES = ("crm_journeys_inbox_backlog", "crm_journeys_inbox_oldest_age_seconds", "crm_journeys_outbox_rows",
+            "crm_journeys_wakeup_lateness_seconds", "crm_journeys_decisions_total",
+            "crm_journeys_host_requests_total", "crm_journeys_host_rate_limited_total",
+            "crm_journeys_open_circuits", "crm_journeys_lane_parked", "crm_journeys_lane_budget_left",
+            "crm_journeys_deliveries_total")
+
+
+def test_metrics_lists_backlog_outbox_hosts_and_lanes(sqlite_db, hosts, start_worker) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from crm_journeys.app import create_app
+
+    host_a, host_b = hosts
+    host_a.mode = "429"
+    a, b = _tenant(sqlite_db, host_a.url), _tenant(sqlite_db, host_b.url)
+    start_worker(threads=2, per_lane=1)
+    _send(a, 2, "a")
+    _send(b, 1, "b")
+    assert _until(lambda: host_b.keys and host_a.keys)
+    with sqlite_db.unit_of_work() as s:  # a budget, and a lane that is parked by the 429
+        from crm_journeys.runtime.lanes import set_budget
+
+        set_budget(s, f"{b.tenant_id}:127.0.0.1", 100)
+    assert _until(lambda: any(r.attempts for r in _rows(sqlite_db, a.tenant_id)))
+    app = create_app({"TESTING": True, "CRM_JOURNEYS_DATABASE_URL": sqlite_db.url})
+    answer = app.test_client().get("/metrics")
+    assert answer.status_code == 200 and answer.content_type.startswith("text/plain")
+    text = answer.get_data(as_text=True)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    names = {name for name, _ in samples}
+    for family in FAMILIES:
+        assert any(n == family or n.startswith(family + "_") for n in names), family
+    port = host_a.server.server_address[1]
+    assert samples[("crm_journeys_host_rate_limited_total", (("host", f"127.0.0.1:{port}"),))] >= 1
+    assert samples[("crm_journeys_outbox_rows", (("action", "call_webhook"), ("state", "retrying")))] >= 1
+    assert samples[("crm_journeys_lane_parked", (("lane", f"{a.tenant_id}:127.0.0.1"),))] == 1
+    assert samples[("crm_journeys_lane_budget_left", (("lane", f"{b.tenant_id}:127.0.0.1"),))] == 100
+    assert samples[("crm_journeys_open_circuits", ())] >= 1

@@ -22,6 +22,7 @@ from marshmallow import fields, validate
 
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
 from crm_journeys.connectors.http import parse_retry_after
+from crm_journeys.metrics import host_answered
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 SIGNATURE_HEADER = "X-CRM-Journeys-Signature"
@@ -82,10 +83,13 @@ class CallWebhook(Action[dict[str, Any]]):
         stamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key,
                    SIGNATURE_HEADER: sign(ctx.settings.get("webhook_secret", ""), stamp, body)}
+        host = urlsplit(params["url"]).netloc
         try:
             resp = _session().post(params["url"], data=body, headers=headers, timeout=params["timeout_seconds"])
         except requests.RequestException as exc:
+            host_answered(host, type(exc).__name__)
             raise RetriableConnectorError(f"webhook unreachable: {exc}") from exc
+        host_answered(host, resp.status_code)
         if resp.status_code == 429 or resp.status_code >= 500:
             wait = parse_retry_after(resp.headers.get("Retry-After"), ctx.now)
             raise RetriableConnectorError(f"webhook answered {resp.status_code}", retry_after=wait)

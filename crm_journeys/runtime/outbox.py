@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from crm_journeys import metrics
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ContactView
 from crm_journeys.actions.registry import load_action
 from crm_journeys.connectors.base import Connector
@@ -249,6 +250,7 @@ class OutboxRunner:
             raise failure
 
     def _write(self, closings: list[Closing]) -> None:
+        _count(closings)
         with self.rt.db.unit_of_work() as s:
             for group in _same_columns(closings):
                 s.execute(update(OutboxMessage), group)
@@ -258,6 +260,12 @@ class OutboxRunner:
             failed = {c.row.lane: c.host_failed for c in closings if c.host_failed and c.row.lane}
             lanes.settle(s, now, failed, {c.row.lane for c in closings
                                           if c.values["status"] == "done" and c.row.lane})
+
+
+def _count(closings: list[Closing]) -> None:
+    for c in closings:
+        status = c.values["status"]
+        metrics.DELIVERIES.labels(c.row.action, "retry" if status == "pending" else status).inc()
 
 
 def _ids(row: Claimed) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_journeys import metrics
 from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.claims import paused_instances
 from crm_journeys.runtime.dispatch import decide_timer
@@ -47,14 +48,17 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
                 if inst is not None and _current(wakeup, inst):
                     decide_timer(runtime, session, inst, now, batch)
             batch.finish()
-            return len(due)
+        metrics.wakeups_fired(now, [w.due_at for w in due])
+        return len(due)
     except Exception:
         log.info("a wake-up batch failed; redoing it one by one", exc_info=True)
     with runtime.db.unit_of_work() as session:
         due = runtime.claims.wakeups(session, now, limit)
         for wakeup in due:
             _fire(runtime, session, wakeup, now)
-        return len(due)
+        fired = [w.due_at for w in due if not w.pending]
+    metrics.wakeups_fired(now, fired)
+    return len(due)
 
 
 def _current(wakeup: Wakeup, inst: Instance | None) -> bool:

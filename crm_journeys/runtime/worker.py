@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from crm_journeys import metrics
 from crm_journeys.runtime.delivery import PER_LANE, THREADS, Delivery
 from crm_journeys.runtime.dispatch import Dispatcher
 from crm_journeys.runtime.loops import Loop
@@ -111,7 +112,9 @@ class Worker:
     def _decide(self) -> int:
         done = fire_due(self.runtime, self.batch)
         done += fire_starting_points(self.runtime, self.batch)
-        done += self.dispatcher.run_once(self.batch, self.worker_id)
+        decided = self.dispatcher.run_once(self.batch, self.worker_id)
+        metrics.DECISIONS.labels("event").inc(decided)
+        done += decided
         if done:
             self._delivery_wake.set()  # what was decided may have queued actions
         return done
@@ -157,11 +160,13 @@ def advance_to(worker: Worker, clock: object, until: datetime) -> None:
 
 def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | None = None, *,
                batch: int = 200, idle_sleep: float = 0.5, lease_seconds: float | None = None,
-               pool_size: int = 4, threads: int = THREADS, per_lane: int = PER_LANE) -> None:
+               pool_size: int = 4, threads: int = THREADS, per_lane: int = PER_LANE,
+               metrics_port: int | None = None) -> None:
     """One scale-out worker process (``crm-journeys worker``): its own small connection
     pool, claims shared with every other worker through the database (see ``claims``)."""
     from crm_journeys.runtime.collector import tune_collector
     from crm_journeys.runtime.listen import listen
+    from crm_journeys.runtime.status_server import serve_status
     from crm_journeys.runtime.services import Runtime
     from crm_journeys.storage.db import Database
 
@@ -173,9 +178,12 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
     worker = Worker(runtime, worker_id=worker_id, idle_sleep=idle_sleep, batch=batch,
                     stop_event=stop_event or threading.Event(), threads=threads, per_lane=per_lane)
     listener = listen(db, worker.stop_event) if db.is_postgres else None
+    status = serve_status(worker, metrics_port) if metrics_port is not None else None
     try:
         worker.run_forever()
     finally:
+        if status is not None:
+            status.shutdown()
         if listener is not None:
             listener.join(timeout=5)
         db.dispose()

@@ -21,22 +21,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crm_journeys import jsontext
 
-ENV_URL = "CRM_JOURNEYS_DATABASE_URL"
 ANNOUNCE = "crm_journeys_announce"  # session/connection info flag: announce after commit
 
 
-def default_url(instance_path: str | os.PathLike[str] = "instance") -> str:
-    """The embedded default: a SQLite file in the instance folder."""
-    path = Path(instance_path)
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(path / 'crm_journeys.db').resolve()}"
+def default_url() -> str:
+    """The URL ``crm_journeys.config`` resolves (flag-less): the environment's, else
+    SQLite in the instance folder."""
+    from crm_journeys.config import resolve
+
+    return resolve().database_url
 
 
 class Database:
     """One engine and session factory per process (per worker, on PostgreSQL)."""
 
     def __init__(self, url: str | None = None, *, pool_size: int = 5, echo: bool = False):
-        self.url = url or os.environ.get(ENV_URL) or default_url()
+        self.url = url or default_url()
         self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._listeners: list[Callable[[], None]] = []

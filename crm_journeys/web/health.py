@@ -1,4 +1,5 @@
-"""``/healthz``: the database answers and the embedded worker's loops are alive.
+"""``/healthz``: the database answers and the embedded worker's loops are alive;
+``/metrics``: Prometheus text (``crm_journeys.metrics``, ``runtime.backlog``).
 
 Each loop (``runtime.worker``) reports the seconds since its last good pass; the answer is
 503 when the database does not answer, the worker thread died, or a loop is stale (it has
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,3 +39,15 @@ def healthz():
     body = {"status": "stalled" if problems else "ok", "database": st.db.engine.dialect.name,
             "worker": worker_alive, "loops": loops, "problems": problems}
     return jsonify(body), 503 if problems else 200
+
+
+@health.get("/metrics")
+def metrics():
+    """Counts and backlogs only (no contact data, no secrets); like /healthz it needs no
+    login, for the scraper. Lane names carry tenant ids and webhook host names."""
+    from crm_journeys.runtime.backlog import CONTENT_TYPE_LATEST, MetricsPage
+
+    st = state()
+    if st.metrics_page is None:
+        st.metrics_page = MetricsPage(st.runtime)
+    return Response(st.metrics_page.render(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
