@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
+from crm_journeys.config import resolve
 from crm_journeys.errors import DefinitionError
 from crm_journeys.runtime.delivery import PER_LANE, THREADS
-from crm_journeys.config import resolve
 from crm_journeys.storage.db import Database
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

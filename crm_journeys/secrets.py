@@ -8,9 +8,7 @@ the box and a production install can supply its own.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken

@@ -22,8 +22,8 @@ from marshmallow import fields, validate
 
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
 from crm_journeys.connectors.http import parse_retry_after
-from crm_journeys.metrics import host_answered
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
+from crm_journeys.metrics import host_answered
 
 SIGNATURE_HEADER = "X-CRM-Journeys-Signature"
 

@@ -27,12 +27,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from crm_journeys.clock import Clock
-from crm_journeys.metrics import host_answered
 from crm_journeys.errors import (
     BudgetExhaustedError,
     FatalConnectorError,
     RetriableConnectorError,
 )
+from crm_journeys.metrics import host_answered
 
 log = logging.getLogger("crm_journeys.connectors.http")
 
