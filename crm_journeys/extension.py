@@ -44,10 +44,15 @@ class State:
         self.worker_thread = threading.Thread(target=self.worker.run_forever, name="crm-journeys-worker",
                                               daemon=True)
         self.worker_thread.start()
-        if self.db.is_postgres:  # events other processes store wake this worker too
+        # events other processes store (another web process, a CLI command) wake it too
+        if self.db.is_postgres:
             from crm_journeys.runtime.listen import listen
 
             listen(self.db, self.worker.stop_event)
+        else:
+            from crm_journeys.storage.wake import listen_local
+
+            listen_local(self.db, self.worker.stop_event)
 
     def stop_worker(self) -> None:
         if self.worker is not None:

@@ -4,13 +4,17 @@
 drive it on a virtual clock). A running worker delivers through this pool instead, so a
 slow host holds back only its own lane (``runtime.lanes``):
 
-* **Bounded and fair.** At most ``threads`` rows are in flight, at most ``per_lane`` of
-  them from one lane (tenant and host), and one at a time per contact, so a contact's rows
-  still run in order. Each claim reads the oldest due rows outside full lanes and takes
-  them one lane after another in turn.
+* **Bounded and fair.** At most ``threads`` rows run at once, at most ``per_lane`` of them
+  from one lane (tenant and host), and one at a time per contact, so a contact's rows
+  still run in order. Rows are claimed ahead, in batches (one transaction for many rows),
+  into a queue per lane; a free thread takes the next row one lane after another in
+  turn, so a lane whose host hangs holds its own threads and queue, never anyone else's.
+  A lane holds at most ``BACKLOG`` x ``per_lane`` leased rows, the worker ``BACKLOG`` x
+  ``threads``.
 * **No waiting in the worker.** Connectors built for delivery never sleep on a host's
-  Retry-After; a host that fails parks its lane in the database (every worker sees it)
-  and the row's Retry-After becomes its next attempt time.
+  Retry-After; a host that fails parks its lane in the database (every worker sees it),
+  the row's Retry-After becomes its next attempt time, and the lane's queued rows are
+  handed back at once (their lease cleared) for whoever finds the lane open again.
 * **Heartbeat.** The loop renews the lease of every row still in flight, every third of
   the lease, so no other worker takes a row however long its host takes, while a killed
   worker's rows are free again within one short lease (``claims.OUTBOX_LEASE``).
@@ -27,10 +31,11 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import lanes
@@ -41,8 +46,9 @@ if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
 
 log = logging.getLogger(__name__)
-THREADS = 8
-PER_LANE = 4
+THREADS = 16
+PER_LANE = 8
+BACKLOG = 2  # leased rows per running slot: claims in batches without hoarding
 CACHE_FOR = 30.0  # seconds a tenant's settings and connector are reused between claims
 
 
@@ -55,7 +61,9 @@ class Delivery:
         self.per_lane = max(1, min(per_lane, self.threads))
         self.runner = OutboxRunner(runtime, worker_id)
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="crm-journeys-deliver")
-        self.inflight: dict[int, Claimed] = {}
+        self.inflight: dict[int, Claimed] = {}  # leased by this worker: queued or running
+        self.queued: OrderedDict[str, deque[Claimed]] = OrderedDict()  # by lane, in turn order
+        self.running: Counter[str] = Counter()  # rows running per lane
         self.finished: queue.SimpleQueue[Closing] = queue.SimpleQueue()
         self.wake = on_done or threading.Event()  # set when a row finishes: close it now
         self._cache = PassCache(runtime, delivery=True)
@@ -63,17 +71,22 @@ class Delivery:
         self._renewed = time.monotonic()
 
     def run_once(self) -> int:
-        """Close what finished, renew leases when due, fill free threads; how much happened."""
+        """Close what finished, renew leases when due, claim ahead, fill free threads;
+        how much happened."""
         closed = self._close_finished()
         self._heartbeat()
+        claimed = self._claim()
         started = self._start()
-        return closed + started
+        return closed + claimed + started
 
     def busy(self) -> bool:
         return bool(self.inflight)
 
     def shutdown(self, wait: float = 10.0) -> None:
-        """Stop taking rows, let running ones finish (up to ``wait``) and close them."""
+        """Stop taking rows, hand back queued ones, let running ones finish (up to ``wait``)
+        and close them."""
+        self._release([row for rows in self.queued.values() for row in rows])
+        self.queued.clear()
         deadline = time.monotonic() + wait
         while self.inflight and time.monotonic() < deadline:
             self.wake.wait(0.05)
@@ -82,37 +95,55 @@ class Delivery:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # --- claiming ---------------------------------------------------------------------
-    def _start(self) -> int:
-        free = self.threads - len(self.inflight)
-        if free <= 0:
-            return 0
-        per_lane = Counter(row.lane for row in self.inflight.values())
-        full = {lane for lane, n in per_lane.items() if n >= self.per_lane}
+    def _claim(self) -> int:
+        free = self.threads * BACKLOG - len(self.inflight)
+        if free < max(1, self.threads // 2) and self.inflight:
+            return 0  # enough ahead: claim in batches, not a row at a time
+        held = Counter(row.lane for row in self.inflight.values())
+        cap = self.per_lane * BACKLOG
+        full = {lane for lane, n in held.items() if n >= cap}
         budgets: dict[str, Lane] = {}
 
         def choose(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
-            budgets.update(lanes.budgets(session, self.rt.clock.now(),
-                                         {r.lane for r in rows}, self.rt.claims.postgres))
-            taken = lanes.pick(rows, free, lambda lane: self._room(lane, per_lane, budgets))
+            budgets.update(lanes.budgets(session, self.rt.clock.now(), {r.lane for r in rows},
+                                         self.rt.claims.postgres))
+            taken = lanes.pick(rows, free, lambda lane: self._room(cap - held[lane], budgets.get(lane)))
             for row in taken:
                 if row.lane in budgets:
                     budgets[row.lane].used += 1
             return taken
 
-        claimed = self.runner._claim(free * 4, skip_lanes=full, choose=choose,
+        claimed = self.runner._claim(free * 2, skip_lanes=full, choose=choose,
                                      skip_contacts={r.contact.id for r in self.inflight.values()})
-        cache = self._pass_cache()
         for row in claimed:
             self.inflight[row.id] = row
-            self.pool.submit(self._deliver, row, cache)
+            self.queued.setdefault(row.lane, deque()).append(row)
         return len(claimed)
 
-    def _room(self, lane: str, per_lane: Counter[str], budgets: dict[str, Lane]) -> int:
-        room = self.per_lane - per_lane[lane]
-        budget = budgets.get(lane)
+    @staticmethod
+    def _room(room: int, budget: Lane | None) -> int:
         if budget is not None and budget.budget_per_minute is not None:
             room = min(room, budget.budget_per_minute - budget.used)
         return room
+
+    def _start(self) -> int:
+        """Free threads take queued rows, one lane after another (a lane served goes to the
+        back of the turn), never more than ``per_lane`` running from one lane."""
+        started = 0
+        cache = self._pass_cache()
+        while sum(self.running.values()) < self.threads:
+            lane = next((lane for lane, rows in self.queued.items()
+                         if rows and self.running[lane] < self.per_lane), None)
+            if lane is None:
+                break
+            row = self.queued[lane].popleft()
+            self.queued.move_to_end(lane)
+            if not self.queued[lane]:
+                del self.queued[lane]
+            self.running[lane] += 1
+            self.pool.submit(self._deliver, row, cache)
+            started += 1
+        return started
 
     def _pass_cache(self) -> PassCache:
         """Tenant settings and connectors for a while, not for ever: an admin's change of a
@@ -130,7 +161,7 @@ class Delivery:
         self.finished.put(closing)
         self.wake.set()
 
-    # --- closing and heartbeat (loop thread) ------------------------------------------
+    # --- closing, handing back and heartbeat (loop thread) ----------------------------
     def _close_finished(self) -> int:
         done: list[Closing] = []
         while True:
@@ -140,6 +171,8 @@ class Delivery:
                 break
         if not done:
             return 0
+        for closing in done:
+            self.running[closing.row.lane] -= 1
         try:
             self.runner._close(list(done))
         except Exception:
@@ -148,7 +181,24 @@ class Delivery:
         finally:
             for closing in done:
                 self.inflight.pop(closing.row.id, None)
+        failed = {c.row.lane for c in done if c.host_failed}
+        self._release([row for lane in failed for row in self.queued.pop(lane, ())])
         return len(done)
+
+    def _release(self, rows: list[Claimed]) -> None:
+        """Hand leased rows back unrun (their lane's host just failed: it is parked)."""
+        if not rows:
+            return
+        try:
+            with self.rt.db.unit_of_work() as s:
+                s.execute(update(OutboxMessage)
+                          .where(OutboxMessage.id.in_([r.id for r in rows]),
+                                 OutboxMessage.claimed_by == self.worker_id, OutboxMessage.status == "pending")
+                          .values(lease_until=None, claimed_by=None))
+        except Exception:
+            log.exception("handing back %d queued outbox rows failed; their lease runs out", len(rows))
+        for row in rows:
+            self.inflight.pop(row.id, None)
 
     def _heartbeat(self) -> None:
         every = self.rt.claims.outbox_lease.total_seconds() / 3

@@ -3,7 +3,7 @@
 ``ingest`` sends the NOTIFY inside the transaction that stores new inbox events, so it
 arrives when (and only if) they are committed, in whichever process stored them (the web
 app, another worker). This thread holds one extra connection, in autocommit, that does
-nothing but ``LISTEN``; each notification calls ``Database.announce``, which sets the
+nothing but ``LISTEN``; each notification calls ``Database.wake_here``, which sets the
 worker's wake events. If the connection drops it reconnects with backoff, and the
 worker's adaptive poll covers the gap, so a lost notification only costs a poll interval.
 """
@@ -37,7 +37,7 @@ def _run(db: Database, stop: threading.Event) -> None:
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f"LISTEN {CHANNEL}")
                 delay = 0.5
-                db.announce()  # anything stored while we were not listening
+                db.wake_here()  # anything stored while we were not listening
                 _hear(conn, db, stop)
         except Exception:
             log.warning("LISTEN %s failed; reconnecting in %.1fs (polling meanwhile)", CHANNEL, delay,
@@ -49,4 +49,4 @@ def _run(db: Database, stop: threading.Event) -> None:
 def _hear(conn: Any, db: Database, stop: threading.Event) -> None:
     while not stop.is_set():
         if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
-            db.announce()
+            db.wake_here()

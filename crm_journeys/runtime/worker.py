@@ -166,6 +166,7 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
     pool, claims shared with every other worker through the database (see ``claims``)."""
     from crm_journeys.runtime.collector import tune_collector
     from crm_journeys.runtime.listen import listen
+    from crm_journeys.storage.wake import listen_local
     from crm_journeys.runtime.services import Runtime
     from crm_journeys.runtime.status_server import serve_status
     from crm_journeys.storage.db import Database
@@ -177,7 +178,7 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
         runtime.claims.lease = runtime.claims.outbox_lease = timedelta(seconds=lease_seconds)
     worker = Worker(runtime, worker_id=worker_id, idle_sleep=idle_sleep, batch=batch,
                     stop_event=stop_event or threading.Event(), threads=threads, per_lane=per_lane)
-    listener = listen(db, worker.stop_event) if db.is_postgres else None
+    listener = listen(db, worker.stop_event) if db.is_postgres else listen_local(db, worker.stop_event)
     status = serve_status(worker, metrics_port) if metrics_port is not None else None
     try:
         worker.run_forever()

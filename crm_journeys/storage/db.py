@@ -38,6 +38,7 @@ class Database:
         self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._listeners: list[Callable[[], None]] = []
+        self.own_wake_sockets: set[str] = set()  # this process's workers' (``storage.wake``)
 
     def on_announce(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever new work is committed in this process (a worker's
@@ -46,8 +47,19 @@ class Database:
         return lambda: self._listeners.remove(callback)
 
     def announce(self) -> None:
-        """New inbox events were just committed here: wake this process's worker loops.
-        (Other processes hear PostgreSQL's NOTIFY, sent by ``ingest`` in the transaction.)"""
+        """New inbox events were just committed here: wake this process's worker loops,
+        and on SQLite the workers of other processes (``storage.wake``). On PostgreSQL
+        they hear the NOTIFY ``ingest`` sent inside the transaction."""
+        self.wake_here()
+        if self.is_sqlite:
+            from crm_journeys.storage.wake import nudge, wake_folder
+
+            folder = wake_folder(self)
+            if folder is not None:
+                nudge(folder, self.own_wake_sockets)
+
+    def wake_here(self) -> None:
+        """Wake this process's worker loops only."""
         for callback in list(self._listeners):
             callback()
 
