@@ -166,10 +166,10 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
     pool, claims shared with every other worker through the database (see ``claims``)."""
     from crm_journeys.runtime.collector import tune_collector
     from crm_journeys.runtime.listen import listen
-    from crm_journeys.storage.wake import listen_local
     from crm_journeys.runtime.services import Runtime
     from crm_journeys.runtime.status_server import serve_status
     from crm_journeys.storage.db import Database
+    from crm_journeys.storage.wake import listen_local
 
     db = Database(database_url, pool_size=pool_size)
     runtime = Runtime(db=db)
