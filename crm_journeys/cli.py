@@ -135,6 +135,43 @@ def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds:
         stop.set()
 
 
+@main.group(invoke_without_command=True)
+@click.pass_context
+def lanes(ctx: click.Context) -> None:
+    """Delivery lanes (tenant:host): parked until when and why, failures, budgets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from crm_journeys.runtime.lanes import describe
+
+    database = _current_db(ctx)
+    with database.unit_of_work() as s:
+        found = describe(s, _now(database))
+    if not found:
+        click.echo("no lane has failed or has a budget yet")
+    for lane in found:
+        parked = f"parked until {lane['parked_until']:%Y-%m-%d %H:%M:%S} ({lane['reason']})" \
+            if lane["parked_until"] else "open"
+        budget = (f", budget {lane['budget_left']}/{lane['budget_per_minute']} per minute left"
+                  if lane["budget_per_minute"] is not None else "")
+        click.echo(f"{lane['lane']}: {parked}, {lane['failures']} failures in a row{budget}")
+
+
+@lanes.command("budget")
+@click.argument("lane")
+@click.argument("per_minute", type=click.IntRange(min=0), required=False)
+@click.pass_context
+def lanes_budget(ctx: click.Context, lane: str, per_minute: int | None) -> None:
+    """Deliveries per minute for LANE (e.g. 3:crm), shared by every worker; none: unlimited."""
+    from crm_journeys.runtime.lanes import set_budget
+
+    if ":" not in lane:
+        raise click.BadParameter("a lane is <tenant id>:<host>, e.g. 3:crm", param_hint="LANE")
+    database = _current_db(ctx)
+    with database.unit_of_work() as s:
+        set_budget(s, lane, per_minute)
+    click.echo(f"{lane}: " + (f"{per_minute} deliveries per minute" if per_minute is not None else "no budget"))
+
+
 @main.group()
 def db() -> None:
     """Database schema."""

@@ -61,3 +61,14 @@ def test_the_environment_wins_and_config_says_so(clean_env, tmp_path) -> None:
     assert "hunter2" not in shown and "k" * 44 not in shown  # never a password or a key
     assert f"instance: {tmp_path / 'inst'}" in shown and "secret_key_from: CRM_JOURNEYS_SECRET_KEY" in shown
     assert "database_from: --database" in _cli(env, tmp_path / "a", "--database", "sqlite:///x.db", "config")
+
+
+def test_lanes_command_sets_and_shows_a_budget(clean_env, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'lanes.db'}"
+    assert "no lane" in _cli(clean_env, tmp_path, "--database", url, "lanes")
+    assert "30 deliveries per minute" in _cli(clean_env, tmp_path, "--database", url, "lanes", "budget", "3:crm", "30")
+    assert "3:crm: open, 0 failures in a row, budget 30/30 per minute left" in \
+        _cli(clean_env, tmp_path, "--database", url, "lanes")
+    refused = subprocess.run([*CLI, "--database", url, "lanes", "budget", "crm", "5"], cwd=tmp_path,
+                             env=clean_env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "a lane is <tenant id>:<host>" in refused.stderr
