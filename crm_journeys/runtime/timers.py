@@ -80,7 +80,8 @@ def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> 
         with session.begin_nested():
             decide_timer(runtime, session, inst, now)
     except Exception:
-        log.exception("wake-up %s of instance %s failed", wakeup.id, inst.id)
+        log.exception("wake-up %s of instance %s failed", wakeup.id, inst.id,
+                      extra={"tenant_id": inst.tenant_id, "journey_id": inst.journey_id, "instance_id": inst.id})
         wakeup.pending = True  # try again on the next poll
 
 

@@ -197,7 +197,7 @@ class CrmUpkeep:
             self._later([row_id], str(exc), exc.retry_after)
             return
         except ConnectorError as exc:
-            log.warning("sync of tenant %s failed: %s", tenant_id, exc)
+            log.warning("sync of tenant %s failed: %s", tenant_id, exc, extra={"tenant_id": tenant_id})
             self._close(tenant_id, [row_id], [], "failed", str(exc))
             return
         now = self.rt.clock.now()
