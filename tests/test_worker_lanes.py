@@ -324,3 +324,23 @@ def test_a_killed_workers_rows_are_delivered_by_another_with_the_same_key(sqlite
     [row] = _rows(sqlite_db, a.tenant_id)
     assert row.claimed_by == "w2" and row.attempts == 1
     assert len(host_a.keys) == 2 and len(set(host_a.keys)) == 1  # re-sent once, same idempotency key
+
+
+def test_a_worker_process_serves_its_own_metrics_and_health(sqlite_db, start_worker) -> None:
+    import requests
+
+    from crm_journeys.runtime.status_server import serve_status
+
+    worker = start_worker()
+    assert _until(lambda: "decisions" in worker.loops)
+    server = serve_status(worker, 0)
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        health = requests.get(f"{base}/healthz", timeout=10)
+        assert health.status_code == 200 and set(health.json()["loops"]) == {"decisions", "delivery", "upkeep"}
+        assert "crm_journeys_inbox_backlog 0.0" in requests.get(f"{base}/metrics", timeout=10).text
+        worker.loops["delivery"].stale_after = 0.0  # as if the loop had not passed for ages
+        stalled = requests.get(f"{base}/healthz", timeout=10)
+        assert stalled.status_code == 503 and "worker loop delivery stalled" in stalled.json()["problems"]
+    finally:
+        server.shutdown()
