@@ -19,7 +19,7 @@ slow host holds back only its own lane (``runtime.lanes``):
   the lease, so no other worker takes a row however long its host takes, while a killed
   worker's rows are free again within one short lease (``claims.OUTBOX_LEASE``).
 * **Closing.** Pool threads only run actions; the loop thread closes what finished, all
-  of it in one transaction (``OutboxRunner._close``, which falls back to one row per
+  of it in one transaction (``OutboxRunner.close``, which falls back to one row per
   transaction), right after it finished, so a non-idempotent row is closed at once, as
   in the sequential runner. A row whose close fails is dropped from the heartbeat, so it
   re-runs after its lease (its idempotency key makes that harmless).
@@ -79,9 +79,6 @@ class Delivery:
         started = self._start()
         return closed + claimed + started
 
-    def busy(self) -> bool:
-        return bool(self.inflight)
-
     def shutdown(self, wait: float = 10.0) -> None:
         """Stop taking rows, hand back queued ones, let running ones finish (up to ``wait``)
         and close them."""
@@ -113,7 +110,7 @@ class Delivery:
                     budgets[row.lane].used += 1
             return taken
 
-        claimed = self.runner._claim(free * 2, skip_lanes=full, choose=choose,
+        claimed = self.runner.claim(free * 2, skip_lanes=full, choose=choose,
                                      skip_contacts={r.contact.id for r in self.inflight.values()})
         for row in claimed:
             self.inflight[row.id] = row
@@ -155,9 +152,9 @@ class Delivery:
     # --- running (pool threads) -------------------------------------------------------
     def _deliver(self, row: Claimed, cache: PassCache) -> None:
         try:
-            closing = self.runner._run(row, cache)
-        except BaseException as exc:  # _run handles Exception; this is the last guard
-            closing = self.runner._retry(row, f"{type(exc).__name__}: {exc}", None)
+            closing = self.runner.run_row(row, cache)
+        except BaseException as exc:  # run_row handles Exception; this is the last guard
+            closing = self.runner.retry(row, f"{type(exc).__name__}: {exc}", None)
         self.finished.put(closing)
         self.wake.set()
 
@@ -174,7 +171,7 @@ class Delivery:
         for closing in done:
             self.running[closing.row.lane] -= 1
         try:
-            self.runner._close(list(done))
+            self.runner.close(list(done))
         except Exception:
             log.exception("closing %d delivered outbox rows failed; they re-run after their lease",
                           len(done))

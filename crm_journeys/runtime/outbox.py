@@ -150,22 +150,22 @@ class OutboxRunner:
     def run_once(self, limit: int = 50) -> int:
         """Claim up to ``limit`` due rows, run them in order and close them (see the module
         docstring for when); returns how many were claimed."""
-        claimed = self._claim(limit)
+        claimed = self.claim(limit)
         cache = PassCache(self.rt)
         waiting: list[Closing] = []
         since = time.monotonic()
         try:
             for row in claimed:
-                closing = self._run(row, cache)
+                closing = self.run_row(row, cache)
                 waiting.append(closing)
                 if closing.at_once or time.monotonic() - since > FLUSH_AFTER:
-                    self._close(waiting)
+                    self.close(waiting)
                     since = time.monotonic()
         finally:  # an interrupted pass still closes what finished (a kill does not: the lease)
-            self._close(waiting)
+            self.close(waiting)
         return len(claimed)
 
-    def _claim(self, limit: int, **lanes: Any) -> list[Claimed]:
+    def claim(self, limit: int, **lanes: Any) -> list[Claimed]:
         """Lease up to ``limit`` due rows; ``lanes`` are ``Claims.outbox``'s lane options."""
         now = self.rt.clock.now()
         with self.rt.db.unit_of_work() as s:
@@ -178,7 +178,7 @@ class OutboxRunner:
                             journeys.get(r.instance_id) if r.instance_id is not None else None,
                             contacts[r.contact_id], r.lane) for r in rows]
 
-    def _run(self, row: Claimed, cache: PassCache) -> Closing:
+    def run_row(self, row: Claimed, cache: PassCache) -> Closing:
         emitted: list[IncomingEvent] = []
         try:
             action = cache.action(row.action)
@@ -190,14 +190,14 @@ class OutboxRunner:
         except RetriableConnectorError as exc:
             log.info("outbox row %s: %s will retry: %s", row.id, row.lane, exc,
                      extra=_ids(row))
-            closing = self._retry(row, str(exc), exc.retry_after)
+            closing = self.retry(row, str(exc), exc.retry_after)
             closing.host_failed = (exc.retry_after, str(exc))
             return closing
         except (FatalConnectorError, PluginNotFound) as exc:
             return self._dead(row, str(exc))
         except Exception as exc:  # unknown failures are retried, then dead-lettered
             log.exception("outbox row %s failed", row.id, extra=_ids(row))
-            return self._retry(row, f"{type(exc).__name__}: {exc}", None)
+            return self.retry(row, f"{type(exc).__name__}: {exc}", None)
         return self._done(row, result, emitted)
 
     def _done(self, row: Claimed, result: ActionResult, emitted: list[IncomingEvent]) -> Closing:
@@ -206,7 +206,7 @@ class OutboxRunner:
                              "attempts": row.attempts + 1, "lease_until": None},
                        emitted, at_once=not result.idempotent)
 
-    def _retry(self, row: Claimed, reason: str, retry_after: float | None) -> Closing:
+    def retry(self, row: Claimed, reason: str, retry_after: float | None) -> Closing:
         attempts = row.attempts + 1
         if attempts >= MAX_ATTEMPTS:
             return self._dead(row, f"gave up after {attempts} attempts: {reason}")
@@ -216,7 +216,7 @@ class OutboxRunner:
     def _dead(self, row: Claimed, reason: str) -> Closing:
         return _failed(row, "dead", reason, self.rt.clock.now(), row.attempts + 1)
 
-    def _close(self, waiting: list[Closing]) -> None:
+    def close(self, waiting: list[Closing]) -> None:
         """Write every waiting outcome and the events they emitted in one transaction.
 
         The list is emptied first: if the commit fails the rows stay leased and re-run,

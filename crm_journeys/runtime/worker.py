@@ -110,11 +110,13 @@ class Worker:
             log.info("worker %s stopped", self.worker_id)
 
     def _decide(self) -> int:
-        done = fire_due(self.runtime, self.batch)
-        done += fire_starting_points(self.runtime, self.batch)
+        """The inbox first (a pushed event is what woke this pass), then what fell due."""
         decided = self.dispatcher.run_once(self.batch, self.worker_id)
         metrics.DECISIONS.labels("event").inc(decided)
-        done += decided
+        if decided:
+            self._delivery_wake.set()
+        done = decided + fire_due(self.runtime, self.batch)
+        done += fire_starting_points(self.runtime, self.batch)
         if done:
             self._delivery_wake.set()  # what was decided may have queued actions
         return done
