@@ -85,7 +85,7 @@ def _tenant(db: Any, url: str) -> Harness:
                "starting_points": [{"id": "f", "type": "form_submitted", "params": {"form": "x"}}],
                "first_step": "hook",
                "steps": [{"id": "hook", "type": "action", "action": "call_webhook", "next": None,
-                          "params": {"url": url, "timeout_seconds": 20}}]})
+                          "params": {"url": url, "timeout_seconds": 30}}]})
     return h
 
 
@@ -111,7 +111,9 @@ def start_worker(sqlite_db: Any) -> Iterator[Callable[..., Worker]]:
         thread.join(timeout=30)
 
 
-def _until(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+def _until(condition: Callable[[], bool], seconds: float = 90.0) -> bool:
+    """Polls ``condition``; generous, for a loaded machine (a condition that never holds
+    still fails the test, only later)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():

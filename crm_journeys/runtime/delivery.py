@@ -18,10 +18,10 @@ slow host holds back only its own lane (``runtime.lanes``):
 * **Heartbeat.** The loop renews the lease of every row still in flight, every third of
   the lease, so no other worker takes a row however long its host takes, while a killed
   worker's rows are free again within one short lease (``claims.OUTBOX_LEASE``).
-* **Closing.** Pool threads only run actions; the loop thread closes what finished, all
-  of it in one transaction (``OutboxRunner.close``, which falls back to one row per
-  transaction), right after it finished, so a non-idempotent row is closed at once, as
-  in the sequential runner. A row whose close fails is dropped from the heartbeat, so it
+* **Closing.** Pool threads only run actions; the loop thread closes what finished in one
+  transaction (``OutboxRunner.close``, which falls back to one row per transaction): at
+  once when a row's effect is not idempotent (as in the sequential runner) or its host
+  failed, else in batches of up to ``CLOSE_BATCH`` rows or ``FLUSH_AFTER`` seconds. A row whose close fails is dropped from the heartbeat, so it
   re-runs after its lease (its idempotency key makes that harmless).
 """
 
@@ -39,7 +39,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import lanes
-from crm_journeys.runtime.outbox import Claimed, Closing, OutboxRunner, PassCache
+from crm_journeys.runtime.outbox import FLUSH_AFTER, Claimed, Closing, OutboxRunner, PassCache
 from crm_journeys.storage.models import Lane, OutboxMessage
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 THREADS = 16
 PER_LANE = 8
-BACKLOG = 2  # leased rows per running slot: claims in batches without hoarding
+BACKLOG = 4  # leased rows per running slot: claims in batches without hoarding
+CLOSE_BATCH = 64  # finished idempotent rows closed in one transaction
 CACHE_FOR = 30.0  # seconds a tenant's settings and connector are reused between claims
 
 
@@ -65,6 +66,8 @@ class Delivery:
         self.queued: OrderedDict[str, deque[Claimed]] = OrderedDict()  # by lane, in turn order
         self.running: Counter[str] = Counter()  # rows running per lane
         self.finished: queue.SimpleQueue[Closing] = queue.SimpleQueue()
+        self._waiting: list[Closing] = []  # finished, idempotent: closed together
+        self._waiting_since = time.monotonic()
         self.wake = on_done or threading.Event()  # set when a row finishes: close it now
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
@@ -88,13 +91,14 @@ class Delivery:
         while self.inflight and time.monotonic() < deadline:
             self.wake.wait(0.05)
             self.wake.clear()
-            self._close_finished()
+            self._close_finished(now=True)
+        self._close_finished(now=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # --- claiming ---------------------------------------------------------------------
     def _claim(self) -> int:
         free = self.threads * BACKLOG - len(self.inflight)
-        if free < max(1, self.threads // 2) and self.inflight:
+        if free < self.threads and self.inflight:
             return 0  # enough ahead: claim in batches, not a row at a time
         held = Counter(row.lane for row in self.inflight.values())
         cap = self.per_lane * BACKLOG
@@ -159,17 +163,31 @@ class Delivery:
         self.wake.set()
 
     # --- closing, handing back and heartbeat (loop thread) ----------------------------
-    def _close_finished(self) -> int:
-        done: list[Closing] = []
+    def _close_finished(self, *, now: bool = False) -> int:
+        """Close what finished: at once when a row's effect is not idempotent or its host
+        failed (its lane must park), else together once ``CLOSE_BATCH`` rows or
+        ``FLUSH_AFTER`` seconds have gathered (one transaction for many, as the
+        sequential runner does); returns how many finished rows were taken in."""
+        taken = 0
         while True:
             try:
-                done.append(self.finished.get_nowait())
+                closing = self.finished.get_nowait()
             except queue.Empty:
                 break
-        if not done:
-            return 0
-        for closing in done:
             self.running[closing.row.lane] -= 1
+            if not self._waiting:
+                self._waiting_since = time.monotonic()
+            self._waiting.append(closing)
+            taken += 1
+        # nothing else running or queued: waiting would only delay the close
+        urgent = any(c.at_once or c.host_failed for c in self._waiting) or not any(self.running.values())
+        if self._waiting and (now or urgent or len(self._waiting) >= min(CLOSE_BATCH, self.threads)
+                              or time.monotonic() - self._waiting_since >= FLUSH_AFTER):
+            done, self._waiting = self._waiting, []
+            self._close(done)
+        return taken
+
+    def _close(self, done: list[Closing]) -> None:
         try:
             self.runner.close(list(done))
         except Exception:
@@ -180,7 +198,6 @@ class Delivery:
                 self.inflight.pop(closing.row.id, None)
         failed = {c.row.lane for c in done if c.host_failed}
         self._release([row for lane in failed for row in self.queued.pop(lane, ())])
-        return len(done)
 
     def _release(self, rows: list[Claimed]) -> None:
         """Hand leased rows back unrun (their lane's host just failed: it is parked)."""

@@ -162,7 +162,7 @@ def advance_to(worker: Worker, clock: object, until: datetime) -> None:
 
 def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | None = None, *,
                batch: int = 200, idle_sleep: float = 0.5, lease_seconds: float | None = None,
-               pool_size: int = 4, threads: int = THREADS, per_lane: int = PER_LANE,
+               pool_size: int | None = None, threads: int = THREADS, per_lane: int = PER_LANE,
                metrics_port: int | None = None) -> None:
     """One scale-out worker process (``crm-journeys worker``): its own small connection
     pool, claims shared with every other worker through the database (see ``claims``)."""
@@ -173,7 +173,9 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
     from crm_journeys.storage.db import Database
     from crm_journeys.storage.wake import listen_local
 
-    db = Database(database_url, pool_size=pool_size)
+    # connections: the three loops, and delivery threads whose action writes the database
+    # (the sandbox CRM); up to twice this many under load (``max_overflow``)
+    db = Database(database_url, pool_size=pool_size or 2 + threads // 2)
     runtime = Runtime(db=db)
     tune_collector()
     if lease_seconds is not None:
