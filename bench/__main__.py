@@ -52,6 +52,13 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
     elif fig == "P5":
         measured = f"{_f(r['two_workers_per_s'])} events/s with 2 workers ({_f(r['events'])} events)"
         base = f"{_f(r['one_worker_per_s'])} events/s with 1 worker"
+    elif fig == "P7":
+        measured = "; ".join(f"A {m}: B p99 {_f(r[f'{m}_p99_ms'])} ms" for m in ("hang", "503", "429"))
+        base = f"B alone: p99 {_f(r['alone_p99_ms'])} ms (p50 {_f(r['alone_p50_ms'])} ms) at {r['rate']}/s"
+    elif fig == "P8":
+        measured = (f"at {r['rate']}/s: p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms POST -> CRM request; "
+                    f"burst of {_f(r['burst'])} finished at {_f(r['finished_per_s'])}/s")
+        base = f"burst accepted at {_f(r['accepted_per_s'])}/s"
     else:
         measured = (f"SQLite, 1 worker: p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms webhook -> outbox row "
                     f"committed ({_f(r['outbox_rows'])} rows, sent at {_f(r['sent_rate'])}/s, "

@@ -394,4 +394,6 @@ def p6(quick: bool) -> dict[str, Any]:
     return out
 
 
-FIGURES = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}
+from bench.lanes import p7, p8  # noqa: E402 - the figures of issue 15, in their own module
+
+FIGURES = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6, "P7": p7, "P8": p8}

@@ -12,8 +12,10 @@ from typing import Any
 
 import click
 
+from crm_journeys.config import resolve
 from crm_journeys.errors import ConnectorError, DefinitionError
-from crm_journeys.storage.db import Database, default_url
+from crm_journeys.runtime.delivery import PER_LANE, THREADS
+from crm_journeys.storage.db import Database
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -26,9 +28,8 @@ def _current_db(ctx: click.Context) -> Database:
 
 
 def _db(url: str | None) -> Database:
-
-    return Database(url or os.environ.get("CRM_JOURNEYS_DATABASE_URL")
-                    or default_url(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")))
+    """The database every command meets (``crm_journeys.config``)."""
+    return Database(resolve(url).database_url)
 
 
 def _load_json(path: str) -> Any:
@@ -48,13 +49,33 @@ def _print_definition_error(exc: DefinitionError) -> None:
             click.echo(f"  {path or '$'}: {message}", err=True)
 
 
+LONG_RUNNING = ("serve", "worker")  # log at INFO by default; one-shot commands at WARNING
+
+
 @click.group()
-@click.option("--database", "database_url", envvar="CRM_JOURNEYS_DATABASE_URL", default=None,
-              help="SQLAlchemy URL (default: SQLite in ./instance).")
+@click.option("--database", "database_url", default=None,
+              help="SQLAlchemy URL (default: $CRM_JOURNEYS_DATABASE_URL, else SQLite in the "
+                   "instance folder; see `crm-journeys config`).")
+@click.option("--log-level", envvar="CRM_JOURNEYS_LOG_LEVEL", default=None,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level (default: INFO for serve and worker, WARNING otherwise).")
+@click.option("--log-format", envvar="CRM_JOURNEYS_LOG_FORMAT", default="json", show_default=True,
+              type=click.Choice(["json", "text"]), help="One JSON object per line, or text.")
 @click.pass_context
-def main(ctx: click.Context, database_url: str | None) -> None:
+def main(ctx: click.Context, database_url: str | None, log_level: str | None, log_format: str) -> None:
     """Customer journeys for the CRM you already use."""
+    from crm_journeys.logs import configure
+
     ctx.obj = {"url": database_url}
+    configure(log_level or ("INFO" if ctx.invoked_subcommand in LONG_RUNNING else "WARNING"), log_format)
+
+
+@main.command("config")
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Print the database, instance folder and key files every command resolves, and why."""
+    for key, value in resolve(ctx.obj["url"]).describe().items():
+        click.echo(f"{key}: {value}")
 
 
 @main.command()
@@ -68,9 +89,8 @@ def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
 
     from crm_journeys.app import create_app
 
-    config: dict[str, Any] = {"CRM_JOURNEYS_RUN_WORKER": True}
-    if ctx.obj["url"]:
-        config["CRM_JOURNEYS_DATABASE_URL"] = ctx.obj["url"]
+    config: dict[str, Any] = {"CRM_JOURNEYS_RUN_WORKER": True,
+                              "CRM_JOURNEYS_DATABASE_URL": resolve(ctx.obj["url"]).database_url}
     app = create_app(config)
     if demo:
         from crm_journeys.demo import seed_demo
@@ -89,9 +109,16 @@ def serve(ctx: click.Context, host: str, port: int, demo: bool) -> None:
 @click.option("--id", "worker_id", default=None, help="Worker name (default: host-pid).")
 @click.option("--batch", default=200, show_default=True, help="Rows claimed per pass.")
 @click.option("--lease", "lease_seconds", default=None, type=float,
-              help="Seconds before a dead worker's claims are taken over (default 300).")
+              help="Seconds before a dead worker's claims are taken over (default 15 for outbox "
+                   "rows, renewed while they are delivered).")
+@click.option("--threads", default=THREADS, show_default=True, help="Deliveries in flight at once.")
+@click.option("--per-lane", default=PER_LANE, show_default=True,
+              help="Most deliveries in flight to one tenant's host at once.")
+@click.option("--metrics-port", default=None, type=int,
+              help="Serve /metrics and /healthz on this port (127.0.0.1).")
 @click.pass_context
-def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds: float | None) -> None:
+def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds: float | None,
+           threads: int, per_lane: int, metrics_port: int | None) -> None:
     """Run a worker: wake-ups, inbox, outbox. Start several on PostgreSQL to scale out."""
     import signal
     import socket
@@ -106,9 +133,47 @@ def worker(ctx: click.Context, worker_id: str | None, batch: int, lease_seconds:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"worker {name} on {database.engine.dialect.name}")
     try:
-        run_worker(database.url, name, stop, batch=batch, lease_seconds=lease_seconds)
+        run_worker(database.url, name, stop, batch=batch, lease_seconds=lease_seconds, threads=threads,
+                   per_lane=per_lane, metrics_port=metrics_port)
     except KeyboardInterrupt:
         stop.set()
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def lanes(ctx: click.Context) -> None:
+    """Delivery lanes (tenant:host): parked until when and why, failures, budgets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from crm_journeys.runtime.lanes import describe
+
+    database = _current_db(ctx)
+    with database.unit_of_work() as s:
+        found = describe(s, _now(database))
+    if not found:
+        click.echo("no lane has failed or has a budget yet")
+    for lane in found:
+        parked = f"parked until {lane['parked_until']:%Y-%m-%d %H:%M:%S} ({lane['reason']})" \
+            if lane["parked_until"] else "open"
+        budget = (f", budget {lane['budget_left']}/{lane['budget_per_minute']} per minute left"
+                  if lane["budget_per_minute"] is not None else "")
+        click.echo(f"{lane['lane']}: {parked}, {lane['failures']} failures in a row{budget}")
+
+
+@lanes.command("budget")
+@click.argument("lane")
+@click.argument("per_minute", type=click.IntRange(min=0), required=False)
+@click.pass_context
+def lanes_budget(ctx: click.Context, lane: str, per_minute: int | None) -> None:
+    """Deliveries per minute for LANE (e.g. 3:crm), shared by every worker; none: unlimited."""
+    from crm_journeys.runtime.lanes import set_budget
+
+    if ":" not in lane:
+        raise click.BadParameter("a lane is <tenant id>:<host>, e.g. 3:crm", param_hint="LANE")
+    database = _current_db(ctx)
+    with database.unit_of_work() as s:
+        set_budget(s, lane, per_minute)
+    click.echo(f"{lane}: " + (f"{per_minute} deliveries per minute" if per_minute is not None else "no budget"))
 
 
 @main.group()

@@ -14,9 +14,10 @@ from typing import Any
 from flask import Flask, current_app
 
 from crm_journeys.clock import Clock
+from crm_journeys.config import resolve
 from crm_journeys.runtime.services import Runtime
 from crm_journeys.runtime.worker import Worker
-from crm_journeys.storage.db import Database, default_url
+from crm_journeys.storage.db import Database
 
 DEFAULTS: dict[str, Any] = {
     "CRM_JOURNEYS_DATABASE_URL": None,
@@ -33,6 +34,7 @@ class State:
     runtime: Runtime
     worker: Worker | None = None
     worker_thread: threading.Thread | None = None
+    metrics_page: Any = None  # runtime.backlog.MetricsPage, made on the first scrape
 
     def start_worker(self) -> None:
         """Web and worker in one process: the embedded default."""
@@ -42,6 +44,15 @@ class State:
         self.worker_thread = threading.Thread(target=self.worker.run_forever, name="crm-journeys-worker",
                                               daemon=True)
         self.worker_thread.start()
+        # events other processes store (another web process, a CLI command) wake it too
+        if self.db.is_postgres:
+            from crm_journeys.runtime.listen import listen
+
+            listen(self.db, self.worker.stop_event)
+        else:
+            from crm_journeys.storage.wake import listen_local
+
+            listen_local(self.db, self.worker.stop_event)
 
     def stop_worker(self) -> None:
         if self.worker is not None:
@@ -60,9 +71,7 @@ class CrmJourneys:
     def init_app(self, app: Flask) -> None:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        url = app.config["CRM_JOURNEYS_DATABASE_URL"] or os.environ.get("CRM_JOURNEYS_DATABASE_URL") \
-            or default_url(app.instance_path)
-        db = Database(url)
+        db = Database(resolve(app.config["CRM_JOURNEYS_DATABASE_URL"], given_by="config").database_url)
         if app.config["CRM_JOURNEYS_AUTO_MIGRATE"]:
             db.upgrade()
         runtime = Runtime(db=db, clock=self._clock or Clock())

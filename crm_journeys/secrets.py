@@ -4,7 +4,7 @@
 first encrypts, every one decrypts (``MultiFernet``), so a key is rotated by putting the new
 one first, running ``crm-journeys rotate-secrets`` and then dropping the old one.
 
-Without the variable a key is made once and kept in the instance folder with owner-only
+Without the variable a key is made once and kept in the instance folder (``crm_journeys.config``) with owner-only
 permissions, so the embedded demo works out of the box; that is logged as a warning naming
 the file on every start, because whoever can read that folder can decrypt every tenant's
 CRM credentials. A production install must set the variable (docs/security.md).
@@ -21,7 +21,6 @@ import json
 import logging
 import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -67,14 +66,12 @@ def _fernet() -> MultiFernet:
 
 
 def _key_file() -> str:
-    path = Path(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")).resolve() / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(Fernet.generate_key())
-        path.chmod(0o600)
+    from crm_journeys.config import kept_secret_key
+
+    path, key = kept_secret_key()
     log.warning("%s is not set: secrets are encrypted with the key file %s, readable by anyone who "
                 "can read that folder. Set %s in production (docs/security.md).", ENV_KEY, path, ENV_KEY)
-    return path.read_text().strip()
+    return key
 
 
 def seal(plaintext: str) -> str:

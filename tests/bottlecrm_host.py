@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+
 def _host_dir() -> Path:
     """The BottleCRM sources: as configured, else in the `shared/` folder beside the
     checkout (or beside any folder above it, for a clone made elsewhere in the tree)."""

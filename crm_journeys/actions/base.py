@@ -105,6 +105,13 @@ class Action(Generic[P]):
         raise NotImplementedError
 
     @classmethod
+    def host(cls, raw_params: dict[str, Any]) -> str:
+        """The host a delivery of this action talks to, for its delivery lane: rows of one
+        tenant and host are parked and paced together (``runtime.lanes``), so a CRM that is
+        down holds back that tenant's CRM actions and nothing else. Default: the CRM."""
+        return "crm"
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
         """The action's form, for the catalogue endpoint and the builder."""
         from crm_journeys.actions.describe import describe_schema

@@ -68,6 +68,10 @@ def _template_ok(value: str) -> None:
 class SendEmail(Action[dict[str, Any]]):
     name, label, params_schema = "send_email", "Send email", SendEmailParamsSchema
 
+    @classmethod
+    def host(cls, raw_params: dict[str, Any]) -> str:
+        return "smtp"
+
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
         if not ctx.contact.email:
             raise FatalConnectorError("the contact has no email address")

@@ -17,6 +17,10 @@ class AddToJourneyParamsSchema(ParamsSchema):
 class AddToJourney(Action[dict[str, Any]]):
     name, label, params_schema = "add_to_journey", "Add to another journey", AddToJourneyParamsSchema
 
+    @classmethod
+    def host(cls, raw_params: dict[str, Any]) -> str:
+        return "local"  # emits an event; no host to wait for
+
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
         from crm_journeys.runtime.ingest import IncomingEvent
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -28,37 +29,52 @@ class HardBounce(Exception):
 
 
 class SmtpPool:
-    """Connections kept open for the rest of an outbox pass, one per server URL; the
-    outbox closes the pool when its pass ends."""
+    """Connections kept open for the rest of an outbox pass, one per server URL and thread
+    (the delivery pool runs rows on several threads, and one SMTP conversation cannot be
+    shared); the outbox closes the pool when its pass ends."""
 
     def __init__(self) -> None:
-        self._open: dict[str, smtplib.SMTP] = {}
+        self._open: dict[tuple[int, str], smtplib.SMTP] = {}
+        self._lock = threading.Lock()
         self.connections_made = 0
 
     def send(self, url: str, msg: EmailMessage, settings: dict[str, Any]) -> None:
-        smtp = self._open.get(url)
+        key = (threading.get_ident(), url)
+        smtp = self._open.get(key)
         if smtp is not None:
             try:
                 smtp.send_message(msg)
                 return
             except smtplib.SMTPServerDisconnected:  # the server closed an idle connection: open anew
-                self._open.pop(url, None)
+                self._drop(key)
         smtp = _connect(urlsplit(url), settings)
-        self.connections_made += 1
-        self._open[url] = smtp
+        with self._lock:
+            self.connections_made += 1
+            self._open[key] = smtp
         smtp.send_message(msg)
 
     def discard(self, url: str) -> None:
-        smtp = self._open.pop(url, None)
-        if smtp is not None:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
+        """Close this thread's connection to ``url`` (after an error left it unusable)."""
+        self._quit(self._drop((threading.get_ident(), url)))
 
     def close(self) -> None:
-        for url in list(self._open):
-            self.discard(url)
+        with self._lock:
+            connections, self._open = list(self._open.values()), {}
+        for smtp in connections:
+            self._quit(smtp)
+
+    def _drop(self, key: tuple[int, str]) -> smtplib.SMTP | None:
+        with self._lock:
+            return self._open.pop(key, None)
+
+    @staticmethod
+    def _quit(smtp: smtplib.SMTP | None) -> None:
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
 
 
 def deliver(url: str, msg: EmailMessage, settings: dict[str, Any], pool: SmtpPool | None = None) -> None:

@@ -13,12 +13,15 @@ import hmac
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import fields, validate
 
 from crm_journeys import outbound
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
+from crm_journeys.connectors.http import parse_retry_after
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
+from crm_journeys.metrics import host_answered
 
 SIGNATURE_HEADER = "X-CRM-Journeys-Signature"
 
@@ -38,6 +41,10 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 class CallWebhook(Action[dict[str, Any]]):
     name, label, params_schema = "call_webhook", "Call webhook", CallWebhookParamsSchema
 
+    @classmethod
+    def host(cls, raw_params: dict[str, Any]) -> str:
+        return (urlsplit(str(raw_params.get("url", ""))).hostname or "webhook").lower()
+
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
         body = json.dumps({"contact": {"id": ctx.contact.external_id, "email": ctx.contact.email,
                                        **ctx.contact.fields},
@@ -49,8 +56,10 @@ class CallWebhook(Action[dict[str, Any]]):
         resp = outbound.request("POST", params["url"], body=body, headers=headers,
                                 timeout=params["timeout_seconds"],
                                 allow_private=bool(ctx.settings.get("allow_private_webhooks")))
+        host_answered(urlsplit(params["url"]).netloc, resp.status)
         if resp.status == 429 or resp.status >= 500:
-            raise RetriableConnectorError(f"webhook answered {resp.status}")
+            wait = parse_retry_after(resp.headers.get("Retry-After"), ctx.now)
+            raise RetriableConnectorError(f"webhook answered {resp.status}", retry_after=wait)
         if 300 <= resp.status < 400:
             raise FatalConnectorError(f"webhook answered a redirect ({resp.status}); redirects are not followed",
                                       resp.status)

@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -32,6 +32,7 @@ from crm_journeys.errors import (
     FatalConnectorError,
     RetriableConnectorError,
 )
+from crm_journeys.metrics import host_answered
 
 log = logging.getLogger("crm_journeys.connectors.http")
 
@@ -154,6 +155,12 @@ class HostLimits:
     def open_circuit(self, account: str, until: datetime, reason: str) -> None:
         with self._lock:
             self._circuits[account] = (until, reason)
+
+    def open_count(self) -> int:
+        """Circuits open now (for the metrics; expired ones close on their next check)."""
+        now = datetime.now(UTC)
+        with self._lock:
+            return sum(1 for until, _ in self._circuits.values() if until > now)
 
     def circuit(self, account: str, now: datetime) -> tuple[datetime, str] | None:
         """The open circuit of ``account`` as ``(until, reason)``; closes it once expired."""
@@ -457,8 +464,10 @@ class HttpClient:
             try:
                 response = self._send(method, full_url, params, json, data, headers)
             except requests.RequestException as exc:
+                host_answered(self.host, type(exc).__name__)
                 self._on_transport_error(exc, method, full_url, attempt, idempotent)
                 continue
+            host_answered(self.host, response.status_code)
             if self.on_response:
                 self.on_response(response)
             self._check_budget(response, method, full_url)

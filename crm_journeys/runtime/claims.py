@@ -20,13 +20,15 @@ On PostgreSQL any number of workers share one database:
   still written for visibility, and a row whose lease has not run out is not taken.
 * Outbox rows are claimed in a short transaction of their own (the action runs outside
   any transaction), so their lease is what hands a dead worker's rows to another one
-  once it expires; idempotency keys make a re-run harmless.
+  once it expires; idempotency keys make a re-run harmless. The lease is short
+  (``OUTBOX_LEASE``) and renewed while the row is delivered (``renew``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,9 +36,13 @@ from sqlalchemy import Select, bindparam, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.orm import Session
 
+from crm_journeys.runtime.lanes import parked_lanes
 from crm_journeys.storage.models import Contact, InboxEvent, Instance, OutboxMessage, Wakeup
 
 LEASE = timedelta(minutes=5)
+# An outbox row's lease is renewed while it is delivered (``renew``), so it can be short:
+# a worker killed with -9 leaves rows that another worker takes within this long.
+OUTBOX_LEASE = timedelta(seconds=15)
 
 
 def contact_lock_key(tenant_id: int, contact_ref: str) -> int:
@@ -55,9 +61,10 @@ _TRY_LOCKS = text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(:keys) AS 
 
 
 class Claims:
-    def __init__(self, postgres: bool, lease: timedelta = LEASE):
+    def __init__(self, postgres: bool, lease: timedelta = LEASE, outbox_lease: timedelta = OUTBOX_LEASE):
         self.postgres = postgres
         self.lease = lease
+        self.outbox_lease = outbox_lease
 
     def _locked(self, stmt: Select[Any]) -> Select[Any]:
         return stmt.with_for_update(skip_locked=True) if self.postgres else stmt
@@ -134,19 +141,45 @@ class Claims:
         return [w for w in rows if keys[w.id] in held]
 
     # --- outbox -------------------------------------------------------------------------
-    def outbox(self, session: Session, now: datetime, limit: int, worker: str) -> list[OutboxMessage]:
+    def outbox(self, session: Session, now: datetime, limit: int, worker: str, *,
+               skip_lanes: Collection[str] = (), skip_contacts: Collection[int] = (),
+               choose: Callable[[Session, list[OutboxMessage]], list[OutboxMessage]] | None = None,
+               ) -> list[OutboxMessage]:
+        """Due rows outside parked lanes (``runtime.lanes``) and outside ``skip_lanes`` /
+        ``skip_contacts`` (what this worker already has in flight), leased to ``worker``.
+        ``choose`` keeps a fair subset of the rows read (the delivery pool); the others
+        stay untouched for the next claim."""
         stmt = (select(OutboxMessage)
                 .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-                       or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now))
+                       or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+                       OutboxMessage.lane.not_in(parked_lanes(now)))
                 .order_by(OutboxMessage.id).limit(limit))
+        if skip_lanes:
+            stmt = stmt.where(OutboxMessage.lane.not_in(list(skip_lanes)))
+        if skip_contacts:
+            stmt = stmt.where(OutboxMessage.contact_id.not_in(list(skip_contacts)))
         rows = list(session.scalars(self._locked(stmt)))
+        if choose is not None:
+            rows = choose(session, rows)
+        lease = now + self.outbox_lease
         for row in rows:
             row.claimed_by = worker
-            row.lease_until = now + self.lease
+            row.lease_until = lease
         return rows
 
+    def renew(self, session: Session, now: datetime, ids: Collection[int], worker: str) -> int:
+        """Heartbeat: extend the lease of rows this worker is still delivering, so no other
+        worker takes them however long their host takes to answer."""
+        if not ids:
+            return 0
+        result = session.execute(update(OutboxMessage)
+                                 .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.claimed_by == worker,
+                                        OutboxMessage.status == "pending")
+                                 .values(lease_until=now + self.outbox_lease))
+        return int(getattr(result, "rowcount", 0) or 0)
 
-__all__ = ["LEASE", "Claims", "canonical_ref", "contact_lock_key"]
+
+__all__ = ["LEASE", "OUTBOX_LEASE", "Claims", "canonical_ref", "contact_lock_key"]
 
 
 def _fetch(session: Session, stmt: Select[Any], plain: bool) -> list[Any]:

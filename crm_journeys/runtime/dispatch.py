@@ -78,7 +78,7 @@ class Dispatcher:
             with session.begin_nested():
                 self.process(session, event, now)
         except Exception as exc:  # a poison event must not block the inbox
-            log.exception("event %s failed", event.id)
+            log.exception("event %s failed", event.id, extra={"tenant_id": event.tenant_id})
             event.attempts += 1
             event.status = "failed"
             event.error = f"{type(exc).__name__}: {exc}"[:2000]

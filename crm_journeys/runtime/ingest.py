@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crm_journeys.storage import bulk
+from crm_journeys.storage.db import ANNOUNCE
 from crm_journeys.storage.models import InboxEvent
+
+CHANNEL = "crm_journeys_work"  # PostgreSQL NOTIFY channel: new inbox events
 
 DEDUP = ("tenant_id", "dedup_key")  # an event's identity, and the inbox's unique key
 
@@ -60,7 +64,19 @@ def ingest_many(session: Session, tenant_id: int, events: list[IncomingEvent], n
         return 0
     rows = [_row(tenant_id, e, now) for e in events]
     session.flush()  # pending ORM rows (a new tenant, say) first, as callers expect
-    return len(bulk.insert_ignoring_returning(session, InboxEvent.__table__, rows, DEDUP, DEDUP))
+    new = len(bulk.insert_ignoring_returning(session, InboxEvent.__table__, rows, DEDUP, DEDUP))
+    if new:
+        announce_work(session)
+        session.info[ANNOUNCE] = True  # Database.unit_of_work wakes this process's worker
+    return new
+
+
+def announce_work(target: Session | Connection) -> None:
+    """Tell workers in other processes that events are waiting: PostgreSQL delivers the
+    NOTIFY when (and only if) the transaction commits (``runtime.listen`` hears it)."""
+    bind = target.get_bind() if isinstance(target, Session) else target
+    if bind.dialect.name == "postgresql":
+        target.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetime]]) -> list[bool]:
@@ -75,6 +91,8 @@ def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetim
         return []
     rows = [_row(tenant_id, e, now) for tenant_id, e, now in events]
     inserted = set(bulk.insert_ignoring_returning(conn, InboxEvent.__table__, rows, DEDUP, DEDUP))
+    if inserted:
+        announce_work(conn)  # the caller announces in-process after its commit
     new = []
     for row in rows:
         ident = (row["tenant_id"], row["dedup_key"])

@@ -47,10 +47,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from crm_journeys import metrics
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ContactView, HoldUntil
 from crm_journeys.actions.registry import load_action
 from crm_journeys.connectors.base import Connector
 from crm_journeys.errors import FatalConnectorError, PluginNotFound, RetriableConnectorError
+from crm_journeys.runtime import lanes
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_many
 from crm_journeys.storage.models import Contact, Instance, OutboxMessage
 
@@ -76,6 +78,7 @@ class Claimed:
     attempts: int
     journey_id: int | None
     contact: ContactView
+    lane: str = ""
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Closing:
     values: dict[str, Any]
     emitted: list[IncomingEvent] = field(default_factory=list)
     at_once: bool = False  # the effect is not idempotent: close it right away
+    host_failed: tuple[float | None, str] | None = None  # (Retry-After, reason): park the lane
 
 
 def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> float:
@@ -100,8 +104,9 @@ def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> flo
 class PassCache:
     """What one pass reads or builds once, however many of its rows need it."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, *, delivery: bool = False):
         self.rt = runtime
+        self.delivery = delivery  # connectors that hand every wait back (``Runtime.connector_for``)
         self._settings: dict[int, dict[str, Any]] = {}
         self._connectors: dict[int, Connector] = {}
         self._actions: dict[str, Action[Any]] = {}
@@ -123,7 +128,7 @@ class PassCache:
 
     def connector(self, tenant_id: int) -> Connector:
         if tenant_id not in self._connectors:
-            self._connectors[tenant_id] = self.rt.connector_for(tenant_id)
+            self._connectors[tenant_id] = self.rt.connector_for(tenant_id, delivery=self.delivery)
         return self._connectors[tenant_id]
 
     def action(self, name: str) -> Action[Any]:
@@ -154,35 +159,36 @@ class OutboxRunner:
     def run_once(self, limit: int = 50) -> int:
         """Claim up to ``limit`` due rows, run them in order and close them (see the module
         docstring for when); returns how many were claimed."""
-        claimed = self._claim(limit)
+        claimed = self.claim(limit)
         cache = PassCache(self.rt)
         waiting: list[Closing] = []
         since = time.monotonic()
         try:
             for row in claimed:
-                closing = self._run(row, cache)
+                closing = self.run_row(row, cache)
                 waiting.append(closing)
                 if closing.at_once or time.monotonic() - since > FLUSH_AFTER:
-                    self._close(waiting)
+                    self.close(waiting)
                     since = time.monotonic()
         finally:  # an interrupted pass still closes what finished (a kill does not: the lease)
             cache.close()
-            self._close(waiting)
+            self.close(waiting)
         return len(claimed)
 
-    def _claim(self, limit: int) -> list[Claimed]:
+    def claim(self, limit: int, **lanes: Any) -> list[Claimed]:
+        """Lease up to ``limit`` due rows; ``lanes`` are ``Claims.outbox``'s lane options."""
         now = self.rt.clock.now()
         with self.rt.db.unit_of_work() as s:
-            rows = self.rt.claims.outbox(s, now, limit, self.worker_id)
+            rows = self.rt.claims.outbox(s, now, limit, self.worker_id, **lanes)
             if not rows:
                 return []
             contacts = _contacts(s, {r.contact_id for r in rows})
             journeys = _journeys(s, {r.instance_id for r in rows if r.instance_id is not None})
             return [Claimed(r.id, r.tenant_id, r.action, dict(r.params), r.idempotency_key, r.attempts,
                             journeys.get(r.instance_id) if r.instance_id is not None else None,
-                            contacts[r.contact_id]) for r in rows]
+                            contacts[r.contact_id], r.lane) for r in rows]
 
-    def _run(self, row: Claimed, cache: PassCache) -> Closing:
+    def run_row(self, row: Claimed, cache: PassCache) -> Closing:
         emitted: list[IncomingEvent] = []
         try:
             action = cache.action(row.action)
@@ -195,12 +201,16 @@ class OutboxRunner:
         except HoldUntil as held:
             return Closing(row, {"status": "pending", "next_attempt_at": held.until, "lease_until": None}, [])
         except RetriableConnectorError as exc:
-            return self._retry(row, str(exc), exc.retry_after)
+            log.info("outbox row %s: %s will retry: %s", row.id, row.lane, exc,
+                     extra=_ids(row))
+            closing = self.retry(row, str(exc), exc.retry_after)
+            closing.host_failed = (exc.retry_after, str(exc))
+            return closing
         except (FatalConnectorError, PluginNotFound) as exc:
             return self._dead(row, str(exc))
         except Exception as exc:  # unknown failures are retried, then dead-lettered
-            log.exception("outbox row %s failed", row.id)
-            return self._retry(row, f"{type(exc).__name__}: {exc}", None)
+            log.exception("outbox row %s failed", row.id, extra=_ids(row))
+            return self.retry(row, f"{type(exc).__name__}: {exc}", None)
         return self._done(row, result, emitted)
 
     def _done(self, row: Claimed, result: ActionResult, emitted: list[IncomingEvent]) -> Closing:
@@ -209,7 +219,7 @@ class OutboxRunner:
                              "attempts": row.attempts + 1, "lease_until": None},
                        emitted, at_once=not result.idempotent)
 
-    def _retry(self, row: Claimed, reason: str, retry_after: float | None) -> Closing:
+    def retry(self, row: Claimed, reason: str, retry_after: float | None) -> Closing:
         attempts = row.attempts + 1
         if attempts >= MAX_ATTEMPTS:
             return self._dead(row, f"gave up after {attempts} attempts: {reason}")
@@ -219,7 +229,7 @@ class OutboxRunner:
     def _dead(self, row: Claimed, reason: str) -> Closing:
         return _failed(row, "dead", reason, self.rt.clock.now(), row.attempts + 1)
 
-    def _close(self, waiting: list[Closing]) -> None:
+    def close(self, waiting: list[Closing]) -> None:
         """Write every waiting outcome and the events they emitted in one transaction.
 
         The list is emptied first: if the commit fails the rows stay leased and re-run,
@@ -253,12 +263,28 @@ class OutboxRunner:
             raise failure
 
     def _write(self, closings: list[Closing]) -> None:
+        _count(closings)
         with self.rt.db.unit_of_work() as s:
             for group in _same_columns(closings):
                 s.execute(update(OutboxMessage), group)
             now = self.rt.clock.now()
             for tenant_id, events in _events_by_tenant(closings):
                 ingest_many(s, tenant_id, events, now)
+            failed = {c.row.lane: c.host_failed for c in closings if c.host_failed and c.row.lane}
+            lanes.settle(s, now, failed, {c.row.lane for c in closings
+                                          if c.values["status"] == "done" and c.row.lane})
+
+
+def _count(closings: list[Closing]) -> None:
+    for c in closings:
+        status = c.values["status"]
+        metrics.DELIVERIES.labels(c.row.action, "retry" if status == "pending" else status).inc()
+
+
+def _ids(row: Claimed) -> dict[str, Any]:
+    """The ids a log line about one row carries (``crm_journeys.logs``)."""
+    return {"tenant_id": row.tenant_id, "journey_id": row.journey_id, "outbox_id": row.id,
+            "lane": row.lane}
 
 
 def _failed(row: Claimed, status: str, reason: str, next_at: datetime, attempts: int) -> Closing:

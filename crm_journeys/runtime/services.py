@@ -24,28 +24,37 @@ class Runtime:
     versions: VersionCache = field(default_factory=VersionCache)
     settings: dict[str, Any] = field(default_factory=dict)
     _connectors: dict[int, tuple[Any, Connector]] = field(default_factory=dict)
+    _delivery_connectors: dict[int, tuple[Any, Connector]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.claims = Claims(postgres=self.db.is_postgres)
         self.settings.setdefault("smtp_url", os.environ.get("CRM_JOURNEYS_SMTP_URL", ""))
         self.settings.setdefault("public_url", os.environ.get("CRM_JOURNEYS_PUBLIC_URL", ""))
 
-    def connector_for(self, tenant_id: int) -> Connector:
+    def connector_for(self, tenant_id: int, *, delivery: bool = False) -> Connector:
         """The tenant's connector, built once per installation with its settings and
         decrypted credentials. Cached by installation, not by id alone: SQLite hands a
         deleted tenant's id to the next one, and a connector built for the old install
         would read one account's CRM into another tenant. The check is one primary-key
-        read; another process's uninstall or reinstall is noticed the same way."""
-        from crm_journeys.connectors.factory import build_connector
+        read; another process's uninstall or reinstall is noticed the same way.
 
+        ``delivery``: the one the worker's delivery pool uses, whose HTTP client never waits
+        for a host (no Retry-After sleeps, one quick retry at most): a host that asks for
+        time parks the row's lane instead (``runtime.lanes``), so a pool thread is never
+        held by a host that said it is not ready."""
+        from crm_journeys.connectors.factory import build_connector
+        from crm_journeys.connectors.http import RetryPolicy
+
+        connectors = self._delivery_connectors if delivery else self._connectors
         with self.db.unit_of_work() as s:
             tenant = s.get(Tenant, tenant_id)
             assert tenant is not None, f"no tenant {tenant_id}"
             installation = _installation(tenant)
-            cached = self._connectors.get(tenant_id)
+            cached = connectors.get(tenant_id)
             if cached is None or cached[0] != installation:
-                self._connectors[tenant_id] = (installation, build_connector(tenant, self))
-        return self._connectors[tenant_id][1]
+                extra = {"retry": RetryPolicy(max_attempts=2, base_delay=0.1, max_wait=0.0)} if delivery else {}
+                connectors[tenant_id] = (installation, build_connector(tenant, self, **extra))
+        return connectors[tenant_id][1]
 
     def use_connector(self, tenant_id: int, connector: Connector) -> None:
         """Put a specific connector in place (test mode's dry-run CRM, a bench fake)."""
@@ -53,9 +62,11 @@ class Runtime:
             tenant = s.get(Tenant, tenant_id)
             installation = _installation(tenant) if tenant is not None else None
         self._connectors[tenant_id] = (installation, connector)
+        self._delivery_connectors[tenant_id] = (installation, connector)
 
     def forget_connector(self, tenant_id: int) -> None:
         self._connectors.pop(tenant_id, None)
+        self._delivery_connectors.pop(tenant_id, None)
 
     def action_settings(self, tenant_id: int) -> dict[str, Any]:
         with self.db.unit_of_work() as s:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_journeys import metrics
 from crm_journeys.runtime.batch import BatchCache
 from crm_journeys.runtime.claims import paused_instances
 from crm_journeys.runtime.dispatch import decide_timer
@@ -47,14 +48,17 @@ def fire_due(runtime: Runtime, limit: int = 500) -> int:
                 if inst is not None and _current(wakeup, inst):
                     decide_timer(runtime, session, inst, now, batch)
             batch.finish()
-            return len(due)
+        metrics.wakeups_fired(now, [w.due_at for w in due])
+        return len(due)
     except Exception:
         log.info("a wake-up batch failed; redoing it one by one", exc_info=True)
     with runtime.db.unit_of_work() as session:
         due = runtime.claims.wakeups(session, now, limit)
         for wakeup in due:
             _fire(runtime, session, wakeup, now)
-        return len(due)
+        fired = [w.due_at for w in due if not w.pending]
+    metrics.wakeups_fired(now, fired)
+    return len(due)
 
 
 def _current(wakeup: Wakeup, inst: Instance | None) -> bool:
@@ -76,7 +80,8 @@ def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> 
         with session.begin_nested():
             decide_timer(runtime, session, inst, now)
     except Exception:
-        log.exception("wake-up %s of instance %s failed", wakeup.id, inst.id)
+        log.exception("wake-up %s of instance %s failed", wakeup.id, inst.id,
+                      extra={"tenant_id": inst.tenant_id, "journey_id": inst.journey_id, "instance_id": inst.id})
         wakeup.pending = True  # try again on the next poll
 
 

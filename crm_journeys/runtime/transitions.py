@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from crm_journeys.definition import model as m
 from crm_journeys.rules.engine import Firing
 from crm_journeys.rules.lowering import decode_value
+from crm_journeys.runtime.lanes import lane_of
 from crm_journeys.runtime.schedule import wake_time
 from crm_journeys.runtime.versions import LoadedVersion
 from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog, Wakeup
@@ -106,7 +107,7 @@ class Applier:
             "tenant_id": inst.tenant_id, "instance_id": inst.id, "contact_id": self.contact.id,
             "step": step.id, "idempotency_key": key, "action": step.action, "params": step.params,
             "status": "pending", "attempts": 0, "next_attempt_at": self.now, "last_error": "",
-            "result": {}, "created_at": self.now,
+            "result": {}, "created_at": self.now, "lane": lane_of(inst.tenant_id, step.action, step.params),
         }
         extra: dict[str, Any] = {"action": step.action, "key": key}
         if self.batch is None:

@@ -205,7 +205,7 @@ class CrmUpkeep:
             self._record_error(tenant_id, "sync delayed", exc)
             return
         except Exception as exc:  # noqa: BLE001 - a connector bug or a host's surprise
-            log.warning("sync of tenant %s failed", tenant_id, exc_info=True)
+            log.warning("sync of tenant %s failed", tenant_id, exc_info=True, extra={"tenant_id": tenant_id})
             self._close(tenant_id, [row_id], [], "failed", _why(exc))
             self._record_error(tenant_id, "sync failed", exc)
             return

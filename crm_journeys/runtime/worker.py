@@ -1,10 +1,22 @@
-"""The worker loop: due wake-ups, then the inbox, then the outbox, until told to stop.
+"""The worker: due wake-ups and the inbox, CRM upkeep, and delivery, each in its own loop.
 
-It sleeps only when there is nothing to do, and never past the next due wake-up (the
-short look-ahead), so waits fire on time without scanning. The long-running loop also
-removes finished rows past their retention, a few small batches per pass
-(``runtime.retention``); ``step`` and ``drain``, which tests and the simulator drive on a
-virtual clock, never do, so a simulated year does not prune its own evidence.
+``run_forever`` runs three loops (``runtime.loops``), so none waits for another:
+
+* **decisions**: due wake-ups, due dates and lapses, then the inbox. It talks to the
+  database only, so a CRM that hangs never delays a decision. It sleeps only when there is
+  nothing to do, never past the next due wake-up, and wakes at once when work is
+  announced (``Database.announce``: the events API in this process; PostgreSQL
+  ``NOTIFY`` from other processes, ``runtime.listen``).
+* **delivery**: the outbox, through a bounded pool fair across lanes (``runtime.delivery``).
+* **upkeep**: webhook hints fetched from the CRM, scheduled syncs, and the retention sweep
+  (``runtime.retention``), a few small batches per pass.
+
+Each loop survives its own failures (logged, retried with backoff) and reports when it
+last completed a pass (``health``, read by ``/healthz``).
+
+``step`` and ``drain`` run one pass over everything in order, on the caller's thread,
+with the sequential outbox runner: tests and the simulator drive them on a virtual clock
+(and never prune, so a simulated year does not remove its own evidence).
 """
 
 from __future__ import annotations
@@ -15,7 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from crm_journeys import metrics
+from crm_journeys.runtime.delivery import PER_LANE, THREADS, Delivery
 from crm_journeys.runtime.dispatch import Dispatcher
+from crm_journeys.runtime.loops import Loop
 from crm_journeys.runtime.outbox import OutboxRunner
 from crm_journeys.runtime.retention import RetentionRunner
 from crm_journeys.runtime.starting_points import fire_due as fire_starting_points
@@ -36,6 +51,9 @@ class Worker:
     batch: int = 200
     stop_event: threading.Event = field(default_factory=threading.Event)
     prune_every: float | None = 900.0  # seconds between retention sweeps; None: never
+    threads: int = THREADS  # delivery pool size
+    per_lane: int = PER_LANE  # most rows of one lane in flight at once
+    loops: dict[str, Loop] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.runtime)
@@ -64,23 +82,60 @@ class Worker:
         raise RuntimeError("the queues did not drain: a loop is feeding itself")
 
     def run_forever(self) -> None:
+        """The three loops until ``stop``: decisions on this thread, the others beside it."""
         log.info("worker %s started", self.worker_id)
-        while not self.stop_event.is_set():
-            try:
-                busy = self.step()
-                if self.retention is not None:
-                    busy += self.retention.run_due()
-            except Exception:
-                log.exception("worker pass failed; retrying")
-                busy = 0
-            if not busy:
-                self.stop_event.wait(self._sleep_seconds())
+        delivery = Delivery(self.runtime, self.worker_id, threads=self.threads, per_lane=self.per_lane)
+        self.loops = {
+            "decisions": Loop("decisions", self._decide, self.stop_event, max_wait=self.idle_sleep,
+                              until_due=self._until_due),
+            "delivery": Loop("delivery", delivery.run_once, self.stop_event, wake=delivery.wake,
+                             max_wait=self.idle_sleep),
+            "upkeep": Loop("upkeep", self._upkeep, self.stop_event, min_wait=0.05,
+                           max_wait=max(self.idle_sleep, 1.0), stale_after=600.0),
+        }
+        self._delivery_wake = delivery.wake
+        unsubscribe = self.runtime.db.on_announce(self.loops["decisions"].wake.set)
+        threads = [threading.Thread(target=self.loops[name].run, name=f"crm-journeys-{name}", daemon=True)
+                   for name in ("delivery", "upkeep")]
+        for thread in threads:
+            thread.start()
+        try:
+            self.loops["decisions"].run()
+        finally:
+            self.stop_event.set()
+            unsubscribe()
+            for thread in threads:
+                thread.join(timeout=15)
+            delivery.shutdown()
+            log.info("worker %s stopped", self.worker_id)
 
-    def _sleep_seconds(self) -> float:
+    def _decide(self) -> int:
+        """The inbox first (a pushed event is what woke this pass), then what fell due."""
+        decided = self.dispatcher.run_once(self.batch, self.worker_id)
+        metrics.DECISIONS.labels("event").inc(decided)
+        if decided:
+            self._delivery_wake.set()
+        done = decided + fire_due(self.runtime, self.batch)
+        done += fire_starting_points(self.runtime, self.batch)
+        if done:
+            self._delivery_wake.set()  # what was decided may have queued actions
+        return done
+
+    def _upkeep(self) -> int:
+        done = self.upkeep.run_once(self.batch)
+        if done:
+            self.loops["decisions"].wake.set()
+        if self.retention is not None:
+            done += self.retention.run_due()
+        return done
+
+    def _until_due(self) -> float | None:
         due = next_due(self.runtime)
-        if due is None:
-            return self.idle_sleep
-        return max(0.0, min(self.idle_sleep, (due - self.runtime.clock.now()).total_seconds()))
+        return None if due is None else (due - self.runtime.clock.now()).total_seconds()
+
+    def health(self) -> dict[str, dict[str, object]]:
+        """Each loop's time since its last good pass and whether that is too long."""
+        return {name: loop.health() for name, loop in self.loops.items()}
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -107,21 +162,33 @@ def advance_to(worker: Worker, clock: object, until: datetime) -> None:
 
 def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | None = None, *,
                batch: int = 200, idle_sleep: float = 0.5, lease_seconds: float | None = None,
-               pool_size: int = 2) -> None:
+               pool_size: int | None = None, threads: int = THREADS, per_lane: int = PER_LANE,
+               metrics_port: int | None = None) -> None:
     """One scale-out worker process (``crm-journeys worker``): its own small connection
     pool, claims shared with every other worker through the database (see ``claims``)."""
     from crm_journeys.runtime.collector import tune_collector
+    from crm_journeys.runtime.listen import listen
     from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.status_server import serve_status
     from crm_journeys.storage.db import Database
+    from crm_journeys.storage.wake import listen_local
 
-    db = Database(database_url, pool_size=pool_size)
+    # connections: the three loops, and delivery threads whose action writes the database
+    # (the sandbox CRM); up to twice this many under load (``max_overflow``)
+    db = Database(database_url, pool_size=pool_size or 2 + threads // 2)
     runtime = Runtime(db=db)
     tune_collector()
     if lease_seconds is not None:
-        runtime.claims.lease = timedelta(seconds=lease_seconds)
+        runtime.claims.lease = runtime.claims.outbox_lease = timedelta(seconds=lease_seconds)
     worker = Worker(runtime, worker_id=worker_id, idle_sleep=idle_sleep, batch=batch,
-                    stop_event=stop_event or threading.Event())
+                    stop_event=stop_event or threading.Event(), threads=threads, per_lane=per_lane)
+    listener = listen(db, worker.stop_event) if db.is_postgres else listen_local(db, worker.stop_event)
+    status = serve_status(worker, metrics_port) if metrics_port is not None else None
     try:
         worker.run_forever()
     finally:
+        if status is not None:
+            status.shutdown()
+        if listener is not None:
+            listener.join(timeout=5)
         db.dispose()

@@ -7,12 +7,10 @@ processed" mark in one transaction.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -21,23 +19,49 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crm_journeys import jsontext
 
-ENV_URL = "CRM_JOURNEYS_DATABASE_URL"
+ANNOUNCE = "crm_journeys_announce"  # session/connection info flag: announce after commit
 
 
-def default_url(instance_path: str | os.PathLike[str] = "instance") -> str:
-    """The embedded default: a SQLite file in the instance folder."""
-    path = Path(instance_path)
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(path / 'crm_journeys.db').resolve()}"
+def default_url() -> str:
+    """The URL ``crm_journeys.config`` resolves (flag-less): the environment's, else
+    SQLite in the instance folder."""
+    from crm_journeys.config import resolve
+
+    return resolve().database_url
 
 
 class Database:
     """One engine and session factory per process (per worker, on PostgreSQL)."""
 
     def __init__(self, url: str | None = None, *, pool_size: int = 5, echo: bool = False):
-        self.url = url or os.environ.get(ENV_URL) or default_url()
+        self.url = url or default_url()
         self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._listeners: list[Callable[[], None]] = []
+        self.own_wake_sockets: set[str] = set()  # this process's workers' (``storage.wake``)
+
+    def on_announce(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever new work is committed in this process (a worker's
+        wake event); returns the function that unsubscribes it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def announce(self) -> None:
+        """New inbox events were just committed here: wake this process's worker loops,
+        and on SQLite the workers of other processes (``storage.wake``). On PostgreSQL
+        they hear the NOTIFY ``ingest`` sent inside the transaction."""
+        self.wake_here()
+        if self.is_sqlite:
+            from crm_journeys.storage.wake import nudge, wake_folder
+
+            folder = wake_folder(self)
+            if folder is not None:
+                nudge(folder, self.own_wake_sockets)
+
+    def wake_here(self) -> None:
+        """Wake this process's worker loops only."""
+        for callback in list(self._listeners):
+            callback()
 
     @property
     def is_sqlite(self) -> bool:
@@ -53,6 +77,8 @@ class Database:
         try:
             yield session
             session.commit()
+            if session.info.pop(ANNOUNCE, False):
+                self.announce()
         except BaseException:
             session.rollback()
             raise

@@ -304,6 +304,23 @@ class OutboxMessage(Base):
     done_at: Mapped[datetime | None] = mapped_column(default=None)
     claimed_by: Mapped[str | None] = mapped_column(String(80), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    # the delivery lane (tenant and host, ``runtime.lanes.lane_of``): parked and paced together
+    lane: Mapped[str] = mapped_column(String(200), server_default="")
+
+
+class Lane(Base):
+    """One delivery lane (a tenant's CRM, a webhook host, its SMTP server) as every worker
+    sees it: parked while its host is down or asked us to wait, and its delivery budget
+    per minute (shared by all workers, because a host's limit is per account)."""
+
+    __tablename__ = "cj_lane"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    parked_until: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    budget_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    window_start: Mapped[datetime | None] = mapped_column(default=None)
+    used: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class StepLog(Base):

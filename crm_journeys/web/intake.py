@@ -175,6 +175,8 @@ class EventIntake:
             finally:
                 batch.close()
                 self._valid_tokens.note(batch.principals)
+        if any(new):
+            self._db.announce()  # committed: this process's worker takes them at once
         is_new = dict(zip((i for i, _ in staged), new, strict=True))
         return [(is_new[i], p[1]) if isinstance(p, tuple) else p for i, p in enumerate(prepared)]
 
