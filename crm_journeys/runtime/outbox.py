@@ -179,7 +179,7 @@ class OutboxRunner:
             ctx = ActionContext(tenant_id=row.tenant_id, connector=cache.connector(row.tenant_id),
                                 contact=row.contact, idempotency_key=row.key, now=self.rt.clock.now(),
                                 outbox_id=row.id, journey_id=row.journey_id, emit=emitted.append,
-                                settings=cache.settings(row.tenant_id))
+                                settings=cache.settings(row.tenant_id), db=self.rt.db)
             result = action.execute(ctx, cache.params(row.action, row.params))
         except RetriableConnectorError as exc:
             return self._retry(row, str(exc), exc.retry_after)
