@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import facts
 from crm_journeys.runtime.batch import BatchCache
-from crm_journeys.runtime.mirror import Signal, apply_event
+from crm_journeys.runtime.consent import HOST_OPT_OUT, sync_from_host
+from crm_journeys.runtime.mirror import SNAPSHOT, Signal, apply_event
 from crm_journeys.runtime.starting_points import observe
 from crm_journeys.runtime.transitions import Applier, history
 from crm_journeys.runtime.versions import LoadedVersion
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CONTACT_KEYS = ("email", "first_name", "last_name", "phone", "language", "time_zone", "birthday")
+
+
+HOST_OPT_OUT_FIELDS = frozenset(HOST_OPT_OUT.values())
 
 
 class Dispatcher:
@@ -84,6 +88,8 @@ class Dispatcher:
         contact, created = self._contact(session, event, now, batch)
         props = event.payload.get("properties") or {}
         change = apply_event(contact, event.type, event.key, props, now, created=created)
+        if event.type == SNAPSHOT and HOST_OPT_OUT_FIELDS & set(props.get("fields") or ()):
+            sync_from_host(session, contact, props["fields"], now)
         if batch is not None:
             batch.note(contact)
         observe(self.rt, session, contact, event, change, now, batch)  # segments, date index, lapses

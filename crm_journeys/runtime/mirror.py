@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from crm_journeys.runtime.consent import CHANNELS, fact_name
 from crm_journeys.storage.models import Contact
 
 SNAPSHOT = "contact_upserted"
 DELETED = "contact_deleted"
 ACTIVITY_EVENTS = {"email_sent": "sent", "email_opened": "opened", "email_clicked": "clicked"}
+CONSENT_FACTS = frozenset(fact_name(c) for c in CHANNELS)
 SNAPSHOT_KEYS = ("email", "first_name", "last_name", "phone", "owner", "time_zone",
                  "language", "birthday", "created_at")
 
@@ -56,6 +58,8 @@ def apply_event(contact: Contact, event_type: str, key: str, props: dict[str, An
         updated = _set_member(contact, "tags", key, event_type == "tag_added")
         if not updated:
             signals = []  # adding a tag the contact has is not "tag added"
+    elif event_type in ("subscribed", "unsubscribed") and props.get("channel") in CHANNELS:
+        return _apply_consent(contact, event_type, props["channel"], now, created=created)
     elif event_type in ("group_joined", "group_left", "subscribed", "unsubscribed"):
         joined = event_type in ("group_joined", "subscribed")
         updated = _set_member(contact, "groups", key or "audience", joined)
@@ -75,6 +79,7 @@ def _apply_snapshot(contact: Contact, snap: dict[str, Any], now: datetime, *, cr
     new_fields = {k: snap[k] for k in SNAPSHOT_KEYS if snap.get(k) is not None}
     new_fields.update(snap.get("fields") or {})
     old_fields = dict(contact.fields or {})
+    new_fields.update({k: v for k, v in old_fields.items() if k in CONSENT_FACTS})  # ours, not the host's
     for name in sorted(set(old_fields) | set(new_fields)):
         before, after = old_fields.get(name), new_fields.get(name)
         if before != after:
@@ -97,6 +102,17 @@ def _apply_snapshot(contact: Contact, snap: dict[str, Any], now: datetime, *, cr
     if signals:
         signals.insert(0, Signal("record_changed", "contact", {"op": "updated"}))
     return Change(signals, bool(signals))
+
+
+def _apply_consent(contact: Contact, status: str, channel: str, now: datetime, *, created: bool) -> Change:
+    """A consent change (``runtime.consent``): the ``<channel>_subscription`` fact journeys
+    read, with the ``field_changed`` a starting point on that field waits for."""
+    name = fact_name(channel)
+    change = _apply_fields(contact, {name: status}, now)
+    signals = [Signal(status, "", {"channel": channel}), *change.signals]
+    if created:
+        signals.insert(0, Signal("record_changed", "contact", {"op": "created"}))
+    return Change(signals, change.updated)
 
 
 def _apply_fields(contact: Contact, values: dict[str, Any], now: datetime) -> Change:

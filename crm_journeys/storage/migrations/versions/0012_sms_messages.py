@@ -1,7 +1,7 @@
 """SMS: one row per text a journey sends
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-04 19:00:00
 
 ``cj_sms_message`` is the local record of each text (``storage.sms_models``): written
@@ -14,7 +14,7 @@ import crm_journeys.storage.models
 
 
 revision = '0012'
-down_revision = '0005'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
