@@ -372,8 +372,4 @@ class SandboxRecord(Base):
 
 
 # Models of other modules share this metadata (migrations see every cj_ table).
-<<<<<<< HEAD
-from crm_journeys.storage import auth_models, journey_models, sms_models  # noqa: E402,F401,I001
-=======
-from crm_journeys.storage import auth_models, journey_models, mail_models  # noqa: E402,F401,I001
->>>>>>> 95fd576c4b788489c02ddda5ac42e71521ef2d6c
+from crm_journeys.storage import auth_models, journey_models, mail_models, sms_models  # noqa: E402,F401,I001
