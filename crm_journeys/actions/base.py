@@ -42,7 +42,7 @@ class ActionContext:
     journey_id: int | None
     emit: Callable[[Any], None]  # queue a canonical IncomingEvent (tags added, email sent...)
     settings: dict[str, Any] = field(default_factory=dict)
-    db: Any = None  # the runtime's Database, for actions that keep a local record (send_sms)
+    services: Any = None  # the Runtime (database, clock): for actions that keep their own rows (email)
 
     @property
     def contact_ref(self) -> str:

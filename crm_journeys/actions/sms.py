@@ -36,7 +36,7 @@ class SendSmsParamsSchema(ParamsSchema):
                          metadata={"label": "Message", "widget": "sms"})
     sms_id = fields.String(load_default="", validate=validate.Regexp(r"^[A-Za-z0-9_\-]{0,80}$"),
                            metadata={"label": "Text name (for delivered, not delivered and replied)"})
-    purpose = fields.String(load_default="marketing", validate=validate.OneOf(["marketing", "transactional"]),
+    kind = fields.String(load_default="marketing", validate=validate.OneOf(["marketing", "transactional"]),
                             metadata={"label": "Purpose (marketing texts respect opt-outs, quiet hours and caps)"})
 
     @validates("body")
@@ -64,7 +64,7 @@ class SendSms(Action[dict[str, Any]]):
         count = count_segments(body)
         if count.segments > MAX_SEGMENTS:
             raise FatalConnectorError(f"the message is {count.segments} segments long; at most {MAX_SEGMENTS}")
-        if params["purpose"] == "marketing":
+        if params["kind"] == "marketing":
             refusal = _refusal(ctx)
             if refusal:
                 return _skipped(ctx, number, params, refusal)
@@ -72,13 +72,13 @@ class SendSms(Action[dict[str, Any]]):
 
 
 def _refusal(ctx: ActionContext) -> str | None:
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         return consent.sms_refusal(s, ctx.tenant_id, ctx.contact.id)
 
 
 def _skipped(ctx: ActionContext, number: str, params: dict[str, Any], reason: str) -> ActionResult:
     now = ctx.now
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         store.begin(s, ctx.tenant_id, ctx.idempotency_key, now, contact_id=ctx.contact.id,
                     journey_id=ctx.journey_id, sms_id=params["sms_id"], to_number=number)
         store.settle(s, ctx.tenant_id, ctx.idempotency_key, now, status=store.SKIPPED, error=reason)
@@ -91,7 +91,7 @@ def _send_once(ctx: ActionContext, cfg: twilio.TwilioConfig, number: str, body: 
     found = _earlier_attempt(ctx, cfg, number, digest)
     if found is not None:
         return _sent(ctx, number, found, params, segments, again=True)
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         store.begin(s, ctx.tenant_id, ctx.idempotency_key, ctx.now, contact_id=ctx.contact.id,
                     journey_id=ctx.journey_id, sms_id=params["sms_id"], to_number=number,
                     body_sha256=digest, segments=segments)
@@ -113,7 +113,7 @@ def _send_once(ctx: ActionContext, cfg: twilio.TwilioConfig, number: str, body: 
 def _earlier_attempt(ctx: ActionContext, cfg: twilio.TwilioConfig, number: str,
                      digest: str) -> dict[str, Any] | None:
     """Twilio's message for this key if an earlier attempt created one, else None."""
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         row = store.by_key(s, ctx.tenant_id, ctx.idempotency_key)
         if row is None or row.status == store.NOT_SENT:
             return None
@@ -130,7 +130,7 @@ def _sent(ctx: ActionContext, number: str, message: dict[str, Any], params: dict
     sid = str(message.get("sid") or "")
     status = str(message.get("status") or "queued")
     parts = int(message.get("num_segments") or segments)
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         row = store.by_key(s, ctx.tenant_id, ctx.idempotency_key)
         keep = row is not None and row.status in store.FINAL  # a callback got there first
         store.settle(s, ctx.tenant_id, ctx.idempotency_key, ctx.now, sid=sid, segments=parts,
@@ -143,7 +143,7 @@ def _sent(ctx: ActionContext, number: str, message: dict[str, Any], params: dict
 
 def _opted_out_at_twilio(ctx: ActionContext, number: str, params: dict[str, Any], reason: str) -> ActionResult:
     """Twilio 21610: the number replied STOP to this sender; remember it as an SMS opt-out."""
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         consent.opt_out(s, ctx.tenant_id, ctx.contact.id, ctx.now, source="twilio_21610")
     _settle(ctx, store.SKIPPED, error=reason)
     why = "the recipient has unsubscribed from texts (Twilio 21610)"
@@ -151,7 +151,7 @@ def _opted_out_at_twilio(ctx: ActionContext, number: str, params: dict[str, Any]
 
 
 def _settle(ctx: ActionContext, status: str, error: str = "") -> None:
-    with ctx.db.unit_of_work() as s:
+    with ctx.services.db.unit_of_work() as s:
         store.settle(s, ctx.tenant_id, ctx.idempotency_key, ctx.now, status=status, error=error)
 
 

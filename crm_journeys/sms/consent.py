@@ -38,7 +38,9 @@ def keyword(body: str, opt_out_type: str = "") -> str:
 def sms_refusal(s: Session, tenant_id: int, contact_id: int) -> str | None:
     """Why a marketing text may not go to the contact, or None."""
     refusal = consent_of(s, tenant_id, contact_id, CHANNEL).refusal(marketing=True)
-    return refusal.removeprefix("skipped: ") + " from SMS" if refusal else None
+    if refusal is None:
+        return None
+    return refusal.removeprefix("skipped: ").replace("unsubscribed", "unsubscribed from SMS", 1)
 
 
 def opt_out(s: Session, tenant_id: int, contact_id: int, now: datetime, *, source: str) -> bool:
