@@ -50,8 +50,7 @@ def to_e164(raw: str, region: str | None) -> str:
         raise BadNumber(f"phone number {text!r} cannot be read: "
                         f"{_REASONS.get(exc.error_type, str(exc))}") from exc
     if not phonenumbers.is_valid_number(number):
-        where = phonenumbers.region_code_for_number(number) or region or "any country"
-        raise BadNumber(f"phone number {text!r} is not a valid number in {where}")
+        raise BadNumber(f"phone number {text!r} is not a valid number for country code +{number.country_code}")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

@@ -23,8 +23,8 @@ from crm_journeys.extension import state
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_many
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.sms import signature, webhooks
-from crm_journeys.web.integrations import service_config
 from crm_journeys.web.integration_secrets import record_use
+from crm_journeys.web.integrations import service_config
 
 log = logging.getLogger(__name__)
 sms_hooks = Blueprint("crm_journeys_sms_hooks", __name__)
