@@ -143,7 +143,8 @@ def test_stop_reply_opts_out_and_a_second_journeys_text_is_skipped(world: World)
     second = [r for r in h.outbox() if r.params.get("sms_id") == "second"]
     assert [r.status for r in second] == ["done"]
     assert second[0].result["summary"].startswith("skipped: unsubscribed")
-    assert any("unsubscribed" in d.get("why", "") for d in world.timeline("action skipped"))
+    [skip] = world.timeline("skipped")
+    assert skip["why"].startswith("unsubscribed from SMS on 2026-03-02")
     # START subscribes again: a transactional text was never blocked by our record
     world.twilio.receive(ADA, "START")
     h.run()
@@ -159,6 +160,8 @@ def test_twilio_21610_records_the_opt_out(world: World):
     h.run()
     [row] = [r for r in h.outbox() if r.action == "send_sms"]
     assert row.status == "done" and "21610" in row.result["summary"]
+    [skip] = world.timeline("skipped")
+    assert "21610" in skip["why"]
     assert world.sms_consent("ada@example.com") == "unsubscribed"
 
 

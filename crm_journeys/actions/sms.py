@@ -82,6 +82,7 @@ def _skipped(ctx: ActionContext, number: str, params: dict[str, Any], reason: st
         store.begin(s, ctx.tenant_id, ctx.idempotency_key, now, contact_id=ctx.contact.id,
                     journey_id=ctx.journey_id, sms_id=params["sms_id"], to_number=number)
         store.settle(s, ctx.tenant_id, ctx.idempotency_key, now, status=store.SKIPPED, error=reason)
+        store.log_skip(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, reason, now)
     return ActionResult.done(f"skipped: {reason}", idempotent=True, skipped=True, reason=reason)
 
 
@@ -143,10 +144,11 @@ def _sent(ctx: ActionContext, number: str, message: dict[str, Any], params: dict
 
 def _opted_out_at_twilio(ctx: ActionContext, number: str, params: dict[str, Any], reason: str) -> ActionResult:
     """Twilio 21610: the number replied STOP to this sender; remember it as an SMS opt-out."""
+    why = "the recipient has unsubscribed from texts (Twilio 21610)"
     with ctx.services.db.unit_of_work() as s:
         consent.opt_out(s, ctx.tenant_id, ctx.contact.id, ctx.now, source="twilio_21610")
-    _settle(ctx, store.SKIPPED, error=reason)
-    why = "the recipient has unsubscribed from texts (Twilio 21610)"
+        store.settle(s, ctx.tenant_id, ctx.idempotency_key, ctx.now, status=store.SKIPPED, error=reason)
+        store.log_skip(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, why, ctx.now)
     return ActionResult.done(f"skipped: {why}", idempotent=True, skipped=True, reason=why)
 
 

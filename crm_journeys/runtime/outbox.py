@@ -52,7 +52,7 @@ from crm_journeys.actions.registry import load_action
 from crm_journeys.connectors.base import Connector
 from crm_journeys.errors import FatalConnectorError, PluginNotFound, RetriableConnectorError
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_many
-from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog
+from crm_journeys.storage.models import Contact, Instance, OutboxMessage
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -76,8 +76,6 @@ class Claimed:
     attempts: int
     journey_id: int | None
     contact: ContactView
-    instance_id: int | None = None
-    step: str = ""
 
 
 @dataclass
@@ -172,7 +170,7 @@ class OutboxRunner:
             journeys = _journeys(s, {r.instance_id for r in rows if r.instance_id is not None})
             return [Claimed(r.id, r.tenant_id, r.action, dict(r.params), r.idempotency_key, r.attempts,
                             journeys.get(r.instance_id) if r.instance_id is not None else None,
-                            contacts[r.contact_id], r.instance_id, r.step) for r in rows]
+                            contacts[r.contact_id]) for r in rows]
 
     def _run(self, row: Claimed, cache: PassCache) -> Closing:
         emitted: list[IncomingEvent] = []
@@ -248,7 +246,6 @@ class OutboxRunner:
             now = self.rt.clock.now()
             for tenant_id, events in _events_by_tenant(closings):
                 ingest_many(s, tenant_id, events, now)
-            s.add_all(_skip_logs(closings, now))
 
 
 def _failed(row: Claimed, status: str, reason: str, next_at: datetime, attempts: int) -> Closing:
@@ -262,18 +259,6 @@ def _same_columns(closings: list[Closing]) -> Iterator[list[dict[str, Any]]]:
     for c in closings:
         groups.setdefault(tuple(c.values), []).append({"id": c.row.id, **c.values})
     yield from groups.values()
-
-
-def _skip_logs(closings: list[Closing], now: datetime) -> list[StepLog]:
-    """A timeline entry for each action that ran but chose not to act (an opted-out
-    contact's marketing text): the row is done, and the contact's timeline says why."""
-    return [StepLog(tenant_id=c.row.tenant_id, journey_id=c.row.journey_id, instance_id=c.row.instance_id,
-                    at=now, step=c.row.step, kind="action skipped", branch="",
-                    detail={"why": str(c.values["result"].get("reason") or c.values["result"]["summary"]),
-                            "action": c.row.action})
-            for c in closings
-            if c.values.get("status") == "done" and (c.values.get("result") or {}).get("skipped")
-            and c.row.instance_id is not None and c.row.journey_id is not None]
 
 
 def _events_by_tenant(closings: list[Closing]) -> Iterator[tuple[int, list[IncomingEvent]]]:

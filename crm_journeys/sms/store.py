@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_journeys.storage.models import Contact
+from crm_journeys.storage.models import Contact, OutboxMessage, StepLog
 from crm_journeys.storage.sms_models import SmsMessage
 
 ATTEMPT_UNKNOWN = "sending"  # asked Twilio, answer not seen
@@ -63,3 +63,13 @@ def settle(s: Session, tenant_id: int, key: str, now: datetime, *, status: str, 
         row.sid = sid
     if segments is not None:
         row.segments = segments
+
+
+def log_skip(s: Session, tenant_id: int, outbox_id: int, journey_id: int | None, why: str, now: datetime) -> None:
+    """The skipped text in the contact's timeline (kind ``skipped``, as a skipped email),
+    so the journey's author sees why nothing went out while the journey went on."""
+    outbox = s.get(OutboxMessage, outbox_id)
+    if outbox is None or outbox.tenant_id != tenant_id or outbox.instance_id is None or journey_id is None:
+        return
+    s.add(StepLog(tenant_id=tenant_id, journey_id=journey_id, instance_id=outbox.instance_id, at=now,
+                  step=outbox.step, kind="skipped", branch="", detail={"why": f"{why} (send_sms not sent)"}))
