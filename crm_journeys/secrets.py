@@ -7,6 +7,8 @@ the box and a production install can supply its own.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from functools import cache
@@ -22,6 +24,18 @@ ENV_KEY = "CRM_JOURNEYS_SECRET_KEY"
 
 @cache
 def _fernet() -> Fernet:
+    return Fernet(_key())
+
+
+def signing_key(purpose: str) -> bytes:
+    """A key for signing links (unsubscribe, tracking), derived from the same secret so an
+    install has one secret to keep; one key per purpose, so a token made for one use is
+    refused by every other."""
+    return hmac.new(_key(), f"crm-journeys:{purpose}".encode(), hashlib.sha256).digest()
+
+
+@cache
+def _key() -> bytes:
     key = os.environ.get(ENV_KEY)
     if not key:
         path = Path(os.environ.get("CRM_JOURNEYS_INSTANCE", "instance")) / "secret.key"
@@ -30,7 +44,7 @@ def _fernet() -> Fernet:
             path.write_bytes(Fernet.generate_key())
             path.chmod(0o600)
         key = path.read_text().strip()
-    return Fernet(key.encode() if isinstance(key, str) else key)
+    return key.encode()
 
 
 def encrypt_json(value: dict[str, Any]) -> str:

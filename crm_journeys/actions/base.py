@@ -43,6 +43,9 @@ class ActionContext:
     emit: Callable[[Any], None]  # queue a canonical IncomingEvent (tags added, email sent...)
     settings: dict[str, Any] = field(default_factory=dict)
     services: Any = None  # the Runtime (database, clock): for actions that keep their own rows (email)
+    # what an action keeps for the rest of the outbox pass (an open SMTP connection); the
+    # outbox calls ``close()`` on each value when the pass ends
+    pass_cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def contact_ref(self) -> str:

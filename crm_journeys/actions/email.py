@@ -1,26 +1,40 @@
 """Send a personalised email, through SMTP when configured, else through the CRM.
 
-The subject and body are Jinja2 templates rendered in the sandbox. SMTP delivery
-carries the idempotency key as the Message-ID, so a retried send is recognisable, but a
-mail server does not drop it: an SMTP send reports itself not idempotent and the outbox
-closes its row right after it. The connector path uses the host's own idempotent send or
-log (one record per key), so its row may be closed with the rest of its batch.
+The subject and body are Jinja2 templates rendered in the sandbox. A marketing email
+(the default) is skipped for a contact who unsubscribed, with the reason in the journey's
+timeline, and the journey goes on; a transactional one (an order notification) ignores
+marketing consent. Nothing goes to an address that hard-bounced.
+
+Sent through SMTP with a public URL configured, a marketing email carries the one-click
+unsubscribe headers of RFC 8058 and a visible link to the preferences page, and (unless
+tracking is off for the step or the tenant) an open pixel and tracked links; all are
+signed tokens naming only the send's random id (``runtime.mail_tokens``). When the host
+CRM sends the email instead, its own engagement events flow through the connector.
+
+SMTP delivery carries the idempotency key as the Message-ID, so a retried send is
+recognisable, but a mail server does not drop it: an SMTP send reports itself not
+idempotent and the outbox closes its row right after it.
 """
 
 from __future__ import annotations
 
-import smtplib
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import make_msgid
 from typing import Any
-from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields, validate, validates
 
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
+from crm_journeys.actions.smtp import HardBounce, SmtpPool, deliver
 from crm_journeys.actions.templating import check_template, render
+from crm_journeys.actions.tracking import Body, build_body
 from crm_journeys.connectors.base import EmailSpec
-from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
+from crm_journeys.errors import FatalConnectorError
+
+# RFC 5322's line limit: a List-Unsubscribe URL has no spaces to fold at, and at the
+# default 78 it would be sent as an encoded word that mail providers do not read as a URL.
+POLICY = SMTP.clone(max_line_length=998)
 
 
 class SendEmailParamsSchema(ParamsSchema):
@@ -29,6 +43,9 @@ class SendEmailParamsSchema(ParamsSchema):
     email_id = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_\-]{1,80}$"),
                              metadata={"label": "Email name (for opens and clicks)"})
     from_address = fields.Email(load_default=None, metadata={"label": "From"})
+    kind = fields.String(load_default="marketing", validate=validate.OneOf(["marketing", "transactional"]),
+                         metadata={"label": "Kind (transactional ignores marketing consent)"})
+    track = fields.Boolean(load_default=True, metadata={"label": "Track opens and clicks"})
 
     @validates("subject")
     def _subject(self, value: str, **_: Any) -> None:
@@ -51,39 +68,91 @@ class SendEmail(Action[dict[str, Any]]):
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
         if not ctx.contact.email:
             raise FatalConnectorError("the contact has no email address")
+        smtp_url = ctx.settings.get("smtp_url")
+        marketing = params.get("kind", "marketing") == "marketing"
+        tracked = bool(smtp_url and marketing and params.get("track", True) and ctx.settings.get("email_tracking")
+                       and ctx.settings.get("public_url"))
+        prepared = _prepare(ctx, params, marketing, tracked)
+        if prepared is not None and prepared.skip_reason:
+            return ActionResult.done(prepared.skip_reason, idempotent=True, skipped=True)
         spec = EmailSpec(subject=render(params["subject"], ctx), text=render(params["body"], ctx),
                          html=render(params["body"], ctx, autoescape=True),
                          from_address=params["from_address"], email_id=params["email_id"])
-        smtp_url = ctx.settings.get("smtp_url")
-        if smtp_url:
-            _send_smtp(smtp_url, ctx, spec)  # a second send is a second email: not idempotent
-            external_id = None
-        else:
+        if not smtp_url:
             external_id = ctx.connector.send_email(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key).external_id
+            _emit_sent(ctx, spec)
+            return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id, idempotent=True)
+        public_id = prepared.public_id if prepared else ""
+        links = _links(ctx, public_id, tracked, marketing)
+        body = build_body(spec.text, f"{spec.html}", **links)
+        try:
+            pool = ctx.pass_cache.setdefault("smtp", SmtpPool())
+            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url")), ctx.settings, pool)
+        except HardBounce as exc:
+            reason = str(exc)
+            _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
+            raise FatalConnectorError(f"hard bounce: {reason}") from exc
+        _record(ctx, lambda s, now: _sent(s, ctx, public_id, body.links if tracked else [], now))
         _emit_sent(ctx, spec)
-        return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id,
-                                 idempotent=not smtp_url)
+        return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}"
+                                 + ("" if tracked or not marketing else " (not tracked)"), idempotent=False)
 
 
-def _send_smtp(url: str, ctx: ActionContext, spec: EmailSpec) -> None:
-    parts = urlsplit(url)  # smtp://user:pass@host:port
-    msg = EmailMessage()
+def _prepare(ctx: ActionContext, params: dict[str, Any], marketing: bool, tracked: bool) -> Any:
+    """The send's row and the consent check (None when run without the runtime)."""
+    if ctx.services is None:
+        return None
+    from crm_journeys.runtime.mailing import prepare
+
+    with ctx.services.db.unit_of_work() as s:
+        return prepare(s, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id, outbox_id=ctx.outbox_id,
+                       key=ctx.idempotency_key, email_id=params.get("email_id") or "", marketing=marketing,
+                       tracked=tracked, now=ctx.now)
+
+
+def _links(ctx: ActionContext, public_id: str, tracked: bool, marketing: bool) -> dict[str, Any]:
+    from crm_journeys.runtime.mail_tokens import make_token
+
+    base = ctx.settings.get("public_url") or ""
+    if not base or not public_id:
+        return {"tracked_url": None, "pixel_url": None, "unsubscribe_url": None}
+    tenant = ctx.tenant_id
+    return {"tracked_url": (lambda i: f"{base}/m/c/{make_token('click', tenant, public_id, i)}") if tracked else None,
+            "pixel_url": f"{base}/m/o/{make_token('open', tenant, public_id)}.gif" if tracked else None,
+            "unsubscribe_url": f"{base}/m/u/{make_token('unsubscribe', tenant, public_id)}" if marketing else None}
+
+
+def _message(ctx: ActionContext, spec: EmailSpec, body: Body, unsubscribe_url: str | None) -> EmailMessage:
+    msg = EmailMessage(policy=POLICY)
     msg["Subject"] = spec.subject
     msg["From"] = spec.from_address or ctx.settings.get("mail_from", "journeys@localhost")
     msg["To"] = ctx.contact.email
     msg["Message-ID"] = make_msgid(idstring=ctx.idempotency_key.replace(":", "."), domain="crm-journeys")
     msg["X-CRM-Journeys-Key"] = ctx.idempotency_key
-    msg.set_content(spec.text)
-    msg.add_alternative(f"<html><body>{spec.html}</body></html>", subtype="html")
-    try:
-        with smtplib.SMTP(parts.hostname or "127.0.0.1", parts.port or 25, timeout=10) as smtp:
-            if parts.username:
-                smtp.login(parts.username, parts.password or "")
-            smtp.send_message(msg)
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise FatalConnectorError(f"recipient refused: {exc.recipients}") from exc
-    except (OSError, smtplib.SMTPException) as exc:
-        raise RetriableConnectorError(f"SMTP delivery failed: {exc}") from exc
+    if unsubscribe_url:  # RFC 8058 one-click unsubscribe (required of bulk senders)
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(body.text)
+    msg.add_alternative(body.html, subtype="html")
+    return msg
+
+
+def _record(ctx: ActionContext, write: Any) -> None:
+    if ctx.services is not None:
+        with ctx.services.db.unit_of_work() as s:
+            write(s, ctx.now)
+
+
+def _sent(s: Any, ctx: ActionContext, public_id: str, links: list[str], now: Any) -> None:
+    from crm_journeys.runtime.mailing import mark_sent
+
+    mark_sent(s, ctx.tenant_id, public_id, links, now)
+
+
+def _bounce(s: Any, ctx: ActionContext, public_id: str, reason: str, now: Any) -> None:
+    from crm_journeys.runtime.mailing import mark_hard_bounce
+
+    mark_hard_bounce(s, ctx.tenant_id, public_id, ctx.contact.id, reason, now)
 
 
 def _emit_sent(ctx: ActionContext, spec: EmailSpec) -> None:

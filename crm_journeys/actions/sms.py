@@ -158,10 +158,13 @@ def _settle(ctx: ActionContext, status: str, error: str = "") -> None:
 
 
 def _status_callback(cfg: twilio.TwilioConfig, ctx: ActionContext) -> str | None:
+    """Where Twilio reports the text's progress: the Twilio settings' public address, else
+    the one this service uses for its email links (``public_url``); none, no callbacks."""
     slug = (ctx.settings.get("sms") or {}).get("tenant_slug")
-    if not cfg.public_url or not slug:
+    base = cfg.public_url or str(ctx.settings.get("public_url") or "")
+    if not base or not slug:
         return None
-    return f"{cfg.public_url.rstrip('/')}/hooks/{slug}/twilio/status?{urlencode({'k': ctx.idempotency_key})}"
+    return f"{base.rstrip('/')}/hooks/{slug}/twilio/status?{urlencode({'k': ctx.idempotency_key})}"
 
 
 def _emit_sent(ctx: ActionContext, sms_id: str, sid: str, segments: int) -> None:

@@ -106,6 +106,15 @@ class PassCache:
         self._connectors: dict[int, Connector] = {}
         self._actions: dict[str, Action[Any]] = {}
         self._params: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        self.shared: dict[str, Any] = {}  # actions' pass-long resources (ActionContext.pass_cache)
+
+    def close(self) -> None:
+        for resource in self.shared.values():
+            try:
+                resource.close()
+            except Exception:
+                log.warning("closing %r after the outbox pass failed", resource, exc_info=True)
+        self.shared.clear()
 
     def settings(self, tenant_id: int) -> dict[str, Any]:
         if tenant_id not in self._settings:
@@ -157,6 +166,7 @@ class OutboxRunner:
                     self._close(waiting)
                     since = time.monotonic()
         finally:  # an interrupted pass still closes what finished (a kill does not: the lease)
+            cache.close()
             self._close(waiting)
         return len(claimed)
 
@@ -179,7 +189,8 @@ class OutboxRunner:
             ctx = ActionContext(tenant_id=row.tenant_id, connector=cache.connector(row.tenant_id),
                                 contact=row.contact, idempotency_key=row.key, now=self.rt.clock.now(),
                                 outbox_id=row.id, journey_id=row.journey_id, emit=emitted.append,
-                                settings=cache.settings(row.tenant_id), services=self.rt)
+                                settings=cache.settings(row.tenant_id), services=self.rt,
+                                pass_cache=cache.shared)
             result = action.execute(ctx, cache.params(row.action, row.params))
         except RetriableConnectorError as exc:
             return self._retry(row, str(exc), exc.retry_after)

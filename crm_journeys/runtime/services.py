@@ -27,6 +27,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.claims = Claims(postgres=self.db.is_postgres)
         self.settings.setdefault("smtp_url", os.environ.get("CRM_JOURNEYS_SMTP_URL", ""))
+        self.settings.setdefault("public_url", os.environ.get("CRM_JOURNEYS_PUBLIC_URL", ""))
 
     def connector_for(self, tenant_id: int) -> Connector:
         """The tenant's connector, built once with its settings and decrypted credentials."""
@@ -53,10 +54,14 @@ class Runtime:
             settings = dict(tenant.settings or {})
             secret = tenant.webhook_secret
             sms = _sms_settings(tenant)
-        return {"sms": sms,"smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
+        return {"sms": sms, "smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
                 "mail_from": settings.get("mail_from", "journeys@localhost"),
                 "allow_private_webhooks": bool(settings.get("allow_private_webhooks")),
-                "webhook_secret": secret}
+                "webhook_secret": secret,
+                "public_url": (settings.get("public_url") or self.settings.get("public_url") or "").rstrip("/"),
+                "email_tracking": settings.get("email_tracking", True) is not False,
+                "smtp_allow_plaintext_auth": bool(settings.get("smtp_allow_plaintext_auth")),
+                "smtp_ca_file": settings.get("smtp_ca_file") or os.environ.get("CRM_JOURNEYS_SMTP_CA_FILE", "")}
 
 
 def _sms_settings(tenant: Tenant) -> dict[str, Any]:

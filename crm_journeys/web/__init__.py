@@ -11,7 +11,8 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     from crm_journeys.web.health import health
     from crm_journeys.web.install import install
     from crm_journeys.web.integrations import hooks
+    from crm_journeys.web.mail_links import mail_links
     from crm_journeys.web.sms_hooks import sms_hooks
     from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api"), (ui, ""), (sms_hooks, ""), (hooks, ""), (install, "")]
+    return [(health, ""), (api, "/api"), (ui, ""), (sms_hooks, ""), (hooks, ""), (install, ""), (mail_links, "")]

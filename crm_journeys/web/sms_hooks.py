@@ -62,6 +62,8 @@ def _receive(tenant_slug: str, handle: Handler) -> Any:
         except NotFound:
             return jsonify({"error": "unknown tenant"}), 404
         config = service_config(tenant, "twilio")
+        config.setdefault("public_url", (tenant.settings or {}).get("public_url")
+                          or st.runtime.settings.get("public_url") or "")
         given = request.headers.get("X-Twilio-Signature")
         pairs = list(form.items(multi=True))
         if not any(signature.valid(config.get("auth_token", ""), url, pairs, given) for url in _urls(config)):
