@@ -88,3 +88,20 @@ def test_admin_sets_twilio_and_never_reads_the_token_back(app, as_):
     assert settings["from_number"]["value"] == "+14155550100"
     assert "tw-secret-token" not in api.get("/integrations").text
     assert as_("acme_editor").get("/integrations").status_code == 403
+
+
+def test_test_mode_shows_the_text_it_would_send_and_follows_a_made_up_reply():
+    from datetime import UTC, datetime
+
+    from crm_journeys.web.testmode import simulate
+    from tests.test_sms import texting_journey
+
+    report = simulate(texting_journey("go"), {"email": "ada@example.com", "first_name": "Ada",
+                                              "fields_": {"phone": "0151 23456789", "country": "DE"}},
+                      start=datetime(2026, 3, 2, 9, tzinfo=UTC), horizon="P3D",
+                      events=[{"after": "PT5H", "type": "sms_replied", "key": "hello",
+                               "properties": {"body": "Yes", "keyword": ""}}])
+    text, tag = report["actions"]
+    assert text["action"] == "send_sms" and text["status"] == "done"
+    assert text["summary"] == "would text +491…89 (1 segment(s)): Hi Ada, reply YES to book a call"
+    assert tag["step"] == "replied"

@@ -53,7 +53,8 @@ class SendSms(Action[dict[str, Any]]):
     description = "A text message through Twilio; replies and delivery reports come back as events."
 
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
-        cfg = twilio.TwilioConfig.from_settings(ctx.settings.get("sms") or {})
+        dry_run = bool(ctx.settings.get("dry_run"))  # test mode: a throw-away world, no Twilio
+        cfg = _config(ctx, dry_run)
         try:
             number = contact_number(ctx.contact.fields, cfg.default_region or None)
         except BadNumber as exc:
@@ -68,7 +69,18 @@ class SendSms(Action[dict[str, Any]]):
             refusal = _refusal(ctx)
             if refusal:
                 return _skipped(ctx, number, params, refusal)
+        if dry_run:
+            _emit_sent(ctx, params["sms_id"], "", count.segments)
+            return ActionResult.done(f"would text {_masked(number)} ({count.segments} segment(s)): {body}",
+                                     idempotent=True)
         return _send_once(ctx, cfg, number, body, params, count.segments)
+
+
+def _config(ctx: ActionContext, dry_run: bool) -> twilio.TwilioConfig:
+    raw = ctx.settings.get("sms") or {}
+    if dry_run and not raw.get("account_sid"):
+        return twilio.TwilioConfig(account_sid="dry-run", default_region=str(raw.get("default_region") or ""))
+    return twilio.TwilioConfig.from_settings(raw)
 
 
 def _refusal(ctx: ActionContext) -> str | None:

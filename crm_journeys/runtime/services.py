@@ -54,7 +54,7 @@ class Runtime:
             settings = dict(tenant.settings or {})
             secret = tenant.webhook_secret
             sms = _sms_settings(tenant)
-        return {"sms": sms, "smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
+        return {"sms": sms, "dry_run": bool(self.settings.get("dry_run")), "smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
                 "mail_from": settings.get("mail_from", "journeys@localhost"),
                 "allow_private_webhooks": bool(settings.get("allow_private_webhooks")),
                 "webhook_secret": secret,
