@@ -259,3 +259,53 @@ def test_wrong_credentials_dead_letter_with_twilios_20003(world: World):
     h.run()
     [row] = [r for r in h.outbox() if r.action == "send_sms"]
     assert row.status == "dead" and "20003" in row.last_error and "wrong" not in row.last_error
+
+
+def test_api_key_and_from_number_and_callbacks_out_of_order_or_repeated(world: World):
+    from tests.fakes.twilio import API_KEY_SECRET, API_KEY_SID
+
+    h = world.h
+    with h.db.unit_of_work() as s:
+        s.execute(update(Tenant).where(Tenant.id == h.tenant_id).values(credentials=encrypt_json(
+            {"integrations": {"twilio": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
+                                         "api_key_sid": API_KEY_SID, "api_key_secret": API_KEY_SECRET,
+                                         "from_number": "+14155550100", "public_url": world.app_url,
+                                         "api_url": world.twilio.url}}})))
+    world.contact("ada", "ada@example.com", phone=ADA)
+    h.publish(texting_journey("go"))
+    h.event("tag_added", "ada@example.com", key="go")
+    h.run()
+    [sent] = world.twilio.outbound(ADA)
+    assert sent["from"] == "+14155550100" and sent["messaging_service_sid"] is None
+    world.twilio.report(sent["sid"], "delivered")
+    world.twilio.report(sent["sid"], "delivered")  # Twilio may repeat a callback
+    world.twilio.report(sent["sid"], "sent")  # and deliver them out of order
+    h.run()
+    assert [r.status for r in world.sms_rows()] == ["delivered"]
+    with h.db.unit_of_work() as s:
+        delivered = list(s.scalars(select(InboxEvent).where(InboxEvent.tenant_id == h.tenant_id,
+                                                            InboxEvent.type == "sms_delivered")))
+    assert len(delivered) == 1
+
+
+def test_a_reply_starts_a_journey_only_when_interaction_triggers_may_start(world: World):
+    h = world.h
+    world.contact("ada", "ada@example.com", phone=ADA)
+    h.publish(texting_journey("go"))
+    follow_up = {"format_version": 1, "name": "Answer replies", "entry": {"policy": "every_time"},
+                 "settings": {"interaction_triggers_start": True},
+                 "starting_points": [{"id": "r", "type": "sms_replied", "params": {"sms": "hello"}, "next": None}],
+                 "first_step": "task",
+                 "steps": [{"id": "task", "type": "action", "action": "add_tag", "next": None,
+                            "params": {"tag": "answered-by-text"}}]}
+    jid = h.publish(follow_up)
+    h.event("tag_added", "ada@example.com", key="go")
+    h.run()
+    world.twilio.receive(ADA, "Can you call me at 5?")
+    h.run()
+    assert ("task", "add_tag") in h.actions_for("ada@example.com")
+    with h.db.unit_of_work() as s:
+        [event] = s.scalars(select(InboxEvent).where(InboxEvent.tenant_id == h.tenant_id,
+                                                     InboxEvent.type == "sms_replied"))
+    assert event.payload["properties"]["body"] == "Can you call me at 5?"
+    assert jid in {i.journey_id for i in h.instances()}
