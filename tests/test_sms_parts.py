@@ -105,3 +105,34 @@ def test_test_mode_shows_the_text_it_would_send_and_follows_a_made_up_reply():
     assert text["action"] == "send_sms" and text["status"] == "done"
     assert text["summary"] == "would text +491…89 (1 segment(s)): Hi Ada, reply YES to book a call"
     assert tag["step"] == "replied"
+
+
+def test_a_connection_never_made_is_not_created_and_a_dropped_one_may_have_sent():
+    import socket
+    import threading
+
+    from crm_journeys.sms import twilio
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    cfg = twilio.TwilioConfig(account_sid="AC1", auth_token="t", from_number="+14155550100",
+                              api_url=f"http://127.0.0.1:{closed_port}")
+    with pytest.raises(twilio.NotCreated):
+        twilio.send(cfg, "+14155552671", "hi", None)
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def read_then_drop() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)  # the request arrived: Twilio may have acted on it
+        conn.close()
+
+    threading.Thread(target=read_then_drop, daemon=True).start()
+    cfg = twilio.TwilioConfig(account_sid="AC1", auth_token="t", from_number="+14155550100",
+                              api_url=f"http://127.0.0.1:{server.getsockname()[1]}")
+    with pytest.raises(twilio.MaybeSent):
+        twilio.send(cfg, "+14155552671", "hi", None)
+    server.close()

@@ -17,11 +17,13 @@ Secrets never appear in an error message.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import requests
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from crm_journeys.connectors.http import parse_retry_after
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
@@ -92,6 +94,8 @@ def send(cfg: TwilioConfig, to: str, body: str, status_callback: str | None) -> 
         form["StatusCallback"] = status_callback
     try:
         resp = requests.post(cfg.messages_url(), data=form, auth=cfg.auth, timeout=TIMEOUT)
+    except requests.ConnectTimeout as exc:
+        raise NotCreated("Twilio unreachable: the connection timed out") from exc
     except requests.ConnectionError as exc:
         if _never_connected(exc):
             raise NotCreated("Twilio unreachable: could not connect") from exc
@@ -109,8 +113,6 @@ def find_sent(cfg: TwilioConfig, to: str, since: datetime, body_sha256: str) -> 
     The Messages list is newest first; it is read page by page until messages are older
     than ``since``. Raises ``RetriableConnectorError`` when Twilio cannot be read: an
     unknown outcome is never resolved by sending again."""
-    import hashlib
-
     url: str | None = cfg.messages_url()
     params: dict[str, Any] | None = {"To": to, "PageSize": 50}
     for _ in range(LOOKUP_PAGES):
@@ -152,8 +154,11 @@ def _error(resp: requests.Response) -> Exception:
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
-    """A refused connection never reached Twilio; a reset one may have."""
-    return "Connection refused" in str(exc) or "Failed to establish" in str(exc)
+    """A connection that was never made (refused, unresolvable) sent nothing; one that
+    dropped after the request went out may have created the message."""
+    reason: Any = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, NewConnectionError | NameResolutionError)
 
 
 def _twilio_time(text: Any) -> datetime | None:
