@@ -60,6 +60,7 @@ def test_numbers_are_read_with_the_contacts_country():
     assert contact_number({"phone": "030 12345678", "country": "Germany"}, None) == "+493012345678"
     assert contact_number({"phone": "(415) 555-2671", "country": "us"}, None) == "+14155552671"
     assert contact_number({"mobile": "0151 23456789", "phone": "x"}, "DE") == "+4915123456789"
+    assert contact_number({"phone": "0151 23456789"}, "Germany") == "+4915123456789"
     with pytest.raises(BadNumber, match="no country code"):
         contact_number({"phone": "030 12345678"}, None)
     with pytest.raises(BadNumber, match=r"not a valid number for country code \+1"):

@@ -57,4 +57,4 @@ def to_e164(raw: str, region: str | None) -> str:
 def contact_number(fields: dict[str, Any], default_region: str | None) -> str:
     """The contact's mobile number in E.164, read with the contact's country."""
     raw = next((str(fields[f]) for f in PHONE_FIELDS if fields.get(f)), "")
-    return to_e164(raw, region_of(fields.get("country")) or default_region)
+    return to_e164(raw, region_of(fields.get("country")) or region_of(default_region))
