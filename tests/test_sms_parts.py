@@ -137,3 +137,25 @@ def test_a_connection_never_made_is_not_created_and_a_dropped_one_may_have_sent(
     with pytest.raises(twilio.MaybeSent):
         twilio.send(cfg, "+14155552671", "hi", None)
     server.close()
+
+
+def test_behind_a_proxy_the_signature_is_checked_against_the_public_address(app, as_):
+    from tests.fakes.twilio import signature
+
+    as_("acme_admin").patch("/integrations/twilio", json={"settings": {
+        "account_sid": "AC" + "1" * 32, "auth_token": "tw-token", "public_url": "https://journeys.example.com/"}})
+    slug = next(i for i in as_("acme_admin").get("/integrations").json if i["service"] == "twilio")["hook_url"]
+    slug = slug.rsplit("/", 2)[-2]
+    form = {"AccountSid": "AC" + "1" * 32, "From": "+14155552671", "To": "+14155550100", "Body": "hi",
+            "MessageSid": "SM" + "9" * 32}
+    public = f"https://journeys.example.com/hooks/{slug}/twilio"
+    client = app.test_client()
+    good = client.post(f"/hooks/{slug}/twilio", data=form, headers={"X-Twilio-Signature": signature("tw-token", public, form)})
+    assert good.status_code == 200 and good.content_type.startswith("text/xml")
+    other_account = {**form, "AccountSid": "AC" + "2" * 32}
+    assert client.post(f"/hooks/{slug}/twilio", data=other_account, headers={
+        "X-Twilio-Signature": signature("tw-token", public, other_account)}).status_code == 403
+    wrong_url = client.post(f"/hooks/{slug}/twilio", data=form, headers={
+        "X-Twilio-Signature": signature("tw-token", "https://evil.example.com/hooks/x/twilio", form)})
+    assert wrong_url.status_code == 403
+    assert client.post("/hooks/no-such-tenant/twilio", data=form).status_code == 404
