@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -31,6 +31,7 @@ from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 API_URL = "https://api.twilio.com"
 TIMEOUT = (5.0, 20.0)
 LOOKUP_PAGES = 5  # pages of 50 newest messages to one number: a lost attempt is minutes old
+CLOCK_SLACK = timedelta(minutes=2)  # Twilio's clock and ours may differ a little
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ def send(cfg: TwilioConfig, to: str, body: str, status_callback: str | None) -> 
 def find_sent(cfg: TwilioConfig, to: str, since: datetime, body_sha256: str) -> dict[str, Any] | None:
     """The message to ``to`` created at or after ``since`` whose body hashes to ``body_sha256``.
 
+    A little before ``since`` counts too: two clocks may disagree, and taking an
+    identical text sent a minute earlier for ours errs towards not texting twice.
+
     The Messages list is newest first; it is read page by page until messages are older
     than ``since``. Raises ``RetriableConnectorError`` when Twilio cannot be read: an
     unknown outcome is never resolved by sending again."""
@@ -127,7 +131,7 @@ def find_sent(cfg: TwilioConfig, to: str, since: datetime, body_sha256: str) -> 
         page = resp.json()
         for message in page.get("messages") or []:
             created = _twilio_time(message.get("date_created"))
-            if created is not None and created < since:
+            if created is not None and created < since - CLOCK_SLACK:
                 return None
             if hashlib.sha256((message.get("body") or "").encode()).hexdigest() == body_sha256:
                 return message
