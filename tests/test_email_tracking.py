@@ -4,6 +4,8 @@ the host, the next marketing email skipped, and forged tokens refused alike."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import delete, select, update
 
@@ -212,3 +214,21 @@ def test_tracking_off_for_the_tenant_leaves_links_alone(mail):
     assert msg["List-Unsubscribe"]  # unsubscribe is not tracking: it stays
     harness.advance(days=2, minutes=1)
     assert harness.branches("opened") == ["no"]
+
+
+def test_a_journey_can_ignore_machine_opens(mail):
+    harness, client, inbox = mail
+    doc = json.loads(json.dumps(WEBINAR))
+    doc["steps"][1]["event"]["where"] = {"op": "is_false", "field": "event.machine"}
+    harness.snapshot("uma", "uma@example.com", 1, first_name="Uma")
+    harness.publish(doc)
+    harness.event("form_submitted", "uma@example.com", key="webinar")
+    harness.run()
+    [msg] = inbox.parsed()
+    harness.advance(hours=1)
+    client.get(pixel(msg), headers={"User-Agent": "Mozilla/5.0"})  # Apple's proxy prefetching
+    harness.run()
+    assert harness.branches("opened") == []
+    client.get(pixel(msg), headers={"User-Agent": BROWSER})
+    harness.run()
+    assert harness.branches("opened") == ["yes"]

@@ -76,6 +76,15 @@ class ActionResult:
         return cls(summary, external_id, data, idempotent)
 
 
+class HoldUntil(Exception):  # noqa: N818  (not an error: the outbox's "not yet")
+    """Raised by an action that may not run yet (quiet hours, a contact policy's cap):
+    the outbox runs the row again at ``until`` without counting an attempt."""
+
+    def __init__(self, until: datetime, reason: str):
+        super().__init__(reason)
+        self.until, self.reason = until, reason
+
+
 class ParamsSchema(Schema):
     class Meta:
         unknown = RAISE

@@ -18,6 +18,7 @@ idempotent and the outbox closes its row right after it.
 
 from __future__ import annotations
 
+import json
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
@@ -25,7 +26,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
+from crm_journeys.actions.base import Action, ActionContext, ActionResult, HoldUntil, ParamsSchema
 from crm_journeys.actions.smtp import HardBounce, SmtpPool, deliver
 from crm_journeys.actions.templating import check_template, render
 from crm_journeys.actions.tracking import Body, build_body
@@ -46,6 +47,8 @@ class SendEmailParamsSchema(ParamsSchema):
     kind = fields.String(load_default="marketing", validate=validate.OneOf(["marketing", "transactional"]),
                          metadata={"label": "Kind (transactional ignores marketing consent)"})
     track = fields.Boolean(load_default=True, metadata={"label": "Track opens and clicks"})
+    over_cap = fields.String(load_default="skip", validate=validate.OneOf(["skip", "hold"]),
+                             metadata={"label": "Over the contact policy's cap: skip or hold"})
 
     @validates("subject")
     def _subject(self, value: str, **_: Any) -> None:
@@ -73,6 +76,8 @@ class SendEmail(Action[dict[str, Any]]):
         tracked = bool(smtp_url and marketing and params.get("track", True) and ctx.settings.get("email_tracking")
                        and ctx.settings.get("public_url"))
         prepared = _prepare(ctx, params, marketing, tracked)
+        if prepared is not None and prepared.hold_until is not None:
+            raise HoldUntil(prepared.hold_until, prepared.hold_reason)
         if prepared is not None and prepared.skip_reason:
             return ActionResult.done(prepared.skip_reason, idempotent=True, skipped=True)
         spec = EmailSpec(subject=render(params["subject"], ctx), text=render(params["body"], ctx),
@@ -87,7 +92,7 @@ class SendEmail(Action[dict[str, Any]]):
         body = build_body(spec.text, f"{spec.html}", **links)
         try:
             pool = ctx.pass_cache.setdefault("smtp", SmtpPool())
-            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url")), ctx.settings, pool)
+            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url"), public_id), ctx.settings, pool)
         except HardBounce as exc:
             reason = str(exc)
             _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
@@ -102,12 +107,15 @@ def _prepare(ctx: ActionContext, params: dict[str, Any], marketing: bool, tracke
     """The send's row and the consent check (None when run without the runtime)."""
     if ctx.services is None:
         return None
+    from crm_journeys.runtime.contact_policy import Policy
     from crm_journeys.runtime.mailing import prepare
 
+    policy = Policy.from_settings(ctx.settings.get("contact_policy"))
     with ctx.services.db.unit_of_work() as s:
         return prepare(s, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id, outbox_id=ctx.outbox_id,
                        key=ctx.idempotency_key, email_id=params.get("email_id") or "", marketing=marketing,
-                       tracked=tracked, now=ctx.now)
+                       tracked=tracked, now=ctx.now, policy=policy, contact_zone=ctx.contact.fields.get("time_zone"),
+                       over_cap=params.get("over_cap", "skip"))
 
 
 def _links(ctx: ActionContext, public_id: str, tracked: bool, marketing: bool) -> dict[str, Any]:
@@ -122,13 +130,16 @@ def _links(ctx: ActionContext, public_id: str, tracked: bool, marketing: bool) -
             "unsubscribe_url": f"{base}/m/u/{make_token('unsubscribe', tenant, public_id)}" if marketing else None}
 
 
-def _message(ctx: ActionContext, spec: EmailSpec, body: Body, unsubscribe_url: str | None) -> EmailMessage:
+def _message(ctx: ActionContext, spec: EmailSpec, body: Body, unsubscribe_url: str | None,
+             public_id: str) -> EmailMessage:
     msg = EmailMessage(policy=POLICY)
     msg["Subject"] = spec.subject
     msg["From"] = spec.from_address or ctx.settings.get("mail_from", "journeys@localhost")
     msg["To"] = ctx.contact.email
     msg["Message-ID"] = make_msgid(idstring=ctx.idempotency_key.replace(":", "."), domain="crm-journeys")
     msg["X-CRM-Journeys-Key"] = ctx.idempotency_key
+    if public_id:  # SendGrid echoes unique arguments in its Event Webhook (runtime.esp_events)
+        msg["X-SMTPAPI"] = json.dumps({"unique_args": {"cj_send": public_id}})
     if unsubscribe_url:  # RFC 8058 one-click unsubscribe (required of bulk senders)
         msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

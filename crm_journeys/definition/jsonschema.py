@@ -295,6 +295,8 @@ def journey_json_schema() -> dict[str, Any]:
                             "type": "string",
                             "description": "IANA name, e.g. Europe/Rome",
                         },
+                        "priority": {"type": "integer", "minimum": 0, "maximum": 100},
+                        "email_tracking": {"type": "boolean"},
                     }
                 ),
                 "entry": _object(

@@ -282,6 +282,8 @@ class ExitRule:
 class Settings:
     interaction_triggers_start: bool = False
     time_zone: str = "UTC"
+    priority: int = 50  # which journey's marketing email wins when the contact policy allows one
+    email_tracking: bool = True  # open pixel and tracked links in its emails
 
 
 @dataclass(frozen=True)

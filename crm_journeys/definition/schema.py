@@ -528,6 +528,8 @@ def _time_zone(name: str) -> None:
 class SettingsSchema(StrictSchema):
     interaction_triggers_start = StrictBool(load_default=False)
     time_zone = fields.String(load_default="UTC", validate=_time_zone)
+    priority = fields.Integer(strict=True, load_default=50, validate=validate.Range(0, 100))
+    email_tracking = StrictBool(load_default=True)
 
     @post_load
     def _build(self, data: dict[str, Any], **kwargs: Any) -> m.Settings:
@@ -764,6 +766,8 @@ def dump_journey(j: m.Journey) -> dict[str, Any]:
         "settings": {
             "interaction_triggers_start": j.settings.interaction_triggers_start,
             "time_zone": j.settings.time_zone,
+            "priority": j.settings.priority,
+            "email_tracking": j.settings.email_tracking,
         },
         "entry": _dump_entry(j.entry),
         "starting_points": [_dump_starting_point(sp) for sp in j.starting_points],

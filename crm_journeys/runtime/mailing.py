@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.consent import UNSUBSCRIBED, consent_of, mark_bounced, set_consent
+from crm_journeys.runtime.contact_policy import Policy, journey_setting, judge
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.mail_models import EmailSend
 from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog
@@ -33,36 +34,68 @@ MACHINE_WINDOW = timedelta(seconds=10)
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the email action needs: the public id to sign, or why the send is skipped."""
+    """What the email action needs: the public id to sign, or why the send is skipped, or
+    until when it is held."""
 
     public_id: str
     skip_reason: str | None
     tracked: bool
+    hold_until: datetime | None = None
+    hold_reason: str = ""
 
 
 def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int, key: str, email_id: str,
-            marketing: bool, tracked: bool, now: datetime) -> Prepared:
-    """The send's row, made once per idempotency key (a re-run reuses it and its links)."""
+            marketing: bool, tracked: bool, now: datetime, policy: Policy | None = None,
+            contact_zone: str | None = None, over_cap: str = "skip") -> Prepared:
+    """Consent, then the contact policy, then the send's row, made once per idempotency key
+    (a re-run reuses it and its links)."""
     existing = session.scalar(select(EmailSend).where(EmailSend.tenant_id == tenant_id,
                                                       EmailSend.idempotency_key == key))
     if existing is not None:
         skip = "skipped earlier" if existing.status == "skipped" else None
         return Prepared(existing.public_id, skip, existing.tracked)
-    reason = consent_of(session, tenant_id, contact_id).refusal(marketing=marketing)
     outbox = session.get(OutboxMessage, outbox_id)
     instance_id = outbox.instance_id if outbox is not None else None
     journey_id = session.scalar(select(Instance.journey_id).where(Instance.id == instance_id)) \
         if instance_id is not None else None
+    reason = consent_of(session, tenant_id, contact_id).refusal(marketing=marketing)
+    if reason is None and marketing and policy is not None:
+        verdict = judge(session, policy, tenant_id=tenant_id, contact_id=contact_id, contact_zone=contact_zone,
+                        outbox_id=outbox_id, priority=int(journey_setting(session, instance_id, "priority", 50)),
+                        over_cap=over_cap, now=now)
+        if verdict.action == "hold":
+            _note(session, outbox, journey_id, "held", verdict.reason, now)
+            return Prepared("", None, False, verdict.until, verdict.reason)
+        reason = verdict.reason or None
+    tracked = tracked and reason is None and bool(journey_setting(session, instance_id, "email_tracking", True))
     row = EmailSend(tenant_id=tenant_id, public_id=secrets.token_urlsafe(18), idempotency_key=key,
                     contact_id=contact_id, instance_id=instance_id, journey_id=journey_id, email_id=email_id,
-                    marketing=marketing, tracked=tracked and reason is None, links=[],
+                    marketing=marketing, tracked=tracked, links=[],
                     status="skipped" if reason else "sending", created_at=now)
     session.add(row)
-    if reason and instance_id is not None and journey_id is not None and outbox is not None:
-        session.add(StepLog(tenant_id=tenant_id, journey_id=journey_id, instance_id=instance_id, at=now,
-                            step=outbox.step, kind="skipped", branch="",
-                            detail={"why": f"{reason} (send_email {email_id or outbox.step!r} not sent)"}))
+    if reason:
+        _note(session, outbox, journey_id, "skipped", f"{reason} (send_email {email_id or outbox_step(outbox)!r} "
+                                                      "not sent)", now)
     return Prepared(row.public_id, reason, row.tracked)
+
+
+def outbox_step(outbox: OutboxMessage | None) -> str:
+    return outbox.step if outbox is not None else ""
+
+
+def _note(session: Session, outbox: OutboxMessage | None, journey_id: int | None, kind: str, why: str,
+          now: datetime) -> None:
+    """A timeline entry on the journey's instance; a hold that says the same as the last
+    one for its step is not repeated."""
+    if outbox is None or outbox.instance_id is None or journey_id is None:
+        return
+    last = session.scalar(select(StepLog.detail).where(StepLog.instance_id == outbox.instance_id,
+                                                       StepLog.step == outbox.step, StepLog.kind == kind)
+                          .order_by(StepLog.id.desc()).limit(1))
+    if kind == "held" and last and last.get("why") == why:
+        return
+    session.add(StepLog(tenant_id=outbox.tenant_id, journey_id=journey_id, instance_id=outbox.instance_id, at=now,
+                        step=outbox.step, kind=kind, branch="", detail={"why": why}))
 
 
 def mark_sent(session: Session, tenant_id: int, public_id: str, links: list[str], now: datetime) -> None:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crm_journeys.actions.base import Action, ActionContext, ActionResult, ContactView
+from crm_journeys.actions.base import Action, ActionContext, ActionResult, ContactView, HoldUntil
 from crm_journeys.actions.registry import load_action
 from crm_journeys.connectors.base import Connector
 from crm_journeys.errors import FatalConnectorError, PluginNotFound, RetriableConnectorError
@@ -192,6 +192,8 @@ class OutboxRunner:
                                 settings=cache.settings(row.tenant_id), services=self.rt,
                                 pass_cache=cache.shared)
             result = action.execute(ctx, cache.params(row.action, row.params))
+        except HoldUntil as held:
+            return Closing(row, {"status": "pending", "next_attempt_at": held.until, "lease_until": None}, [])
         except RetriableConnectorError as exc:
             return self._retry(row, str(exc), exc.retry_after)
         except (FatalConnectorError, PluginNotFound) as exc:

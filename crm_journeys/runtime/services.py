@@ -61,6 +61,7 @@ class Runtime:
                 "public_url": (settings.get("public_url") or self.settings.get("public_url") or "").rstrip("/"),
                 "email_tracking": settings.get("email_tracking", True) is not False,
                 "smtp_allow_plaintext_auth": bool(settings.get("smtp_allow_plaintext_auth")),
+                "contact_policy": settings.get("contact_policy") or {},
                 "smtp_ca_file": settings.get("smtp_ca_file") or os.environ.get("CRM_JOURNEYS_SMTP_CA_FILE", "")}
 
 

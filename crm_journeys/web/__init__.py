@@ -8,6 +8,7 @@ from flask import Blueprint
 def blueprints() -> list[tuple[Blueprint, str]]:
     """(blueprint, URL prefix below the extension's prefix)."""
     from crm_journeys.web.api import api
+    from crm_journeys.web.esp_hooks import esp_hooks
     from crm_journeys.web.health import health
     from crm_journeys.web.install import install
     from crm_journeys.web.integrations import hooks
@@ -15,4 +16,5 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     from crm_journeys.web.sms_hooks import sms_hooks
     from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api"), (ui, ""), (sms_hooks, ""), (hooks, ""), (install, ""), (mail_links, "")]
+    return [(health, ""), (api, "/api"), (ui, ""), (sms_hooks, ""), (hooks, ""), (install, ""), (mail_links, ""),
+            (esp_hooks, "")]

@@ -48,6 +48,7 @@ from crm_journeys.web import (  # noqa: E402,F401
     api_action_errors,
     api_activity,
     api_admin,
+    api_email,
     api_journeys,
     api_setup,
 )
