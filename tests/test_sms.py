@@ -309,3 +309,46 @@ def test_a_reply_starts_a_journey_only_when_interaction_triggers_may_start(world
                                                      InboxEvent.type == "sms_replied"))
     assert event.payload["properties"]["body"] == "Can you call me at 5?"
     assert jid in {i.journey_id for i in h.instances()}
+
+
+def _policy(world: World, **policy: Any) -> None:
+    with world.h.db.unit_of_work() as s:
+        s.execute(update(Tenant).where(Tenant.id == world.h.tenant_id).values(settings={"contact_policy": policy}))
+
+
+def test_quiet_hours_hold_a_marketing_text_until_morning_in_the_contacts_zone(world: World):
+    h = world.h
+    _policy(world, quiet_hours={"start": "21:00", "end": "08:00"}, time_zone="Europe/Berlin")
+    world.contact("ada", "ada@example.com", phone=ADA, time_zone="America/Los_Angeles")  # 01:00 there
+    h.publish(texting_journey("go"))
+    h.event("tag_added", "ada@example.com", key="go")
+    h.run()
+    assert world.twilio.outbound() == []
+    [held] = world.timeline("held")
+    assert held["why"].startswith("held: quiet hours in America/Los_Angeles until 2026-03-02 08:00 (16:00 UTC)")
+    h.advance(hours=6, minutes=59)
+    assert world.twilio.outbound() == []
+    h.advance(minutes=2)
+    assert len(world.twilio.outbound(ADA)) == 1
+    [row] = [r for r in h.outbox() if r.action == "send_sms"]
+    assert row.status == "done" and row.attempts == 1  # a hold is not a failed attempt
+
+
+def test_the_cap_counts_texts_and_skips_the_one_over_it(world: World):
+    h = world.h
+    _policy(world, max_messages=1, period_days=7)
+    world.contact("ada", "ada@example.com", phone=ADA)
+    h.publish(texting_journey("first", sms_id="first"))
+    h.publish(texting_journey("second", sms_id="second"))
+    h.publish(texting_journey("notice", sms_id="notice", purpose="transactional"))
+    h.event("tag_added", "ada@example.com", key="first")
+    h.run()
+    h.advance(hours=1)
+    h.event("tag_added", "ada@example.com", key="second")
+    h.event("tag_added", "ada@example.com", key="notice")
+    h.run()
+    assert [m["body"] for m in world.twilio.outbound(ADA)] == ["Hi Ada, reply YES to book a call"] * 2
+    second = next(r for r in h.outbox() if r.params.get("sms_id") == "second")
+    assert second.result["summary"] == "skipped: contact policy: 1 marketing messages in 7 days (at most 1)"
+    assert {r.sms_id: r.status for r in world.sms_rows()} == {"first": "accepted", "second": "skipped",
+                                                              "notice": "accepted"}

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from crm_journeys.actions.base import Action, ActionContext, ActionResult, ParamsSchema
+from crm_journeys.actions.base import Action, ActionContext, ActionResult, HoldUntil, ParamsSchema
 from crm_journeys.actions.templating import check_template, render
 from crm_journeys.errors import FatalConnectorError
 from crm_journeys.sms import consent, store, twilio
@@ -38,6 +38,8 @@ class SendSmsParamsSchema(ParamsSchema):
                            metadata={"label": "Text name (for delivered, not delivered and replied)"})
     kind = fields.String(load_default="marketing", validate=validate.OneOf(["marketing", "transactional"]),
                             metadata={"label": "Kind (a marketing text is skipped for a contact who opted out of SMS)"})
+    over_cap = fields.String(load_default="skip", validate=validate.OneOf(["skip", "hold"]),
+                             metadata={"label": "Over the contact policy's cap: skip the text or hold it"})
 
     @validates("body")
     def _body(self, value: str, **_: Any) -> None:
@@ -65,8 +67,11 @@ class SendSms(Action[dict[str, Any]]):
         count = count_segments(body)
         if count.segments > MAX_SEGMENTS:
             raise FatalConnectorError(f"the message is {count.segments} segments long; at most {MAX_SEGMENTS}")
-        if params["kind"] == "marketing":
-            refusal = _refusal(ctx)
+        earlier = _earlier_status(ctx)
+        if earlier == store.SKIPPED:  # a re-run of a row whose close was lost
+            return ActionResult.done("skipped earlier", idempotent=True, skipped=True)
+        if params["kind"] == "marketing" and earlier in (None, store.NOT_SENT):
+            refusal = _refusal(ctx) or _policy(ctx, params)
             if refusal:
                 return _skipped(ctx, number, params, refusal)
         if dry_run:
@@ -83,9 +88,38 @@ def _config(ctx: ActionContext, dry_run: bool) -> twilio.TwilioConfig:
     return twilio.TwilioConfig.from_settings(raw)
 
 
+def _earlier_status(ctx: ActionContext) -> str | None:
+    with ctx.services.db.unit_of_work() as s:
+        row = store.by_key(s, ctx.tenant_id, ctx.idempotency_key)
+        return row.status if row is not None else None
+
+
 def _refusal(ctx: ActionContext) -> str | None:
     with ctx.services.db.unit_of_work() as s:
         return consent.sms_refusal(s, ctx.tenant_id, ctx.contact.id)
+
+
+def _policy(ctx: ActionContext, params: dict[str, Any]) -> str | None:
+    """The tenant's contact policy (quiet hours, cap across channels), as for email: a
+    reason to skip, None to send, or ``HoldUntil`` (the outbox runs the row again then,
+    without counting an attempt; the timeline says why)."""
+    from crm_journeys.runtime.contact_policy import Policy, journey_setting, judge
+
+    policy = Policy.from_settings(ctx.settings.get("contact_policy"))
+    with ctx.services.db.unit_of_work() as s:
+        instance_id = store.instance_of(s, ctx.tenant_id, ctx.outbox_id)
+        verdict = judge(s, policy, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id,
+                        contact_zone=ctx.contact.fields.get("time_zone"), outbox_id=ctx.outbox_id,
+                        priority=int(journey_setting(s, instance_id, "priority", 50)),
+                        over_cap=params["over_cap"], now=ctx.now)
+        if verdict.action == "hold":
+            store.log_step(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, "held",
+                           f"{verdict.reason} (send_sms)", ctx.now)
+    if verdict.action == "hold" and verdict.until is not None:  # raised once the note is committed
+        raise HoldUntil(verdict.until, verdict.reason)
+    if verdict.action == "skip":
+        return verdict.reason.removeprefix("skipped: ")
+    return None
 
 
 def _skipped(ctx: ActionContext, number: str, params: dict[str, Any], reason: str) -> ActionResult:
@@ -94,7 +128,7 @@ def _skipped(ctx: ActionContext, number: str, params: dict[str, Any], reason: st
         store.begin(s, ctx.tenant_id, ctx.idempotency_key, now, contact_id=ctx.contact.id,
                     journey_id=ctx.journey_id, sms_id=params["sms_id"], to_number=number)
         store.settle(s, ctx.tenant_id, ctx.idempotency_key, now, status=store.SKIPPED, error=reason)
-        store.log_skip(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, reason, now)
+        store.log_step(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, "skipped", f"{reason} (send_sms not sent)", now)
     return ActionResult.done(f"skipped: {reason}", idempotent=True, skipped=True, reason=reason)
 
 
@@ -107,7 +141,7 @@ def _send_once(ctx: ActionContext, cfg: twilio.TwilioConfig, number: str, body: 
     with ctx.services.db.unit_of_work() as s:
         store.begin(s, ctx.tenant_id, ctx.idempotency_key, ctx.now, contact_id=ctx.contact.id,
                     journey_id=ctx.journey_id, sms_id=params["sms_id"], to_number=number,
-                    body_sha256=digest, segments=segments)
+                    body_sha256=digest, segments=segments, marketing=params["kind"] == "marketing")
     try:
         message = twilio.send(cfg, number, body, _status_callback(cfg, ctx))
     except twilio.NotCreated:
@@ -160,7 +194,8 @@ def _opted_out_at_twilio(ctx: ActionContext, number: str, params: dict[str, Any]
     with ctx.services.db.unit_of_work() as s:
         consent.opt_out(s, ctx.tenant_id, ctx.contact.id, ctx.now, source="twilio_21610")
         store.settle(s, ctx.tenant_id, ctx.idempotency_key, ctx.now, status=store.SKIPPED, error=reason)
-        store.log_skip(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, why, ctx.now)
+        store.log_step(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, "skipped", f"{why} (send_sms not sent)",
+                       ctx.now)
     return ActionResult.done(f"skipped: {why}", idempotent=True, skipped=True, reason=why)
 
 

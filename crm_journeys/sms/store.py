@@ -65,11 +65,24 @@ def settle(s: Session, tenant_id: int, key: str, now: datetime, *, status: str, 
         row.segments = segments
 
 
-def log_skip(s: Session, tenant_id: int, outbox_id: int, journey_id: int | None, why: str, now: datetime) -> None:
-    """The skipped text in the contact's timeline (kind ``skipped``, as a skipped email),
-    so the journey's author sees why nothing went out while the journey went on."""
+def instance_of(s: Session, tenant_id: int, outbox_id: int) -> int | None:
+    return s.scalar(select(OutboxMessage.instance_id).where(OutboxMessage.tenant_id == tenant_id,
+                                                            OutboxMessage.id == outbox_id))
+
+
+def log_step(s: Session, tenant_id: int, outbox_id: int, journey_id: int | None, kind: str, why: str,
+             now: datetime) -> None:
+    """A skipped or held text in the contact's timeline (kinds ``skipped`` and ``held``, as
+    for email), so the author sees why nothing went out while the journey went on. A hold
+    that says what the step's last one said is not repeated."""
     outbox = s.get(OutboxMessage, outbox_id)
     if outbox is None or outbox.tenant_id != tenant_id or outbox.instance_id is None or journey_id is None:
         return
+    last = s.scalar(select(StepLog.detail).where(StepLog.tenant_id == tenant_id,
+                                                 StepLog.instance_id == outbox.instance_id,
+                                                 StepLog.step == outbox.step, StepLog.kind == kind)
+                    .order_by(StepLog.id.desc()).limit(1))
+    if kind == "held" and last and last.get("why") == why:
+        return
     s.add(StepLog(tenant_id=tenant_id, journey_id=journey_id, instance_id=outbox.instance_id, at=now,
-                  step=outbox.step, kind="skipped", branch="", detail={"why": f"{why} (send_sms not sent)"}))
+                  step=outbox.step, kind=kind, branch="", detail={"why": why}))

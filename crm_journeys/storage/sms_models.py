@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_journeys.storage.models import Base, IdType
@@ -41,6 +41,7 @@ class SmsMessage(Base):
     sid: Mapped[str | None] = mapped_column(String(40), default=None)
     status: Mapped[str] = mapped_column(String(16), default="sending")
     segments: Mapped[int] = mapped_column(Integer, default=0)
+    marketing: Mapped[bool] = mapped_column(Boolean, default=True)  # counts against the contact policy
     body_sha256: Mapped[str] = mapped_column(String(64), default="")
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('sid', sa.String(length=40), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('marketing', sa.Boolean(), nullable=False),
     sa.Column('body_sha256', sa.String(length=64), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('created_at', WHEN, nullable=False),
