@@ -37,7 +37,7 @@ class SendSmsParamsSchema(ParamsSchema):
     sms_id = fields.String(load_default="", validate=validate.Regexp(r"^[A-Za-z0-9_\-]{0,80}$"),
                            metadata={"label": "Text name (for delivered, not delivered and replied)"})
     kind = fields.String(load_default="marketing", validate=validate.OneOf(["marketing", "transactional"]),
-                            metadata={"label": "Kind (a marketing text is skipped for a contact who opted out of SMS)"})
+                         metadata={"label": "Kind (a marketing text is skipped for a contact who opted out of SMS)"})
     over_cap = fields.String(load_default="skip", validate=validate.OneOf(["skip", "hold"]),
                              metadata={"label": "Over the contact policy's cap: skip the text or hold it"})
 
