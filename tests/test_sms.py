@@ -352,3 +352,36 @@ def test_the_cap_counts_texts_and_skips_the_one_over_it(world: World):
     assert second.result["summary"] == "skipped: contact policy: 1 marketing messages in 7 days (at most 1)"
     assert {r.sms_id: r.status for r in world.sms_rows()} == {"first": "accepted", "second": "skipped",
                                                               "notice": "accepted"}
+
+
+class Killed(BaseException):
+    """The worker process died here (nothing in the runtime catches a BaseException)."""
+
+
+def test_worker_killed_after_twilio_accepted_the_text_never_texts_twice(world: World, monkeypatch):
+    from crm_journeys.actions import sms as sms_action
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.worker import Worker
+
+    h = world.h
+    world.contact("ada", "ada@example.com", phone=ADA)
+    h.publish(texting_journey("go"))
+    h.event("tag_added", "ada@example.com", key="go")
+    real_sent = sms_action._sent
+
+    def die_after_twilio(*args: Any, **kwargs: Any) -> Any:
+        raise Killed  # Twilio has the message; our record of its sid and the row's close are lost
+
+    monkeypatch.setattr(sms_action, "_sent", die_after_twilio)
+    with pytest.raises(Killed):
+        h.run()
+    monkeypatch.setattr(sms_action, "_sent", real_sent)
+    assert len(world.twilio.outbound(ADA)) == 1
+    h.runtime = Runtime(db=h.db, clock=h.clock)  # a fresh process
+    h.worker = Worker(h.runtime)
+    h.advance(minutes=10)  # past the dead worker's lease on the row
+    assert len(world.twilio.outbound(ADA)) == 1
+    [row] = [r for r in h.outbox() if r.action == "send_sms"]
+    assert row.status == "done" and row.result["summary"].startswith("already sent")
+    [local] = world.sms_rows()
+    assert local.sid == world.twilio.outbound(ADA)[0]["sid"]
