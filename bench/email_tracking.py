@@ -4,9 +4,10 @@ app, and what tracking adds to a send.
 ``python -m bench.email_tracking [HITS] [SENDS]``
 
 1. Ingest: HITS open-pixel and HITS tracked-link requests (each for a different send, so
-   every one verifies its token, finds its send and stores one new event) through the
-   real Flask app and its WSGI stack (Werkzeug's test client, in process), against
-   ``GET /healthz`` (routing plus one database round trip) as the baseline of the same run.
+   every one verifies its token, finds its send and stores one new event) over HTTP to
+   the real app on waitress (8 threads, in this process), from 1 and from 4 keep-alive
+   connections, against ``GET /healthz`` (routing plus one database round trip) as the
+   baseline of the same run. Four connections let the group commit share transactions.
 2. Send cost: SENDS marketing emails through the outbox to a real SMTP server (aiosmtpd)
    with tracking on (pixel, every link rewritten, signed tokens, List-Unsubscribe) and,
    in the same run, the same with tracking off for the tenant; only the outbox passes are
@@ -18,10 +19,12 @@ SQLite on a temporary file; prints one JSON object.
 
 from __future__ import annotations
 
+import http.client
 import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -63,32 +66,72 @@ def _sends(app: Any, count: int) -> tuple[int, list[str]]:
         return tenant.id, ids
 
 
+def _serve(app: Any) -> tuple[Any, int]:
+    """The app on waitress (8 threads) in this process, on an ephemeral loopback port."""
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    threading.Thread(target=server.run, daemon=True).start()
+    return server, int(server.effective_port)
+
+
+def _hammer(port: int, paths: list[str], connections: int, agent: str) -> float:
+    """Requests per second sending ``paths`` over ``connections`` keep-alive connections."""
+    shares = [paths[i::connections] for i in range(connections)]
+    failures: list[str] = []
+
+    def client(share: list[str]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for path in share:
+            conn.request("GET", path, headers={"User-Agent": agent})
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status not in (200, 302):
+                failures.append(f"{path}: {answer.status}")
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(failures[:3])
+    return len(paths) / elapsed
+
+
 def ingest_rate(app: Any, hits: int) -> dict[str, Any]:
-    """Rounds of opens, clicks and the baseline, alternating; medians of the rounds."""
+    """Rounds of opens, clicks and the baseline, alternating, with 1 and 4 connections;
+    medians of the rounds."""
     from crm_journeys.runtime.mail_tokens import make_token
 
-    client = app.test_client()
-    tenant_id, ids = _sends(app, hits * (ROUNDS + 1))
-    agent = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"}
-    rates: dict[str, list[float]] = {"opens": [], "clicks": [], "healthz": []}
-    for r in range(ROUNDS + 1):  # the first round warms up and is not counted
-        chunk = ids[r * hits:(r + 1) * hits]
-        pixels = [f"/m/o/{make_token('open', tenant_id, pid)}.gif" for pid in chunk]
-        links = [f"/m/c/{make_token('click', tenant_id, pid, i % 2)}" for i, pid in enumerate(chunk)]
-        timed = {"opens": lambda: [client.get(p, headers=agent) for p in pixels],
-                 "clicks": lambda: [client.get(p) for p in links],
-                 "healthz": lambda: [client.get("/healthz") for _ in range(hits)]}
-        for name, run in timed.items():
-            started = time.perf_counter()
-            answers = run()
-            elapsed = time.perf_counter() - started
-            assert all(a.status_code in (200, 302) for a in answers)
-            if r:
-                rates[name].append(hits / elapsed)
-    opens, clicks, base = (statistics.median(rates[k]) for k in ("opens", "clicks", "healthz"))
-    return {"hits": hits, "opens_per_s": round(opens), "clicks_per_s": round(clicks),
-            "healthz_per_s": round(base), "opens_ratio": round(opens / base, 3),
-            "clicks_ratio": round(clicks / base, 3)}
+    server, port = _serve(app)
+    agent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+    tenant_id, ids = _sends(app, hits * (ROUNDS + 1) * 2)
+    rates: dict[str, list[float]] = {}
+    try:
+        for r in range(ROUNDS + 1):  # the first round warms up and is not counted
+            for c, connections in enumerate((1, 4)):
+                chunk = ids[(r * 2 + c) * hits:(r * 2 + c + 1) * hits]
+                runs = {"opens": [f"/m/o/{make_token('open', tenant_id, pid)}.gif" for pid in chunk],
+                        "clicks": [f"/m/c/{make_token('click', tenant_id, pid, i % 2)}" for i, pid in enumerate(chunk)],
+                        "healthz": ["/healthz"] * hits}
+                for name, paths in runs.items():
+                    rate = _hammer(port, paths, connections, agent)
+                    if r:
+                        rates.setdefault(f"{name}_{connections}", []).append(rate)
+    finally:
+        server.close()
+    out: dict[str, Any] = {"hits": hits}
+    for key, values in rates.items():
+        out[f"{key}_per_s"] = round(statistics.median(values))
+    for name in ("opens", "clicks"):
+        for connections in (1, 4):
+            out[f"{name}_{connections}_ratio"] = round(out[f"{name}_{connections}_per_s"]
+                                                       / out[f"healthz_{connections}_per_s"], 3)
+    return out
 
 
 def send_cost(app: Any, sends: int) -> dict[str, Any]:

@@ -232,3 +232,16 @@ def test_a_journey_can_ignore_machine_opens(mail):
     client.get(pixel(msg), headers={"User-Agent": BROWSER})
     harness.run()
     assert harness.branches("opened") == ["yes"]
+
+
+def test_tracking_off_for_one_journey(mail):
+    harness, client, inbox = mail
+    doc = json.loads(json.dumps(WEBINAR))
+    doc["settings"] = {"email_tracking": False}
+    harness.snapshot("uma", "uma@example.com", 1, first_name="Uma")
+    harness.publish(doc)
+    harness.event("form_submitted", "uma@example.com", key="webinar")
+    harness.run()
+    [msg] = inbox.parsed()
+    text, html = parts(msg)
+    assert "https://shop.example/agenda" in text and "<img" not in html and msg["List-Unsubscribe"]

@@ -29,7 +29,7 @@ from marshmallow import ValidationError, fields, validate, validates
 from crm_journeys.actions.base import Action, ActionContext, ActionResult, HoldUntil, ParamsSchema
 from crm_journeys.actions.smtp import HardBounce, SmtpPool, deliver
 from crm_journeys.actions.templating import check_template, render
-from crm_journeys.actions.tracking import Body, build_body
+from crm_journeys.actions.tracking import Body, build_body, find_links
 from crm_journeys.connectors.base import EmailSpec
 from crm_journeys.errors import FatalConnectorError
 
@@ -73,37 +73,43 @@ class SendEmail(Action[dict[str, Any]]):
             raise FatalConnectorError("the contact has no email address")
         smtp_url = ctx.settings.get("smtp_url")
         marketing = params.get("kind", "marketing") == "marketing"
-        tracked = bool(smtp_url and marketing and params.get("track", True) and ctx.settings.get("email_tracking")
-                       and ctx.settings.get("public_url"))
-        prepared = _prepare(ctx, params, marketing, tracked)
+        spec = EmailSpec(subject=render(params["subject"], ctx), text=render(params["body"], ctx),
+                         html=render(params["body"], ctx, autoescape=True),
+                         from_address=params["from_address"], email_id=params["email_id"])
+        trackable = bool(smtp_url and marketing and params.get("track", True) and ctx.settings.get("email_tracking")
+                         and ctx.settings.get("public_url"))
+        prepared = _prepare(ctx, params, marketing, trackable, find_links(spec.text))
         if prepared is not None and prepared.hold_until is not None:
             raise HoldUntil(prepared.hold_until, prepared.hold_reason)
         if prepared is not None and prepared.skip_reason:
             return ActionResult.done(prepared.skip_reason, idempotent=True, skipped=True)
-        spec = EmailSpec(subject=render(params["subject"], ctx), text=render(params["body"], ctx),
-                         html=render(params["body"], ctx, autoescape=True),
-                         from_address=params["from_address"], email_id=params["email_id"])
         if not smtp_url:
             external_id = ctx.connector.send_email(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key).external_id
             _emit_sent(ctx, spec)
             return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id, idempotent=True)
-        public_id = prepared.public_id if prepared else ""
-        links = _links(ctx, public_id, tracked, marketing)
-        body = build_body(spec.text, f"{spec.html}", **links)
-        try:
-            pool = ctx.pass_cache.setdefault("smtp", SmtpPool())
-            deliver(smtp_url, _message(ctx, spec, body, links.get("unsubscribe_url"), public_id), ctx.settings, pool)
-        except HardBounce as exc:
-            reason = str(exc)
-            _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
-            raise FatalConnectorError(f"hard bounce: {reason}") from exc
-        _record(ctx, lambda s, now: _sent(s, ctx, public_id, body.links if tracked else [], now))
+        tracked = bool(prepared and prepared.tracked)
+        _send_smtp(ctx, smtp_url, spec, prepared.public_id if prepared else "", tracked, marketing)
         _emit_sent(ctx, spec)
         return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}"
                                  + ("" if tracked or not marketing else " (not tracked)"), idempotent=False)
 
 
-def _prepare(ctx: ActionContext, params: dict[str, Any], marketing: bool, tracked: bool) -> Any:
+def _send_smtp(ctx: ActionContext, url: str, spec: EmailSpec, public_id: str, tracked: bool, marketing: bool) -> None:
+    """Build and deliver (a second send is a second email: not idempotent); a recipient
+    5xx suppresses the address and dead-letters the row."""
+    links = _links(ctx, public_id, tracked, marketing)
+    body = build_body(spec.text, spec.html, **links)
+    try:
+        pool = ctx.pass_cache.setdefault("smtp", SmtpPool())
+        deliver(url, _message(ctx, spec, body, links.get("unsubscribe_url"), public_id), ctx.settings, pool)
+    except HardBounce as exc:
+        reason = str(exc)
+        _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
+        raise FatalConnectorError(f"hard bounce: {reason}") from exc
+    _record(ctx, lambda s, now: _sent(s, ctx, public_id, now))
+
+
+def _prepare(ctx: ActionContext, params: dict[str, Any], marketing: bool, tracked: bool, links: list[str]) -> Any:
     """The send's row and the consent check (None when run without the runtime)."""
     if ctx.services is None:
         return None
@@ -114,7 +120,7 @@ def _prepare(ctx: ActionContext, params: dict[str, Any], marketing: bool, tracke
     with ctx.services.db.unit_of_work() as s:
         return prepare(s, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id, outbox_id=ctx.outbox_id,
                        key=ctx.idempotency_key, email_id=params.get("email_id") or "", marketing=marketing,
-                       tracked=tracked, now=ctx.now, policy=policy, contact_zone=ctx.contact.fields.get("time_zone"),
+                       tracked=tracked, links=links, now=ctx.now, policy=policy, contact_zone=ctx.contact.fields.get("time_zone"),
                        over_cap=params.get("over_cap", "skip"))
 
 
@@ -154,10 +160,10 @@ def _record(ctx: ActionContext, write: Any) -> None:
             write(s, ctx.now)
 
 
-def _sent(s: Any, ctx: ActionContext, public_id: str, links: list[str], now: Any) -> None:
+def _sent(s: Any, ctx: ActionContext, public_id: str, now: Any) -> None:
     from crm_journeys.runtime.mailing import mark_sent
 
-    mark_sent(s, ctx.tenant_id, public_id, links, now)
+    mark_sent(s, ctx.tenant_id, public_id, now)
 
 
 def _bounce(s: Any, ctx: ActionContext, public_id: str, reason: str, now: Any) -> None:

@@ -45,6 +45,7 @@ from crm_journeys.connectors.mapping import (
     RewritesTags,
     canonical,
     iso_z,
+    opt_out,
     parse_time,
     split_tags,
 )
@@ -52,7 +53,8 @@ from crm_journeys.connectors.oauth import dynamics_app, keeper_for
 from crm_journeys.errors import FatalConnectorError, WebhookRejected
 
 FIELDS = {"email": "emailaddress1", "first_name": "firstname", "last_name": "lastname",
-          "phone": "telephone1", "owner": "_ownerid_value", "birthday": "birthdate"}
+          "phone": "telephone1", "owner": "_ownerid_value", "birthday": "birthdate",
+          "email_opt_out": "donotbulkemail"}
 ACTIVITY_SETS = {"task": ("tasks", "task"), "phone_call": ("phonecalls", "phonecall"),
                  "appointment": ("appointments", "appointment")}
 HEADERS = {"OData-MaxVersion": "4.0", "OData-Version": "4.0", "Accept": "application/json"}
@@ -146,7 +148,8 @@ class DynamicsConnector(RewritesTags, Connector):
             created_at=parse_time(row.get("createdon")),
             modified_at=parse_time(row.get("modifiedon")),
             version=str(row.get("versionnumber")), tags=split_tags(row.get(self.tags_column)),
-            fields={f: row.get(f) for f in self.custom_fields if row.get(f) is not None},
+            fields={**{f: row.get(f) for f in self.custom_fields if row.get(f) is not None},
+                    **opt_out(row.get("donotbulkemail"))},
             echo=bool(self.integration_user) and row.get("_modifiedby_value") == self.integration_user)
 
     # --- webhooks -------------------------------------------------------------------

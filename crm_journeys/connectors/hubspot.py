@@ -48,6 +48,7 @@ from crm_journeys.connectors.mapping import (
     RewritesTags,
     canonical,
     iso_z,
+    opt_out,
     parse_time,
     split_tags,
     to_ms,
@@ -115,7 +116,7 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
     @property
     def contact_properties(self) -> list[str]:
         return [*FIELDS.values(), self.tags_property, "createdate", self.modified_property,
-                *self.custom_fields]
+                "hs_email_optout", *self.custom_fields]
 
     def _refresher(self) -> Any:
         """Renews the access token after a 401: the runtime's hook, else OAuth refresh."""
@@ -160,7 +161,8 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
             modified_at=parse_time(props.get(self.modified_property) or record.get("updatedAt")),
             version=props.get(self.modified_property) or record.get("updatedAt"),
             tags=split_tags(props.get(self.tags_property)),
-            fields={f: props.get(f) for f in self.custom_fields if props.get(f) is not None},
+            fields={**{f: props.get(f) for f in self.custom_fields if props.get(f) is not None},
+                    **opt_out(props.get("hs_email_optout"))},
             deleted=bool(record.get("archived")))
 
     # --- webhooks -------------------------------------------------------------------

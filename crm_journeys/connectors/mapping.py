@@ -29,6 +29,14 @@ def canonical(external_id: str, values: Mapping[str, Any], **rest: Any) -> Canon
     return contact
 
 
+def opt_out(value: object) -> dict[str, bool]:
+    """The host's email opt-out as the canonical ``email_opt_out`` field (``runtime.consent``);
+    nothing when the host says nothing."""
+    if value is None or value == "":
+        return {}
+    return {"email_opt_out": value is True or str(value).lower() in ("true", "1")}
+
+
 def parse_time(value: object) -> datetime | None:
     """A timezone-aware UTC datetime from any host's spelling of one.
 

@@ -34,6 +34,7 @@ from crm_journeys.connectors.mapping import (
     RewritesTags,
     canonical,
     iso_z,
+    opt_out,
     parse_time,
     split_tags,
 )
@@ -43,7 +44,7 @@ from crm_journeys.errors import FatalConnectorError
 log = logging.getLogger(__name__)
 
 FIELDS = {"email": "Email", "first_name": "FirstName", "last_name": "LastName",
-          "phone": "Phone", "owner": "OwnerId", "birthday": "Birthdate"}
+          "phone": "Phone", "owner": "OwnerId", "birthday": "Birthdate", "email_opt_out": "HasOptedOutOfEmail"}
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
@@ -171,7 +172,8 @@ class SalesforceConnector(RewritesTags, WindowedSync, Connector):
             created_at=parse_time(row.get("CreatedDate")),
             modified_at=parse_time(row.get("SystemModstamp")),
             version=row.get("SystemModstamp"), tags=split_tags(row.get(self.tags_field)),
-            fields={f: row.get(f) for f in self.custom_fields if row.get(f) is not None},
+            fields={**{f: row.get(f) for f in self.custom_fields if row.get(f) is not None},
+                    **opt_out(row.get("HasOptedOutOfEmail"))},
             deleted=bool(row.get("IsDeleted")),
             echo=bool(self.integration_user) and row.get("LastModifiedById") == self.integration_user)
 

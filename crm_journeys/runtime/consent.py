@@ -21,13 +21,17 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.mail_models import Consent
-from crm_journeys.storage.models import Contact, OutboxMessage
+from crm_journeys.storage.models import Contact, OutboxMessage, Tenant
 
 CHANNELS = ("email", "sms")
 SUBSCRIBED, UNSUBSCRIBED, NEVER_ASKED = "subscribed", "unsubscribed", "never_asked"
 STATUSES = (SUBSCRIBED, UNSUBSCRIBED)
 HOST_OPT_OUT = {"email": "email_opt_out"}  # canonical host field per channel, where hosts keep one
 HOST = "host"
+# hosts whose connector writes ``email_opt_out`` with ``update_fields`` (HubSpot's
+# hs_email_optout is read-only: its unsubscribes go through the communication
+# preferences API, not wired yet, so HubSpot tenants keep an unsubscribe locally)
+WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics"})
 
 
 def fact_name(channel: str) -> str:
@@ -78,7 +82,7 @@ def set_consent(session: Session, contact: Contact, channel: str, status: str, s
     ingest(session, contact.tenant_id, IncomingEvent(
         type=status, contact={"id": contact.external_id, "email": contact.email},
         properties={"channel": channel, "source": source}, dedup_key=f"consent:{stamp}"), now)
-    if write_back and channel in HOST_OPT_OUT and source != HOST:
+    if write_back and channel in HOST_OPT_OUT and source != HOST and _writes_back(session, contact.tenant_id):
         _queue_write_back(session, contact, HOST_OPT_OUT[channel], status == UNSUBSCRIBED, stamp, now)
     return True
 
@@ -115,6 +119,10 @@ def _queue_write_back(session: Session, contact: Contact, field: str, value: boo
                               step="", idempotency_key=f"consent:{stamp}"[:200], action="update_field",
                               params={"field": field, "value": value}, status="pending", attempts=0,
                               next_attempt_at=now, last_error="", result={}, created_at=now))
+
+
+def _writes_back(session: Session, tenant_id: int) -> bool:
+    return session.scalar(select(Tenant.connector).where(Tenant.id == tenant_id)) in WRITE_BACK_HOSTS
 
 
 def _row(session: Session, tenant_id: int, contact_id: int, channel: str) -> Consent | None:

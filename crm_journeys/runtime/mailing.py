@@ -45,7 +45,8 @@ class Prepared:
 
 
 def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int, key: str, email_id: str,
-            marketing: bool, tracked: bool, now: datetime, policy: Policy | None = None,
+            marketing: bool, tracked: bool, now: datetime, links: list[str] | None = None,
+            policy: Policy | None = None,
             contact_zone: str | None = None, over_cap: str = "skip") -> Prepared:
     """Consent, then the contact policy, then the send's row, made once per idempotency key
     (a re-run reuses it and its links)."""
@@ -70,7 +71,7 @@ def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int
     tracked = tracked and reason is None and bool(journey_setting(session, instance_id, "email_tracking", True))
     row = EmailSend(tenant_id=tenant_id, public_id=secrets.token_urlsafe(18), idempotency_key=key,
                     contact_id=contact_id, instance_id=instance_id, journey_id=journey_id, email_id=email_id,
-                    marketing=marketing, tracked=tracked, links=[],
+                    marketing=marketing, tracked=tracked, links=list(links or []) if tracked else [],
                     status="skipped" if reason else "sending", created_at=now)
     session.add(row)
     if reason:
@@ -98,9 +99,11 @@ def _note(session: Session, outbox: OutboxMessage | None, journey_id: int | None
                         step=outbox.step, kind=kind, branch="", detail={"why": why}))
 
 
-def mark_sent(session: Session, tenant_id: int, public_id: str, links: list[str], now: datetime) -> None:
+def mark_sent(session: Session, tenant_id: int, public_id: str, now: datetime) -> None:
+    """The links were kept when the row was made, before the send: a click works even if
+    the worker died between the send and this update."""
     session.execute(update(EmailSend).where(EmailSend.tenant_id == tenant_id, EmailSend.public_id == public_id)
-                    .values(status="sent", links=links, sent_at=now))
+                    .values(status="sent", sent_at=now))
 
 
 def mark_hard_bounce(session: Session, tenant_id: int, public_id: str, contact_id: int, reason: str,

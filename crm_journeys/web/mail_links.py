@@ -11,45 +11,55 @@ whether a contact exists. The pixel always answers with the image.
 from __future__ import annotations
 
 import base64
+import logging
+from dataclasses import dataclass
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from crm_journeys.extension import state
 from crm_journeys.runtime.consent import SUBSCRIBED, UNSUBSCRIBED
-from crm_journeys.runtime.mail_tokens import read_token
+from crm_journeys.runtime.mail_tokens import TokenData, read_token
 from crm_journeys.runtime.mailing import (
+    Resolved,
     change_subscription,
     is_unsubscribed,
     record_click,
     record_open,
     send_contact,
 )
+from crm_journeys.web.group_commit import GroupCommit
 
+log = logging.getLogger(__name__)
 mail_links = Blueprint("crm_journeys_mail_links", __name__)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1x1 transparent GIF
 NOT_VALID = "This link is not valid (it may be incomplete, or too old)."
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
 
 
+@dataclass(frozen=True)
+class Hit:
+    """One open or click, recorded in the next group commit."""
+
+    token: TokenData
+    user_agent: str = ""
+
+
 @mail_links.get("/m/o/<token>.gif")
 def opened(token: str) -> Response:
     data = read_token("open", token)
     if data is not None:
-        st = state()
-        with st.db.unit_of_work() as s:
-            record_open(s, data.tenant_id, data.public_id, request.headers.get("User-Agent", ""), st.runtime.clock.now())
+        try:
+            _hits().submit(Hit(data, request.headers.get("User-Agent", "")))
+        except Exception:  # the image is answered whatever happened: a mail client shows no error
+            log.exception("recording an open failed")
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
 
 
 @mail_links.get("/m/c/<token>")
 def clicked(token: str) -> BaseResponse:
     data = read_token("click", token)
-    resolved = None
-    if data is not None and data.link is not None:
-        st = state()
-        with st.db.unit_of_work() as s:
-            resolved = record_click(s, data.tenant_id, data.public_id, data.link, st.runtime.clock.now())
+    resolved = _hits().submit(Hit(data)) if data is not None and data.link is not None else None
     if resolved is None or resolved.url is None:
         return _invalid()
     response = redirect(resolved.url, code=302)
@@ -81,6 +91,31 @@ def preferences(token: str) -> Response | str:
     html = render_template("crm_journeys/preferences.html", unsubscribed=unsubscribed,
                            changed=choice is not None, masked=_mask(contact.email or ""))
     return Response(html, headers=NO_STORE)
+
+
+def _hits() -> GroupCommit[Hit, Resolved | None]:
+    """Opens and clicks arriving together are stored in one transaction (as the events
+    API's are): at a mailing's peak, one commit serves many requests."""
+    found = current_app.extensions.get("crm_journeys_mail_hits")
+    if found is None:
+        found = current_app.extensions.setdefault("crm_journeys_mail_hits", GroupCommit(_record_hits))
+    return found
+
+
+def _record_hits(hits: list[Hit]) -> list[Resolved | None | BaseException]:
+    st = state()
+    now = st.runtime.clock.now()
+    out: list[Resolved | None | BaseException] = []
+    with st.db.unit_of_work() as s:
+        for hit in hits:
+            t = hit.token
+            try:
+                with s.begin_nested():  # one bad hit does not undo its neighbours
+                    out.append(record_click(s, t.tenant_id, t.public_id, t.link, now) if t.link is not None
+                               else record_open(s, t.tenant_id, t.public_id, hit.user_agent, now))
+            except Exception as exc:
+                out.append(exc)
+    return out
 
 
 def _invalid() -> Response:

@@ -33,7 +33,7 @@ TAGS = "crmj_tags"
 ACTIVITIES = {"tasks": "task", "phonecalls": "phonecall", "appointments": "appointment",
               "emails": "email"}
 COLUMNS = {
-    "contacts": {"firstname", "lastname", "emailaddress1", "telephone1", "birthdate", TAGS},
+    "contacts": {"firstname", "lastname", "emailaddress1", "telephone1", "birthdate", "donotbulkemail", TAGS},
     "leads": {"subject", "firstname", "lastname", "emailaddress1", "description",
               "estimatedamount", "leadsourcecode", KEY},
     "tasks": {"subject", "description", "scheduledend", KEY},

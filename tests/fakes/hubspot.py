@@ -39,7 +39,7 @@ TAGS = "crm_journeys_tags"
 
 PROPS = {
     "contacts": "email firstname lastname phone hubspot_owner_id hs_timezone hs_language "
-                "date_of_birth company createdate lastmodifieddate hs_object_id",
+                "date_of_birth company createdate lastmodifieddate hs_object_id hs_email_optout",
     "leads": "hs_lead_name hs_lead_type hs_lead_label hubspot_owner_id createdate "
              "hs_lastmodifieddate hs_object_id",
     "tasks": "hs_task_subject hs_task_body hs_task_status hs_task_priority hs_task_type "
@@ -57,7 +57,8 @@ TITLES = {"leads": "hs_lead_name", "tasks": "hs_task_subject", "calls": "hs_call
           "meetings": "hs_meeting_title", "emails": "hs_email_subject"}
 CANONICAL = {"email": "email", "first_name": "firstname", "last_name": "lastname",
              "phone": "phone"}
-READ_ONLY = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id"}
+READ_ONLY = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id",
+             "hs_email_optout"}  # set through the communication preferences API only
 LEAD_TO_CONTACT = 578
 
 

@@ -30,7 +30,7 @@ PREFIX = {"Contact": "003", "Lead": "00Q", "Task": "00T", "Event": "00U"}
 SYSTEM = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "LastModifiedById",
           "CreatedById", "IsDeleted"}
 FIELDS = {
-    "Contact": {"FirstName", "LastName", "Email", "Phone", "OwnerId", "Birthdate", TAGS},
+    "Contact": {"FirstName", "LastName", "Email", "Phone", "OwnerId", "Birthdate", "HasOptedOutOfEmail", TAGS},
     "Lead": {"FirstName", "LastName", "Email", "Company", "Description", "LeadSource",
              "OwnerId", "Status", KEY, "CRM_Journeys_Contact__c"},
     "Task": {"WhoId", "Subject", "ActivityDate", "OwnerId", "Description", "Status",
