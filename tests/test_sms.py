@@ -385,3 +385,22 @@ def test_worker_killed_after_twilio_accepted_the_text_never_texts_twice(world: W
     assert row.status == "done" and row.result["summary"].startswith("already sent")
     [local] = world.sms_rows()
     assert local.sid == world.twilio.outbound(ADA)[0]["sid"]
+
+
+def test_retention_removes_the_record_of_texts_untouched_for_the_outbox_period(world: World):
+    from datetime import timedelta
+
+    from crm_journeys.runtime.retention import prune
+
+    h = world.h
+    world.contact("ada", "ada@example.com", phone=ADA)
+    h.publish(texting_journey("go"))
+    h.event("tag_added", "ada@example.com", key="go")
+    h.run()
+    assert len(world.sms_rows()) == 1
+    with h.db.unit_of_work() as s:
+        slug = s.get(Tenant, h.tenant_id).slug  # type: ignore[union-attr]
+    assert prune(h.db, h.clock.now() + timedelta(days=89), [slug])[slug]["cj_sms_message"] == 0
+    assert len(world.sms_rows()) == 1
+    removed = prune(h.db, h.clock.now() + timedelta(days=91), [slug])[slug]
+    assert removed["cj_sms_message"] == 1 and world.sms_rows() == []

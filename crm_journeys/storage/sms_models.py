@@ -30,7 +30,8 @@ class SmsMessage(Base):
     __tablename__ = "cj_sms_message"
     __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),
                       Index("ix_cj_sms_message_sid", "tenant_id", "sid"),
-                      Index("ix_cj_sms_message_to", "tenant_id", "to_number", "id"))
+                      Index("ix_cj_sms_message_to", "tenant_id", "to_number", "id"),
+                      Index("ix_cj_sms_message_updated", "tenant_id", "updated_at"))
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("cj_tenant.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(200))

@@ -47,9 +47,11 @@ def upgrade() -> None:
     )
     op.create_index('ix_cj_sms_message_sid', 'cj_sms_message', ['tenant_id', 'sid'], unique=False)
     op.create_index('ix_cj_sms_message_to', 'cj_sms_message', ['tenant_id', 'to_number', 'id'], unique=False)
+    op.create_index('ix_cj_sms_message_updated', 'cj_sms_message', ['tenant_id', 'updated_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_cj_sms_message_updated', table_name='cj_sms_message')
     op.drop_index('ix_cj_sms_message_to', table_name='cj_sms_message')
     op.drop_index('ix_cj_sms_message_sid', table_name='cj_sms_message')
     op.drop_table('cj_sms_message')
