@@ -29,6 +29,8 @@ ENDPOINTS = {
     "oauth_callback": "/install/{host}/callback",
     "uninstall": "/install/tenants/{tenant_slug}/uninstall",
     "webhook": WEBHOOK_PATH,
+    "sms_inbound": "/hooks/{tenant_slug}/twilio",
+    "sms_status": "/hooks/{tenant_slug}/twilio/status",
     "contact_card": "/crm/contact",
     "health": "/healthz",
     "api": "/api",

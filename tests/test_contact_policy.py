@@ -62,7 +62,7 @@ def test_cap_across_two_journeys_skips_the_third_email(harness, inbox):
     harness.run()
     assert _subjects(inbox) == ["Weekly", "Weekly"]
     assert _timeline(harness, "skipped") == [
-        "skipped: contact policy: 2 marketing emails in 7 days (at most 2) (send_email 'promo' not sent)"]
+        "skipped: contact policy: 2 marketing messages in 7 days (at most 2) (send_email 'promo' not sent)"]
     harness.publish(mailing("Receipt", "order", kind="transactional"))
     harness.event("form_submitted", "ann@example.com", key="order")
     harness.run()
@@ -80,7 +80,7 @@ def test_over_cap_held_until_a_slot_frees(harness, inbox):
     harness.run()
     assert _subjects(inbox) == ["Weekly"]
     assert _timeline(harness, "held") == [
-        "held: contact policy: 1 marketing emails in 2 days (at most 1), until 2026-03-04 09:00 UTC"]
+        "held: contact policy: 1 marketing messages in 2 days (at most 1), until 2026-03-04 09:00 UTC"]
     harness.advance(hours=46, minutes=59)
     assert _subjects(inbox) == ["Weekly"]
     harness.advance(minutes=2)

@@ -69,7 +69,8 @@ FEATURE_ROWS: dict[str, list[str]] = {
     "custom trigger (004)": ["custom_trigger"],
     "business trigger (004)": ["business_trigger"],
 }
-INTERACTION = ["email_delivered", "email_not_delivered", "interaction_email_opened"]
+INTERACTION = ["email_delivered", "email_not_delivered", "interaction_email_opened",
+               "sms_delivered", "sms_not_delivered", "sms_replied"]
 ORIGINAL = {  # names and events of the first catalogue, which other modules already use
     "signup": "subscribed",
     "tag_added": "tag_added",

@@ -32,7 +32,7 @@ def test_admin_rotates_a_secret_once_and_the_hook_accepts_only_it(app, as_, cloc
     caplog.set_level(logging.DEBUG)
     api = as_("acme_admin")
     listed = {i["service"]: i for i in api.get("/integrations").json}
-    assert list(listed) == ["eventbrite", "livechat", "zapier", "custom"]
+    assert list(listed) == ["eventbrite", "livechat", "zapier", "custom", "twilio"]
     zapier = listed["zapier"]
     assert zapier["hook_url"] == f"http://localhost/hooks/{_tenant(app).slug}/zapier"
     assert zapier["settings"][0]["is_set"] is False and zapier["last_used_at"] is None
@@ -103,7 +103,7 @@ def test_integrations_page(app):
     page = admin.get("/admin/integrations")
     assert page.status_code == 200 and 'href="/admin/integrations"' in page.text
     assert f'value="http://localhost/hooks/{_tenant(app).slug}/livechat"' in page.text
-    assert page.text.count("No delivery accepted yet") == 4
+    assert page.text.count("No delivery accepted yet") == 5
 
     rotated = admin.post("/admin/integrations/livechat/rotate", {"setting": "secret_key"})
     assert rotated.status_code == 200 and rotated.headers["Cache-Control"] == "no-store"

@@ -772,6 +772,41 @@ _INTERACTION = [
     ),
 ]
 
+_SMS = _key("sms", "Text name", required=False,
+            help="The send_sms step's text name; empty: any text")
+_SMS_INTERACTION = [
+    _T(
+        "sms_delivered",
+        "Interaction: SMS delivered",
+        "interaction",
+        "sms_delivered",
+        (_SMS,),
+        key_param="sms",
+        interaction=True,
+        description="The carrier reported the text delivered to the contact's phone.",
+    ),
+    _T(
+        "sms_not_delivered",
+        "Interaction: SMS not delivered",
+        "interaction",
+        "sms_not_delivered",
+        (_SMS,),
+        key_param="sms",
+        interaction=True,
+        description="The text was undelivered or failed (Twilio's error code is the reason).",
+    ),
+    _T(
+        "sms_replied",
+        "Interaction: SMS replied",
+        "interaction",
+        "sms_replied",
+        (_SMS,),
+        key_param="sms",
+        interaction=True,
+        description="The contact answered the text (STOP, START and HELP replies too: see event.keyword).",
+    ),
+]
+
 _INTEGRATIONS = [
     _T(
         "journey_api",
@@ -877,7 +912,8 @@ _INTEGRATIONS = [
 ]
 
 CATALOG: dict[str, TriggerType] = {
-    t.name: t for t in _AUDIENCE + _DATES + _ECOMMERCE + _EMAIL_GROUP + _INTERACTION + _INTEGRATIONS
+    t.name: t for t in _AUDIENCE + _DATES + _ECOMMERCE + _EMAIL_GROUP + _INTERACTION + _SMS_INTERACTION
+    + _INTEGRATIONS
 }
 
 GROUP_LABELS = {
@@ -960,6 +996,10 @@ _CART_PROPS = {
 _EMAIL_PROPS = {
     "email_id": "the email (campaign, template or message definition) id",
     "message_id": "the id of this one sending",
+}
+_SMS_PROPS = {
+    "sms_id": "the text's name (the send_sms step's sms_id)",
+    "sid": "Twilio's message id (SM...)",
 }
 _DATE_PROPS = {
     "journey": "the journey id",
@@ -1097,6 +1137,25 @@ CANONICAL_EVENTS: dict[str, CanonicalEvent] = {
         "No link of an email sent was clicked within the journey's period.",
         "journey",
         {"journey": "the journey id", **_EMAIL_PROPS, "sent_at": "ISO datetime"},
+    ),
+    "sms_sent": _E("A text was sent to the contact.", "sms_id", _SMS_PROPS),
+    "sms_delivered": _E("A text reached the contact's phone.", "sms_id",
+                        {**_SMS_PROPS, "status": "delivered or read"}),
+    "sms_not_delivered": _E(
+        "A text was undelivered or failed.",
+        "sms_id",
+        {**_SMS_PROPS, "status": "undelivered or failed", "reason": "Twilio error <code>, or the status"},
+    ),
+    "sms_replied": _E(
+        "The contact replied to a text.",
+        "sms_id",
+        {
+            "sms_id": "the name of the text replied to",
+            "sid": "Twilio's id of the reply",
+            "in_reply_to": "Twilio's id of the text replied to",
+            "body": "the reply's text",
+            "keyword": "stop, start, help, or empty for any other reply",
+        },
     ),
     "survey_answered": _E(
         "The contact answered a survey.",

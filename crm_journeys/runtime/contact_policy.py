@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 from crm_journeys.errors import FatalConnectorError
 from crm_journeys.storage.mail_models import EmailSend
 from crm_journeys.storage.models import Instance, JourneyVersion, OutboxMessage
+from crm_journeys.storage.sms_models import SmsMessage
 
+MESSAGE_ACTIONS = ("send_email", "send_sms")  # what the cap counts, across channels
 RECHECK = timedelta(minutes=1)  # a message that yielded to a higher-priority one looks again
 
 
@@ -85,7 +87,7 @@ def judge(session: Session, policy: Policy, *, tenant_id: int, contact_id: int, 
     if len(sent) + ahead < policy.max_messages:
         return SEND
     days = policy.period.total_seconds() / 86400
-    reason = f"contact policy: {len(sent)} marketing emails in {days:g} days (at most {policy.max_messages})"
+    reason = f"contact policy: {len(sent)} marketing messages in {days:g} days (at most {policy.max_messages})"
     if ahead and len(sent) < policy.max_messages:
         reason = f"contact policy: {ahead} message(s) of higher-priority journeys go first"
     if over_cap == "skip":
@@ -121,18 +123,22 @@ def journey_setting(session: Session, instance_id: int | None, name: str, defaul
 
 
 def _sent_in_period(session: Session, tenant_id: int, contact_id: int, since: datetime) -> list[datetime]:
-    rows = session.scalars(select(EmailSend.sent_at).where(
+    """When each marketing message (email or text) of the period went out, oldest first."""
+    emails = session.scalars(select(EmailSend.sent_at).where(
         EmailSend.tenant_id == tenant_id, EmailSend.contact_id == contact_id, EmailSend.marketing.is_(True),
-        EmailSend.status == "sent", EmailSend.sent_at > since).order_by(EmailSend.sent_at))
-    return [r for r in rows if r is not None]
+        EmailSend.status == "sent", EmailSend.sent_at > since))
+    texts = session.scalars(select(SmsMessage.attempted_at).where(
+        SmsMessage.tenant_id == tenant_id, SmsMessage.contact_id == contact_id, SmsMessage.marketing.is_(True),
+        SmsMessage.sid.is_not(None), SmsMessage.attempted_at > since))
+    return sorted(r for r in [*emails, *texts] if r is not None)
 
 
 def _ahead(session: Session, tenant_id: int, contact_id: int, outbox_id: int, priority: int,
            now: datetime) -> int:
-    """Marketing emails of higher-priority journeys (or equal and queued first) due now."""
+    """Marketing messages of higher-priority journeys (or equal and queued first) due now."""
     rows = session.execute(select(OutboxMessage.id, OutboxMessage.instance_id, OutboxMessage.params).where(
         OutboxMessage.tenant_id == tenant_id, OutboxMessage.contact_id == contact_id,
-        OutboxMessage.action == "send_email", OutboxMessage.status == "pending",
+        OutboxMessage.action.in_(MESSAGE_ACTIONS), OutboxMessage.status == "pending",
         OutboxMessage.id != outbox_id, OutboxMessage.next_attempt_at <= now)).all()
     rows = [r for r in rows if (r.params or {}).get("kind", "marketing") == "marketing"]
     if not rows:

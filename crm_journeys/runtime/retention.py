@@ -13,6 +13,7 @@ What goes, per tenant (``RetentionPolicy``, in ``Tenant.settings["retention"]``)
   kept for someone to look at) and ``dismissed`` ones (dead ones an admin gave up, see
   ``action_errors``) more than ``dead_days`` after they were given up.
 - ``cj_lapse`` rows fired or cancelled, due more than ``lapse_days`` ago.
+- ``cj_sms_message`` rows (the local record of texts) untouched for ``outbox_days``.
 - The history of instances that ended more than ``step_log_days`` ago: their
   ``cj_step_log`` rows and closed ``cj_wakeup`` rows, all of an instance's at once.
   Analytics read step logs, so what they count is first added to ``cj_step_rollup`` in
@@ -54,6 +55,7 @@ from crm_journeys.storage.models import (
     Tenant,
     Wakeup,
 )
+from crm_journeys.storage.sms_models import SmsMessage
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
@@ -175,6 +177,14 @@ def _outbox_dead(tenant_id: int, cutoff: datetime) -> Select[Any]:
             .order_by(OutboxMessage.next_attempt_at))
 
 
+def _texts(tenant_id: int, cutoff: datetime) -> Select[Any]:
+    # the local record of texts (cj_sms_message) untouched since the cutoff: their callbacks
+    # and retries are long over; a reply to one that old starts nothing (ix_cj_sms_message_updated)
+    return (select(SmsMessage.id)
+            .where(SmsMessage.tenant_id == tenant_id, SmsMessage.updated_at < cutoff)
+            .order_by(SmsMessage.updated_at))
+
+
 def _lapses(tenant_id: int, cutoff: datetime) -> Select[Any]:
     # unordered: over two statuses, an ORDER BY would sort every old row for each batch
     return (select(LapseTimer.id)
@@ -245,6 +255,7 @@ TARGETS: tuple[Target, ...] = (
     RowTarget("cj_outbox", OutboxMessage, "outbox_days", _outbox_done),
     RowTarget("cj_outbox:dead", OutboxMessage, "dead_days", _outbox_dead),
     RowTarget("cj_lapse", LapseTimer, "lapse_days", _lapses),
+    RowTarget("cj_sms_message", SmsMessage, "outbox_days", _texts),
     HistoryTarget(),
 )
 

@@ -74,7 +74,8 @@ class Runtime:
             assert tenant is not None
             settings = dict(tenant.settings or {})
             secret = tenant.webhook_secret
-        return {"smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
+            sms = _sms_settings(tenant)
+        return {"sms": sms, "dry_run": bool(self.settings.get("dry_run")), "smtp_url": settings.get("smtp_url") or self.settings.get("smtp_url"),
                 "mail_from": settings.get("mail_from", "journeys@localhost"),
                 "allow_private_webhooks": bool(settings.get("allow_private_webhooks")),
                 "webhook_secret": secret,
@@ -90,3 +91,13 @@ def _installation(tenant: Tenant) -> tuple[Any, ...]:
     change made by another process from the settings this connector was built with)."""
     return (tenant.slug, tenant.connector, tenant.created_at,
             json.dumps(tenant.settings or {}, sort_keys=True, default=str))
+
+
+def _sms_settings(tenant: Tenant) -> dict[str, Any]:
+    """The tenant's Twilio settings (sealed in its credentials, set on the Integrations
+    page) and its slug, which the status-callback URL names."""
+    from crm_journeys.secrets import decrypt_json
+
+    creds = decrypt_json(tenant.credentials) if tenant.credentials else {}
+    twilio = dict((creds.get("integrations") or {}).get("twilio") or {})
+    return {**twilio, "tenant_slug": tenant.slug} if twilio else {}

@@ -71,7 +71,7 @@ def throwaway_world(document: dict[str, Any], start: datetime, name: str = "simu
         try:
             db.upgrade()
             clock = VirtualClock(start)
-            runtime = Runtime(db=db, clock=clock, settings={"smtp_url": ""})
+            runtime = Runtime(db=db, clock=clock, settings={"smtp_url": "", "dry_run": True})
             with db.unit_of_work() as s:
                 tenant_id = create_tenant(s, name, name.title(), start).id
                 if seed is not None:

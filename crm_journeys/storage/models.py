@@ -394,4 +394,4 @@ class SandboxRecord(Base):
 
 
 # Models of other modules share this metadata (migrations see every cj_ table).
-from crm_journeys.storage import auth_models, journey_models, mail_models  # noqa: E402,F401,I001
+from crm_journeys.storage import auth_models, journey_models, mail_models, sms_models  # noqa: E402,F401,I001

@@ -13,6 +13,8 @@ def blueprints() -> list[tuple[Blueprint, str]]:
     from crm_journeys.web.install import install
     from crm_journeys.web.integrations import hooks
     from crm_journeys.web.mail_links import mail_links
+    from crm_journeys.web.sms_hooks import sms_hooks
     from crm_journeys.web.ui import ui
 
-    return [(health, ""), (api, "/api"), (ui, ""), (hooks, ""), (install, ""), (mail_links, ""), (esp_hooks, "")]
+    return [(health, ""), (api, "/api"), (ui, ""), (sms_hooks, ""), (hooks, ""), (install, ""), (mail_links, ""),
+            (esp_hooks, "")]

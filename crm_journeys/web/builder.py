@@ -84,8 +84,15 @@ def _context(p: Any, journey: Journey, **extra: Any) -> dict[str, Any]:
             "step_ids": [st.get("id") for st in document.get("steps") or [] if isinstance(st, dict)],
             "configure": session.get(f"configure:{journey.id}", []), "operators": OPERATORS,
             "show_value": show_value, "field_errors": field_errors, "condition_tree": condition_tree, "errors_under": errors_under,
-            "editable_depth": EDITABLE_DEPTH,
+            "editable_depth": EDITABLE_DEPTH, "sms_count": sms_count,
             "step_forms": STEP_FORMS, "event_types": event_types(), **extra}
+
+
+def sms_count(text: Any) -> dict[str, Any]:
+    """The SMS field's count as the page first shows it (the script keeps it live)."""
+    from crm_journeys.sms.segments import count_segments
+
+    return count_segments(str(text or "")).to_json()
 
 
 def problems(journey: Journey, errors: dict[str, list[str]]) -> list[dict[str, str]]:

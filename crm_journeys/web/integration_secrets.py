@@ -81,6 +81,26 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
         where="Your systems POST {\"trigger\", \"contact\", \"attributes\"} to the URL with the header "
               "X-Webhook-Secret (see Custom triggers for examples).",
         events="your declared custom triggers"),
+    Service("twilio", "Twilio SMS", (
+        Setting("account_sid", "Account SID", secret=False, help="Twilio Console → Account info (AC…)."),
+        Setting("auth_token", "Auth token", help="Twilio signs its webhooks with it; it also sends texts "
+                "unless an API key is set."),
+        Setting("api_key_sid", "API key SID (optional)", secret=False, help="SK…: send with an API key "
+                "instead of the auth token."),
+        Setting("api_key_secret", "API key secret (optional)"),
+        Setting("messaging_service_sid", "Messaging Service SID", secret=False,
+                help="MG…: Twilio picks the sender from the service. Or set a From number."),
+        Setting("from_number", "From number", secret=False, help="In E.164 (+14155550100), when no "
+                "Messaging Service is set."),
+        Setting("public_url", "This service's public address", secret=False,
+                help="https://… as Twilio reaches it: status callbacks go to <address>/hooks/<tenant>/twilio/status."),
+        Setting("default_region", "Default country (optional)", secret=False,
+                help="Two letters (DE, US): reads national numbers of contacts with no country."),
+        Setting("api_url", "API address (optional)", secret=False,
+                help="Default https://api.twilio.com; a regional edge if your account uses one.")),
+        where="Twilio Console → Phone Numbers (or your Messaging Service) → Messaging → "
+              "“A message comes in”: paste the URL (HTTP POST).",
+        events="SMS replied, delivered, not delivered; STOP/START update SMS consent"),
 )}
 
 
