@@ -103,7 +103,7 @@ def test_unknown_contact_fields_are_refused_never_reported_done(bottlecrm, conne
     """Item 6: the server answers 200 to a key it does not know and writes nothing."""
     ref = human.add_contact(email=unique_email("patch"))
     for key in ("score", "language", "birthday"):
-        with pytest.raises(FatalConnectorError, match=f"no field {key}"):
+        with pytest.raises(FatalConnectorError, match=f"no field '{key}'"):
             connector.update_fields(ref, {key: "1"}, f"k-{key}")
     sales = org.people["sales"]
     connector.update_fields(ref, {"owner": sales.email, "city": "Leeds"}, "k-owner")
