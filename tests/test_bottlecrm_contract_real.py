@@ -18,9 +18,8 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from crm_journeys.clock import VirtualClock
+from crm_journeys.clock import Clock, VirtualClock
 from crm_journeys.connectors.bottlecrm import BottleCrmConnector
-from crm_journeys.clock import Clock
 from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from tests.bottlecrm_host import BottleCrmHost, Org

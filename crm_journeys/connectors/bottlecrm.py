@@ -340,8 +340,7 @@ class BottleCrmConnector(RewritesTags, Connector):
         if unknown:
             raise FatalConnectorError(
                 f"bottlecrm: contacts have no field {', '.join(map(repr, unknown))}; BottleCRM "
-                f"can write "
-                f"{', '.join(sorted(WRITABLE | {'owner'}))}", status=400)
+                f"can write {', '.join(sorted(WRITABLE | {'owner'}))}", status=400)
         body = {k: v for k, v in values.items() if k != "owner"}
         if "owner" in values:
             owner = self.resolve_owner(values["owner"])
