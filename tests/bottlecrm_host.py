@@ -58,13 +58,14 @@ from common.models import Org, Profile, PersonalAccessToken, User
 for tag in %(tags)s:
     org = Org.objects.create(name="Journeys Test Org " + tag)
     out = {"org": str(org.id), "people": {}}
-    for key, email, role in [
-            ("integration", f"journeys-bot.{tag}@example.com", "ADMIN"),
-            ("admin", f"ada.admin.{tag}@example.com", "ADMIN"),
-            ("sales", f"sam.sales.{tag}@example.com", "USER"),
-            ("member", f"mia.member.{tag}@example.com", "USER")]:
-        user = User.objects.create(email=email, is_active=True)
-        profile = Profile.objects.create(user=user, org=org, role=role, is_active=True)
+    for key, email, role, active, name in [
+            ("integration", f"journeys-bot.{tag}@example.com", "ADMIN", True, ""),
+            ("admin", f"ada.admin.{tag}@example.com", "ADMIN", True, ""),
+            ("sales", f"sam.sales.{tag}@example.com", "USER", True, "Sam Seller"),
+            ("member", f"mia.member.{tag}@example.com", "USER", True, ""),
+            ("gone", f"gus.gone.{tag}@example.com", "USER", False, "Gus Gone")]:
+        user = User.objects.create(email=email, name=name, is_active=True)
+        profile = Profile.objects.create(user=user, org=org, role=role, is_active=active)
         raw, pat = PersonalAccessToken.generate(profile=profile, name=f"{key} token")
         out["people"][key] = {"email": email, "user_id": str(user.id),
                               "profile_id": str(profile.id), "token": raw}
@@ -86,8 +87,9 @@ class Person:
 
 @dataclass
 class Org:
-    """An organisation with four people: the integration user and a human admin (ADMIN),
-    a salesperson and a member (USER), each with a personal access token."""
+    """An organisation with five people: the integration user and a human admin (ADMIN),
+    a salesperson and a member (USER), each with a personal access token, and a
+    salesperson whose profile was deactivated (``gone``: left the company)."""
 
     id: str
     people: dict[str, Person]

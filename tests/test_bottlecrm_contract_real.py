@@ -18,9 +18,9 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from crm_journeys.clock import VirtualClock
+from crm_journeys.clock import Clock, VirtualClock
 from crm_journeys.connectors.bottlecrm import BottleCrmConnector
-from crm_journeys.connectors.contract import ConnectorContract
+from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from tests.bottlecrm_host import BottleCrmHost, Org
 from tests.bottlecrm_people import Human
@@ -180,3 +180,63 @@ def test_the_proxy_is_transparent(host, connector):
     ref = host.add_contact(email="plain@example.com", first_name="Plain", last_name="P")
     assert connector.fetch_contact(ref).email == "plain@example.com"
     assert ("GET", f"/api/contacts/{ref}/") in host.requests
+
+
+# The refusal half of the suite names its people: an active salesperson sam@sales.example
+# and a deactivated gone@sales.example. BottleCRM keeps one User per email across
+# organisations and a Profile per organisation, so each test's org gets both as profiles.
+TEAM_SCRIPT = r"""
+from common.models import Org, Profile, User
+for org_id in %(orgs)r:
+    org = Org.objects.get(id=org_id)
+    for email, name, active in [("sam@sales.example", "Sam Seller", True),
+                                ("gone@sales.example", "Gus Gone", False)]:
+        user, _ = User.objects.get_or_create(email=email, defaults={"name": name})
+        Profile.objects.create(user=user, org=org, role="USER", is_active=active)
+"""
+
+
+class RealTeamHost(RealHost):
+    """The real server with the suite's named salespeople; time is the real time (the
+    created date of a contact is compared with it)."""
+
+    def __init__(self, server: BottleCrmHost, org: Org, proxy: FaultProxy):
+        super().__init__(server, org, proxy)
+        self.clock = Clock()  # type: ignore[assignment]
+
+    def forbid_owner_listing(self) -> None:
+        """The integration profile demoted to USER on the team page: only admins list it."""
+        self.server.sql("UPDATE profile SET role = 'USER' WHERE id = :id",
+                        id=self.org.people["integration"].profile_id)
+
+
+@pytest.fixture(scope="module")
+def teams(bottlecrm) -> Iterator[Iterator[Org]]:
+    made = bottlecrm.new_orgs(8)
+    bottlecrm.shell(TEAM_SCRIPT % {"orgs": [o.id for o in made]})
+    yield iter(made)
+
+
+class TestBottleCrmRefusalsOnTheRealServer(HostRefusalContract):
+    @pytest.fixture
+    def host(self, bottlecrm, teams) -> Iterator[RealHost]:
+        proxy = FaultProxy(bottlecrm.url)
+        try:
+            yield RealTeamHost(bottlecrm, next(teams), proxy)
+        finally:
+            proxy.close()
+
+    @pytest.fixture
+    def connector(self, host: RealHost) -> BottleCrmConnector:
+        person = host.org.people["integration"]
+        return BottleCrmConnector({"url": host.proxy.url, "integration_user_id": person.user_id},
+                                  {"token": person.token}, limits=HostLimits())
+
+    @pytest.fixture
+    def refused_connector(self, host: RealHost) -> BottleCrmConnector:
+        return BottleCrmConnector({"url": host.proxy.url}, {"token": "bcrm_pat_revoked0000"},
+                                  limits=HostLimits())
+
+    @pytest.fixture
+    def unknown_owner(self) -> str:
+        return "7c7c7c7c-3333-4f3f-9f3f-0000000000ff"  # shaped like a profile id, no one's

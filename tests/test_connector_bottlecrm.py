@@ -6,11 +6,11 @@ import pytest
 
 from crm_journeys.connectors.base import ActivitySpec, LeadSpec
 from crm_journeys.connectors.bottlecrm import BottleCrmConnector
-from crm_journeys.connectors.contract import ConnectorContract, drain
+from crm_journeys.connectors.contract import ConnectorContract, HostRefusalContract, drain
 from crm_journeys.connectors.cursor import SyncState
 from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.errors import BudgetExhaustedError, FatalConnectorError
-from tests.fakes.bottlecrm import INTEGRATION_USER, FakeBottleCrm
+from tests.fakes.bottlecrm import GONE_PROFILE, INTEGRATION_USER, SALES_PROFILE, FakeBottleCrm
 
 
 @pytest.fixture
@@ -33,6 +33,41 @@ def connector(host):
 
 class TestBottleCrmContract(ConnectorContract):
     pass
+
+
+class TestBottleCrmRefusals(HostRefusalContract):
+    @pytest.fixture
+    def refused_connector(self, host):
+        return BottleCrmConnector({"url": host.url}, {"token": "bcrm_pat_revoked0000"},
+                                  clock=host.clock, sleep=sleep_on(host.clock),
+                                  limits=HostLimits())
+
+    @pytest.fixture
+    def unknown_owner(self):
+        return "7c7c7c7c-3333-4f3f-9f3f-0000000000ff"  # shaped like a profile id, no one's
+
+
+def test_a_deactivated_salesperson_is_refused_before_the_task_is_written(host, connector):
+    """The server would drop the assignee and still answer 200: an unassigned task."""
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    spec = ActivitySpec("task", "Call Ada", host.now(), owner=GONE_PROFILE)
+    with pytest.raises(FatalConnectorError, match="no active user"):
+        connector.create_activity(ref, spec, "k-gone")
+    assert host.written("task", "k-gone") == []
+
+
+def test_owners_are_read_once_then_again_when_someone_new_is_named(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    for i, owner in enumerate(["sam@sales.example", SALES_PROFILE, "SAM@sales.example"]):
+        connector.create_activity(ref, ActivitySpec("task", f"T{i}", host.now(), owner=owner),
+                                  f"k-{i}")
+        assert host.written("task", f"k-{i}")[0]["row"]["_assigned"] == [SALES_PROFILE]
+    assert sum(1 for r in host.requests if r[1].startswith("/api/users/")) == 1
+    host.inactive.add(SALES_PROFILE)  # Sam leaves: after a while the list is read again
+    host.advance(11 * 60)
+    with pytest.raises(FatalConnectorError, match="no active user sam@sales.example"):
+        connector.create_activity(ref, ActivitySpec("task", "T9", host.now(),
+                                                    owner="sam@sales.example"), "k-9")
 
 
 def test_an_overrun_feed_falls_back_to_a_full_scan(host, connector):
@@ -108,7 +143,7 @@ def test_leads_get_the_boards_first_status(host, connector):
 def test_unknown_fields_are_refused_before_any_request(host, connector):
     ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
     before = len(host.requests)
-    with pytest.raises(FatalConnectorError, match="no field score"):
+    with pytest.raises(FatalConnectorError, match="no field 'score'"):
         connector.update_fields(ref, {"score": 10}, "k")
     assert len(host.requests) == before
 

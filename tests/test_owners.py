@@ -14,16 +14,20 @@ from sqlalchemy import select
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.models import JourneyVersion
 from tests import test_install_hosts as hosts
+from tests.fakes.bottlecrm import HUMAN_PROFILE as BCRM_KIM
+from tests.fakes.bottlecrm import SALES_PROFILE as BCRM_SAM
 from tests.fakes.dynamics import HUMAN_USER as DYN_SAM
 from tests.fakes.odoo import SALES_UID as ODOO_SAM
 from tests.fakes.salesforce import HUMAN_USER as SF_SAM
 from tests.test_install_hosts import Env, install, journey, seed
 
-SAM = {"hubspot": "41629779", "salesforce": SF_SAM, "dynamics": DYN_SAM, "odoo": str(ODOO_SAM)}
+SAM = {"hubspot": "41629779", "salesforce": SF_SAM, "dynamics": DYN_SAM, "odoo": str(ODOO_SAM),
+       "bottlecrm": BCRM_SAM}
 SECOND = {"hubspot": ("kim@sales.example", "41629780"),
           "salesforce": ("kim@sales.example", "005000000000003AAA"),
           "dynamics": ("kim@sales.example", "8d7b1a52-0000-4000-8000-00000000c003"),
-          "odoo": ("admin@acme.example", "2")}
+          "odoo": ("admin@acme.example", "2"),
+          "bottlecrm": ("sam@acme.example", BCRM_KIM)}
 
 
 
@@ -62,7 +66,8 @@ def owner_of(env: Env, record: dict[str, Any]) -> str:
     return str({"hubspot": lambda: record["properties"].get("hubspot_owner_id"),
                 "salesforce": lambda: record["row"].get("OwnerId"),
                 "dynamics": lambda: record["row"].get("_ownerid_value"),
-                "odoo": lambda: record["row"].get("user_id")}[env.host]())
+                "odoo": lambda: record["row"].get("user_id"),
+                "bottlecrm": lambda: (record["row"]["_assigned"] or [None])[0]}[env.host]())
 
 
 def give_owner(env: Env, ref: str, owner: str) -> None:
@@ -71,7 +76,8 @@ def give_owner(env: Env, ref: str, owner: str) -> None:
     {"hubspot": lambda: crm.objects["contacts"][ref]["properties"].update(hubspot_owner_id=owner),
      "salesforce": lambda: crm.rows["Contact"][ref].update(OwnerId=owner),
      "dynamics": lambda: crm.rows["contacts"][ref].update(_ownerid_value=owner),
-     "odoo": lambda: crm.tables["res.partner"][int(ref)].update(user_id=int(owner))}[env.host]()
+     "odoo": lambda: crm.tables["res.partner"][int(ref)].update(user_id=int(owner)),
+     "bottlecrm": lambda: crm.contacts[ref].update(assigned_to=[owner])}[env.host]()
 
 
 def test_owner_picker_lists_the_hosts_active_users(env: Env) -> None:

@@ -29,19 +29,29 @@ from crm_journeys.connectors.base import (
     CanonicalContact,
     Connector,
     LeadSpec,
+    Owner,
     SyncPage,
     WriteResult,
 )
 from crm_journeys.connectors.cursor import SyncState
+from crm_journeys.connectors.explain import HostHints, explain
 from crm_journeys.connectors.http import (
     Auth,
     Call,
     HttpClient,
     OffsetPaginator,
     client_options,
+    default_message,
     long_wait_rule,
 )
-from crm_journeys.connectors.mapping import RewritesTags, canonical, marker, parse_time, with_marker
+from crm_journeys.connectors.mapping import (
+    RewritesTags,
+    canonical,
+    marker,
+    parse_time,
+    signup_of,
+    with_marker,
+)
 from crm_journeys.errors import FatalConnectorError, RetriableConnectorError
 
 FIELDS = ("email", "first_name", "last_name", "phone")
@@ -57,6 +67,28 @@ CONTACTS = OffsetPaginator(items=("contact_obj_list",), total=("contacts_count",
 USERS = OffsetPaginator(items=("active_users", "active_users"),
                         total=("active_users", "active_users_count"))
 KIND_NOTE = {"phone_call": "Phone call", "appointment": "Appointment"}
+# How long the organisation's people are trusted before being read again: a salesperson
+# deactivated meanwhile would be dropped from an assignment without a word (the server
+# keeps only active profiles of the organisation and answers 200 either way).
+OWNERS_FRESH = timedelta(minutes=10)
+HINTS = HostHints(
+    "BottleCRM",
+    unauthorized="the personal access token matches no active profile (revoked, expired or "
+                 "mistyped); make a new one for the integration profile in BottleCRM and "
+                 "reinstall with it",
+    forbidden="the token's profile may not do this; grant it the ADMIN role on BottleCRM's "
+              "team page (only admins list the organisation's users and create tags)")
+
+
+def bottlecrm_message(response: Any) -> str:
+    """The host's words led by what to fix. A token that matches nothing answers 403
+    "Organization context is required" (its middleware finds no organisation), which is a
+    refused credential, not a missing permission."""
+    text = default_message(response)
+    status = response.status_code
+    if status == 403 and "rganization context" in text:
+        status = 401
+    return explain(HINTS, status, text)
 
 
 def base_url(url: str) -> str:
@@ -79,7 +111,7 @@ class BottleCrmConnector(RewritesTags, Connector):
 
     name = "bottlecrm"
     label = "BottleCRM (Django-CRM)"
-    capabilities = frozenset({"deletes", "echo"})
+    capabilities = frozenset({"deletes", "echo", "owners"})
     overlap = timedelta(minutes=2)
 
     def __init__(self, settings: dict[str, Any] | None = None,
@@ -88,11 +120,13 @@ class BottleCrmConnector(RewritesTags, Connector):
         self.clock: Clock = context.get("clock") or Clock()
         self.integration_user = self.settings.get("integration_user_id")
         self._tags: list[dict[str, Any]] | None = None
-        self._owners: dict[str, str] = {}  # email -> profile id
+        self._owners: dict[str, str] = {}  # profile id and lower-case email -> profile id
+        self._owners_at: datetime | None = None
         url = base_url(self.settings["url"])
         self.http = HttpClient(
             url, account=f"bottlecrm:{urlsplit(url).netloc}",
             auth=Auth.bearer(self.credentials["token"]), budget_rule=long_wait_rule(60),
+            message_of=bottlecrm_message,
             rate=self.settings.get("requests_per_second", 5.0), burst=10,
             **client_options(context))
 
@@ -226,14 +260,13 @@ class BottleCrmConnector(RewritesTags, Connector):
         owners = row.get("assigned_to") or []
         values = {f: row.get(f) or None for f in FIELDS}
         values["owner"] = _ref(owners[0]) if owners else None
-        created = parse_time(row.get("created_at"))
         return canonical(
-            row["id"], values, created_at=created,
+            row["id"], values, created_at=parse_time(row.get("created_at")),
+            signup_date=signup_of(row.get("created_at")),
             modified_at=parse_time(row.get("updated_at")), version=row.get("updated_at"),
             tags=[names[t] for t in tag_ids if t in names],
-            fields={**{k: row[k] for k in ("organization", "title", "department", "country")
-                       if row.get(k)},
-                    **({"signup_date": created.date().isoformat()} if created else {})})
+            fields={k: row[k] for k in ("organization", "title", "department", "country")
+                    if row.get(k)})
 
     # --- writing --------------------------------------------------------------------
     def create_lead(self, contact_ref: str, spec: LeadSpec, idempotency_key: str) -> WriteResult:
@@ -306,8 +339,8 @@ class BottleCrmConnector(RewritesTags, Connector):
         unknown = sorted(set(values) - WRITABLE - {"owner"})
         if unknown:
             raise FatalConnectorError(
-                f"bottlecrm: contacts have no field {', '.join(unknown)}; BottleCRM can write "
-                f"{', '.join(sorted(WRITABLE | {'owner'}))}", status=400)
+                f"bottlecrm: contacts have no field {', '.join(map(repr, unknown))}; BottleCRM "
+                f"can write {', '.join(sorted(WRITABLE | {'owner'}))}", status=400)
         body = {k: v for k, v in values.items() if k != "owner"}
         if "owner" in values:
             owner = self.resolve_owner(values["owner"])
@@ -317,24 +350,30 @@ class BottleCrmConnector(RewritesTags, Connector):
 
     def resolve_owner(self, owner: str | None) -> str | None:
         """A profile id from what a journey names: an email (as people know their
-        colleagues) or a profile id. An unknown owner is refused before anything is written."""
+        colleagues) or a profile id. The server drops an assignee that is not an active
+        profile of the organisation and still answers 200, so an unknown owner is refused
+        here, before anything is written (a retry would otherwise find an unassigned task)."""
         if not owner:
             return None
-        if "@" not in owner:
-            return owner
         key = owner.strip().lower()
+        now = self.clock.now()
+        if (key not in self._owners or self._owners_at is None
+                or now - self._owners_at > OWNERS_FRESH):  # someone new, or stale: read again
+            people = self.list_owners()
+            self._owners = {o.id.lower(): o.id for o in people}
+            self._owners.update({o.email.lower(): o.id for o in people if o.email})
+            self._owners_at = now
         if key not in self._owners:
-            self._owners.update(self._owner_rows(email=key))
-        if key not in self._owners:
-            raise FatalConnectorError(f"bottlecrm: no active user {owner} in this organisation",
-                                      status=400)
+            raise FatalConnectorError(f"bottlecrm: no active user {owner} in this organisation; "
+                                      "pick an owner from its active users", status=400)
         return self._owners[key]
 
-    def _owner_rows(self, email: str | None = None) -> dict[str, str]:
-        call = Call("GET", "/api/users/", params={"email": email} if email else {})
-        return {(p.get("user_details") or {}).get("email", "").lower(): str(p["id"])
-                for p in self.http.paginate(call, USERS, page_size=100)
-                if p.get("is_active", True)}
+    def list_owners(self) -> list[Owner]:
+        """The organisation's active profiles (``/api/users/``, ADMIN tokens only): work is
+        assigned to a profile id, people know each other by name and email."""
+        return [Owner(str(p["id"]), _person_name(p), _person_email(p))
+                for p in self.http.paginate(Call("GET", "/api/users/"), USERS, page_size=100)
+                if p.get("is_active", True)]
 
     def _retag(self, contact_ref: str, tag: str, present: bool) -> WriteResult:
         # Contact tags are readable; writing them is beyond the published description (no
@@ -381,13 +420,23 @@ class BottleCrmConnector(RewritesTags, Connector):
         if picker == "tags":
             return sorted(t["name"] for t in self._tag_rows())
         if picker == "owners":
-            return sorted(e for e in self._owner_rows() if e)
+            return sorted(o.email for o in self.list_owners() if o.email)
         return []
 
 
 def _ref(item: Any) -> str:
     """An id whether the server nested the object (tags, profiles) or gave the id."""
     return str(item["id"]) if isinstance(item, dict) else str(item)
+
+
+def _person_email(profile: dict[str, Any]) -> str | None:
+    return (profile.get("user_details") or {}).get("email") or None
+
+
+def _person_name(profile: dict[str, Any]) -> str:
+    """The user's name; BottleCRM fills it from the email's local part when none was given."""
+    details = profile.get("user_details") or {}
+    return str(details.get("name") or details.get("email") or profile["id"])
 
 
 def _gone(external_id: str, stamp: str | None = None) -> CanonicalContact:

@@ -11,7 +11,10 @@ from the description, the fake does what the server does (``leads/views/lead_vie
 - the activity feed is an envelope ``{"error", "count", "activities"}`` (newest first, at
   most 50); its ``user.id`` is the editor's User id, ``null`` once the profile is gone;
 - ``/api/profile/`` names the token's profile id, role and User id; ``/api/users/`` lists
-  profiles for admins only (403 for a USER);
+  the organisation's profiles for admins only (403 "Permission Denied" for a USER), active
+  and deactivated ones in separate halves (``common/views/user_views.py``);
+- an assignee that is no profile of the organisation is dropped without a word (and, for
+  tasks, one that is deactivated too): the write still answers 200;
 - the lead list ignores ``?title=`` and filters ``?email=`` / ``?name=`` (contains); one
   lead per email (case-insensitive) per organisation; leads have a ``status``;
 - ``PATCH /api/contacts/{id}/`` answers 200 to keys it does not know and writes nothing;
@@ -40,11 +43,20 @@ INTEGRATION_USER = {"id": "9a0b0c0d-2222-4e2e-8e2e-000000000007",
                     "email": "journeys@acme.example", "name": "journeys", "profile_pic": None}
 HUMAN_USER = {"id": "9a0b0c0d-2222-4e2e-8e2e-000000000002", "email": "sam@acme.example",
               "name": "sam", "profile_pic": None}
+SALES_USER = {"id": "9a0b0c0d-2222-4e2e-8e2e-000000000003", "email": "sam@sales.example",
+              "name": "Sam Seller", "profile_pic": None}
+GONE_USER = {"id": "9a0b0c0d-2222-4e2e-8e2e-000000000004", "email": "gone@sales.example",
+             "name": "Gus Gone", "profile_pic": None}
 PROFILES = {  # profile id -> (User, role); the feed shows the User, assignments the profile
     "7c7c7c7c-3333-4f3f-9f3f-000000000007": (INTEGRATION_USER, "ADMIN"),
     "7c7c7c7c-3333-4f3f-9f3f-000000000002": (HUMAN_USER, "USER"),
+    "7c7c7c7c-3333-4f3f-9f3f-000000000003": (SALES_USER, "USER"),
+    "7c7c7c7c-3333-4f3f-9f3f-000000000004": (GONE_USER, "USER"),
 }
 INTEGRATION_PROFILE = "7c7c7c7c-3333-4f3f-9f3f-000000000007"
+HUMAN_PROFILE = "7c7c7c7c-3333-4f3f-9f3f-000000000002"
+SALES_PROFILE = "7c7c7c7c-3333-4f3f-9f3f-000000000003"  # an active salesperson
+GONE_PROFILE = "7c7c7c7c-3333-4f3f-9f3f-000000000004"  # deactivated (left the company)
 CONTACT_FIELDS = {"first_name", "last_name", "email", "phone", "organization", "title",
                   "department", "do_not_call", "description", "is_active", "country",
                   "linkedin_url", "address_line", "city", "state", "postcode"}
@@ -79,6 +91,8 @@ class FakeBottleCrm(FakeCrm):
         self.activities: list[dict[str, Any]] = []
         self.member_token = "bcrm_pat_member0c2b7a1e6f3d8c5b2a9e0d7c4b1a"
         self.as_member = False
+        self.roles = {pid: role for pid, (_, role) in PROFILES.items()}
+        self.inactive = {GONE_PROFILE}
 
     def rules(self) -> list[Rule]:
         return [
@@ -148,14 +162,18 @@ class FakeBottleCrm(FakeCrm):
                    teams=[], account_detail=None, linked_accounts=[])
         return out
 
-    @staticmethod
-    def _profile_out(profile_id: str) -> dict[str, Any]:
-        user, role = PROFILES[profile_id]
-        return {"id": profile_id, "role": role, "is_active": True, "address": None,
+    def _profile_out(self, profile_id: str) -> dict[str, Any]:
+        user, _ = PROFILES[profile_id]
+        return {"id": profile_id, "role": self.roles[profile_id],
+                "is_active": profile_id not in self.inactive, "address": None,
                 "has_marketing_access": False, "has_sales_access": False, "phone": None,
                 "date_of_joining": None, "created_at": "2026-01-05T09:00:00Z",
                 "user_details": {**{k: user[k] for k in ("id", "email", "name", "profile_pic")},
                                  "is_active": True, "last_login": None}}
+
+    def _caller(self) -> str:
+        """The profile the request's token belongs to."""
+        return HUMAN_PROFILE if self.as_member else INTEGRATION_PROFILE
 
     def _live_contact(self, cid: str) -> dict[str, Any]:
         row = self.contacts.get(cid)
@@ -299,7 +317,8 @@ class FakeBottleCrm(FakeCrm):
         row = {k: body.get(k) for k in ("title", "status", "priority", "due_date", "description")}
         row.update(id=str(uuid.uuid4()), _contacts=list(body.get("contacts", [])),
                    _created=self.now(),
-                   _assigned=[p for p in body.get("assigned_to") or [] if p in PROFILES])
+                   _assigned=[p for p in body.get("assigned_to") or []
+                              if p in PROFILES and p not in self.inactive])
         self.tasks[row["id"]] = row
         return json_response({"error": False, "message": "Task Created Successfully"})
 
@@ -322,7 +341,7 @@ class FakeBottleCrm(FakeCrm):
 
     def create_tag(self, request: Request) -> Response:
         body = self.body(request)
-        if self.as_member:
+        if self.roles[self._caller()] != "ADMIN":
             raise HostError(403, "Only admins can create tags")
         return json_response({"error": False, "message": "Tag Created Successfully",
                               "tag": self._tag_out(self._new_tag(body["name"]))}, 201)
@@ -344,21 +363,27 @@ class FakeBottleCrm(FakeCrm):
         return json_response({"error": False, "count": len(out), "activities": out})
 
     def profile(self, request: Request) -> Response:
-        pid = next(p for p, (u, _) in PROFILES.items()
-                   if u is (HUMAN_USER if self.as_member else INTEGRATION_USER))
-        return json_response({"user_obj": {**self._profile_out(pid), "teams": []}})
+        return json_response({"user_obj": {**self._profile_out(self._caller()), "teams": []}})
 
     def list_users(self, request: Request) -> Response:
-        if self.as_member:
+        """Admins only; ``?email=`` contains, case-insensitive; each half paged by
+        ``offset`` / ``limit`` (DRF's LimitOffsetPagination), newest profile id first."""
+        if self.roles[self._caller()] != "ADMIN":
             raise HostError(403, "Permission Denied")
         email = request.args.get("email", "").lower()
-        rows = [self._profile_out(p) for p, (u, _) in PROFILES.items() if email in u["email"]]
-        return json_response({"active_users": {"active_users_count": len(rows),
-                                               "active_users": rows, "offset": None},
-                              "inactive_users": {"inactive_users_count": 0,
-                                                 "inactive_users": [], "offset": 0},
-                              "admin_email": "admin@localhost", "roles": [["ADMIN", "ADMIN"],
-                                                                          ["USER", "USER"]],
+        offset, limit = self._window(request)
+        rows = sorted((p for p, (u, _) in PROFILES.items() if email in u["email"]), reverse=True)
+        halves = {}
+        for half, keep in (("active_users", lambda p: p not in self.inactive),
+                           ("inactive_users", lambda p: p in self.inactive)):
+            part = [p for p in rows if keep(p)]
+            chunk = part[offset:offset + limit]
+            nxt = (offset + len(chunk) if offset + len(chunk) < len(part) else None) if chunk else 0
+            halves[half] = {f"{half}_count": len(part), "offset": nxt,
+                            half: [{**self._profile_out(p), "active_token_count": 1}
+                                   for p in chunk]}
+        return json_response({**halves, "admin_email": "admin@localhost",
+                              "roles": [["ADMIN", "ADMIN"], ["USER", "USER"]],
                               "status": [["True", "Active"], ["False", "In Active"]]})
 
     # --- the contract's view of the host -------------------------------------------
@@ -393,6 +418,17 @@ class FakeBottleCrm(FakeCrm):
     def deactivate_contact(self, external_id: str) -> None:
         with self.lock:
             self._write_contact(self.contacts[external_id], {"is_active": False}, HUMAN_USER)
+            self.advance(0.001)
+
+    def forbid_owner_listing(self) -> None:
+        """The integration profile is demoted to USER: only admins list the team."""
+        self.roles[INTEGRATION_PROFILE] = "USER"
+
+    def assign_contact(self, external_id: str, profile_id: str) -> None:
+        """A salesperson made the contact's owner in BottleCRM's own screens."""
+        with self.lock:
+            self._write_contact(self.contacts[external_id], {"assigned_to": [profile_id]},
+                                HUMAN_USER)
             self.advance(0.001)
 
     def forget_editors(self) -> None:
