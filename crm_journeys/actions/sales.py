@@ -71,6 +71,12 @@ def pick_owner(params: dict[str, Any], counter: int) -> str | None:
     return params.get("owner")
 
 
+def _owner(ctx: ActionContext, owner: str | None) -> str | None:
+    """An owner may be a merge tag: ``{{ contact.owner }}`` is "the contact's owner" (the
+    canvas offers it by that name); an empty result leaves the activity unassigned."""
+    return (_render(ctx, owner).strip() or None) if owner else owner
+
+
 class _Activity(Action[dict[str, Any]]):
     kind: str
     params_schema = ActivityParamsSchema
@@ -78,7 +84,7 @@ class _Activity(Action[dict[str, Any]]):
     def execute(self, ctx: ActionContext, params: dict[str, Any]) -> ActionResult:
         spec = ActivitySpec(kind=self.kind, subject=_render(ctx, params["subject"]),  # type: ignore[arg-type]
                             due_at=due_date(ctx.now, params["due_in_days"], params["business_days"]),
-                            owner=pick_owner(params, ctx.outbox_id),
+                            owner=_owner(ctx, pick_owner(params, ctx.outbox_id)),
                             description=_render(ctx, params["description"]),
                             duration_minutes=params["duration_minutes"])
         result = ctx.connector.create_activity(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key)

@@ -49,5 +49,6 @@ from crm_journeys.web import (  # noqa: E402,F401
     api_activity,
     api_admin,
     api_journeys,
+    api_sandbox,
     api_setup,
 )

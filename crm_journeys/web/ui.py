@@ -142,6 +142,8 @@ def new_journey() -> Any:
     document = template(chosen)["document"] if chosen else dict(BLANK, name=request.form.get("name") or "Untitled journey")
     with state().db.unit_of_work() as s:
         journey = create_journey(s, p.tenant_id, document, state().runtime.clock.now())
+    if request.form.get("editor") == "canvas":
+        return redirect(url_for("crm_journeys_ui.canvas", journey_id=journey.id))
     if chosen:
         session[f"configure:{journey.id}"] = template(chosen)["configure"]
         flash("Your copy of the template is ready. The highlighted fields are yours to set.")
@@ -305,4 +307,5 @@ from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui
     admin_segments,
     admin_triggers,
     builder,
+    canvas,
 )
