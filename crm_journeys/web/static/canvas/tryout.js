@@ -2,7 +2,7 @@
 // fast-forwards through waits) and the sandbox CRM's contacts (create, tag, edit, send any
 // catalogue event), both in the side panel.
 import { durationInput, field, h, readDuration } from "./forms.js";
-import { startSummary, toIso } from "./words.js";
+import { conditionWords, durationWords, startSummary, toIso } from "./words.js";
 
 function fieldsFromText(text) {
   const out = {};
@@ -78,15 +78,44 @@ export function errorText(err) {
 }
 
 function describeRun(app, out, body) {
+  firstAt = null;
   const label = (id) => app.stepLabel(id);
+  const done = {};
+  for (const a of out.actions) (done[a.step] = done[a.step] || []).push(a);
   const items = out.timeline.map((t) => h("li", {}, h("strong", { text: `${when(t.at, body)} · ${t.step ? label(t.step) : "journey"}` }),
-    " ", h("span", { class: "why", text: sentence(t, label) })));
+    " ", h("span", { class: "why", text: sentence(app, t, done, body) })));
   const records = out.records.map((r) => h("li", { text: recordWords(r) }));
   return [
     h("p", { class: `cv-outcome ${out.status}`, text: `Result: ${out.status === "not_entered" ? "did not enter" : out.status} — ${out.outcome || ""}` }),
     h("h3", { text: "What happened" }), h("ol", { class: "timeline", "data-test-timeline": "1" }, ...items),
     records.length ? h("h3", { text: "What the CRM would get" }) : "", h("ul", { class: "cv-records" }, ...records),
   ];
+}
+
+/** One timeline entry as a sentence built from the step it concerns (not the rule's name). */
+function sentence(app, t, done, body) {
+  const step = app.doc.steps.find((s) => s.id === t.step);
+  const why = t.why || "";
+  if (t.kind === "branch" && step && (step.type === "wait_and_check" || step.type === "condition_split" || step.type === "if_then")) {
+    const cond = conditionWords(step.condition, app.catalog);
+    const after = step.duration ? `after ${durationWords(step.duration)}, ` : "";
+    return t.branch === "yes" ? `took YES: ${after}${cond}` : `took NO: ${after}it was not true that the contact ${cond}`;
+  }
+  if (t.kind === "branch" && step?.type === "react_to_event") {
+    const ev = (step.event?.type || "the event").replaceAll("_", " ");
+    return t.branch === "yes" ? `took YES: ${ev} happened` : `took NO: no ${ev} within ${durationWords(step.timeout)}`;
+  }
+  if (t.kind === "branch") return `took ${String(t.branch).toUpperCase()}${why ? `: ${why}` : ""}`;
+  if (!t.step && /entered|fired/.test(why)) {
+    const point = app.doc.starting_points.find((p) => p.id === body.starting_point) || app.doc.starting_points[0];
+    return point ? `entered because ${startSummary(point, app.catalog).replace(" · if ", " and ")}` : why;
+  }
+  if (step?.type === "action" && done[t.step]?.length) {
+    const a = done[t.step].shift();
+    return `${a.summary || a.action} (${a.status})`;
+  }
+  if (step && /holds/.test(why)) return `waits here${step.duration ? ` (${durationWords(step.duration)})` : ""}`;
+  return why || t.kind.replaceAll("_", " ");
 }
 
 let firstAt = null;
@@ -98,13 +127,6 @@ function when(at, _body) {
   if (mins % 1440 === 0) return `after ${mins / 1440} day${mins === 1440 ? "" : "s"}`;
   if (mins % 60 === 0) return `after ${mins / 60} hour${mins === 60 ? "" : "s"}`;
   return `after ${mins} minutes`;
-}
-
-function sentence(t, label) {
-  const why = t.why || "";
-  if (t.kind === "branch") return `took ${String(t.branch).toUpperCase()}${why ? `: ${why}` : ""}`;
-  if (t.kind === "enter" || t.kind === "entered") return why ? `entered: ${why}` : "entered";
-  return why || t.kind.replaceAll("_", " ");
 }
 
 function recordWords(r) {
