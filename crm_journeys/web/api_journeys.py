@@ -129,10 +129,17 @@ def delete_journey(principal: Principal, journey_id: int) -> Any:
           description="Contacts in flight stay on their version unless `migration` maps old step ids to new ones.")
 def publish_journey(principal: Principal, journey_id: int, body: dict[str, Any]) -> Any:
     with state().db.unit_of_work() as s:
-        queries.journey(s, principal.tenant_id, journey_id)
+        if not body["migration"] and unchanged(s, queries.journey(s, principal.tenant_id, journey_id)):
+            raise ApiError(409, "nothing_changed", "The draft is the live version: nothing to publish.")
         publish(s, principal.tenant_id, journey_id, state().runtime.clock.now(), actions=installed_actions(),
                 migration=body["migration"] or None)
         return journey_out(s, principal, queries.journey(s, principal.tenant_id, journey_id))
+
+
+def unchanged(s: Session, journey: Journey) -> bool:
+    """The draft equals the live version: publishing it would only add an identical version."""
+    live = s.get(JourneyVersion, journey.live_version_id) if journey.live_version_id else None
+    return live is not None and live.document == journey.draft
 
 
 def _lifecycle(principal: Principal, journey_id: int, status: str, allowed_from: tuple[str, ...]) -> Any:

@@ -28,6 +28,7 @@ from crm_journeys.web.api_journeys import (
     job_out,
     run_simulation,
     start_backtest,
+    unchanged,
 )
 from crm_journeys.web.diff import diff_documents
 from crm_journeys.web.forms import plain
@@ -159,6 +160,9 @@ def lifecycle(journey_id: int, action: str) -> Any:
         try:
             if action == "publish":
                 migration = {k[10:]: v for k, v in request.form.items() if k.startswith("migration.") and v}
+                if not migration and unchanged(s, journey):
+                    flash("Nothing changed since the live version, so no new version was made.")
+                    return redirect(url_for("crm_journeys_ui.builder", journey_id=journey_id))
                 publish(s, p.tenant_id, journey.id, now, actions=installed_actions(), migration=migration or None)
             else:
                 set_status(s, p.tenant_id, journey.id, {"pause": "paused", "resume": "live", "archive": "archived"}[action], now)

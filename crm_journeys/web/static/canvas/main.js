@@ -319,10 +319,13 @@ class CanvasApp {
     const j = this.journey;
     const title = document.querySelector("main h1");
     if (title && j.name) title.textContent = j.name;
+    const badge = title?.parentElement.querySelector(".badge");
+    if (badge) { badge.textContent = j.status; badge.className = `badge ${j.status}`; }
     const parts = [this.lastMessage || "All changes saved"];
     parts.push(j.status === "draft" ? "draft, not published yet" : `${j.status}, version ${j.version ?? "—"}`);
     if (j.status !== "draft") parts.push(j.unpublished_changes ? "unpublished changes" : "no unpublished changes");
-    parts.push(this.errors.count ? `${this.errors.count} thing${this.errors.count === 1 ? "" : "s"} to fix before publishing` : "ready to publish");
+    if (this.errors.count) parts.push(`${this.errors.count} thing${this.errors.count === 1 ? "" : "s"} to fix before publishing`);
+    else if (j.unpublished_changes) parts.push("ready to publish");
     this.say(parts.join(" · "));
     this.statusEl.dataset.unpublished = j.unpublished_changes ? "1" : "";
     this.statusEl.dataset.problems = String(this.errors.count);

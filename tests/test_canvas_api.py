@@ -1,0 +1,79 @@
+"""What the canvas relies on beyond the journeys API: sandbox contacts edited from the UI
+start journeys, a task can go to the contact's owner, publishing needs a change, and test
+mode says why a contact did not enter."""
+
+from __future__ import annotations
+
+from tests.web_fixtures import drain
+
+WEBINAR = {
+    "format_version": 1, "name": "Webinar follow-up", "description": "", "entry": {"policy": "once"},
+    "starting_points": [{"id": "tagged", "type": "tag_added", "params": {"tag": "webinar-2026"},
+                         "filter": {"op": "eq", "field": "country", "value": "DE"}, "next": None}],
+    "entry_filter": None, "first_step": "task", "goals": [], "exit_rules": [],
+    "steps": [{"id": "task", "type": "action", "label": "Call", "action": "create_task",
+               "params": {"subject": "Call {{ contact.first_name }}", "owner": "{{ contact.owner }}", "due_in_days": 1},
+               "next": None, "run_multiple_times": False}],
+}
+
+
+def published(api) -> int:
+    jid = api.post("/journeys", json={"document": WEBINAR}).json["id"]
+    assert api.post(f"/journeys/{jid}/publish", json={}).status_code == 200
+    return jid
+
+
+def test_sandbox_contact_tagged_in_the_ui_enters_and_its_owner_gets_the_task(as_, app):
+    api = as_("acme_editor")
+    jid = published(api)
+    created = api.post("/sandbox/contacts", json={"email": "Bea@Example.com", "first_name": "Bea",
+                                                  "fields": {"country": "FR", "owner": "olga@shop.example"}, "tags": []})
+    assert created.status_code == 201, created.json
+    cid = created.json["id"]
+    drain(app)
+    assert api.get(f"/journeys/{jid}/instances").json == []
+    edited = api.put(f"/sandbox/contacts/{cid}", json={"email": "bea@example.com", "first_name": "Bea",
+                                                       "fields": {"country": "DE", "owner": "olga@shop.example"},
+                                                       "tags": ["webinar-2026"]})
+    assert edited.status_code == 200 and edited.json["version"] == 2
+    drain(app)
+    drain(app)
+    assert len(api.get(f"/journeys/{jid}/instances").json) == 1
+    tasks = api.get("/sandbox/records?kind=task").json
+    assert [(t["data"]["subject"], t["data"]["owner"]) for t in tasks] == [("Call Bea", "olga@shop.example")]
+
+
+def test_sandbox_contact_errors_name_the_field(as_):
+    api = as_("acme_editor")
+    bad = api.post("/sandbox/contacts", json={"email": "not-an-email"})
+    assert bad.status_code == 422 and "email" in bad.json["errors"]
+    api.post("/sandbox/contacts", json={"email": "a@example.com"})
+    again = api.post("/sandbox/contacts", json={"email": "A@example.com"})
+    assert again.status_code == 409 and "email" in again.json["errors"]
+    cid = api.get("/sandbox/contacts").json[0]["id"]
+    unknown = api.post(f"/sandbox/contacts/{cid}/events", json={"type": "no_such_event"})
+    assert unknown.status_code == 422 and "type" in unknown.json["errors"]
+    assert api.post(f"/sandbox/contacts/{cid}/events", json={"type": "email_opened", "key": "x"}).status_code == 202
+    assert as_("acme_viewer").post("/sandbox/contacts", json={"email": "b@example.com"}).status_code == 403
+    assert as_("globex_editor").put(f"/sandbox/contacts/{cid}", json={"email": "a@example.com"}).status_code == 404
+
+
+def test_publishing_needs_a_change(as_):
+    api = as_("acme_editor")
+    jid = published(api)
+    again = api.post(f"/journeys/{jid}/publish", json={})
+    assert again.status_code == 409 and again.json["code"] == "nothing_changed"
+    assert [v["version"] for v in api.get(f"/journeys/{jid}/versions").json] == [1]
+
+
+def test_test_mode_says_which_filter_kept_the_contact_out(as_):
+    api = as_("acme_editor")
+    jid = api.post("/journeys", json={"document": WEBINAR}).json["id"]
+    out = api.post(f"/journeys/{jid}/simulate", json={"contact": {
+        "email": "x@example.com", "fields": {"country": "FR"}, "tags": ["webinar-2026"]}}).json
+    assert out["status"] == "not_entered"
+    assert "country is “DE”" in out["outcome"] and "country is 'FR'" in out["outcome"]
+    entered = api.post(f"/journeys/{jid}/simulate", json={"contact": {
+        "email": "x@example.com", "first_name": "Xa", "fields": {"country": "DE", "owner": "sam@example.com"},
+        "tags": ["webinar-2026"]}}).json
+    assert [(r["kind"], r["data"]["owner"]) for r in entered["records"]] == [("task", "sam@example.com")]
