@@ -77,3 +77,24 @@ def test_test_mode_says_which_filter_kept_the_contact_out(as_):
         "email": "x@example.com", "first_name": "Xa", "fields": {"country": "DE", "owner": "sam@example.com"},
         "tags": ["webinar-2026"]}}).json
     assert [(r["kind"], r["data"]["owner"]) for r in entered["records"]] == [("task", "sam@example.com")]
+
+
+def test_journey_list_search_duplicate_and_versions_in_words(app, as_):
+    from tests.test_web_ui import sign_in
+
+    api = as_("acme_editor")
+    jid = published(api)
+    api.post("/journeys", json={"document": dict(WEBINAR, name="Birthday greetings")})
+    browser = sign_in(app, "editor@acme.example")
+    found = browser.get("/journeys?q=WEBINAR").text
+    assert "Webinar follow-up" in found and "Birthday greetings" not in found
+    assert "Birthday greetings" in browser.get("/journeys?status=draft").text
+    assert "Webinar follow-up" not in browser.get("/journeys?status=draft").text
+    browser.get("/journeys")
+    copied = browser.post(f"/journeys/{jid}/duplicate")
+    assert copied.status_code == 302 and copied.headers["Location"].endswith("/canvas")
+    assert "Copy of Webinar follow-up" in browser.get("/journeys?q=copy").text
+    changed = dict(WEBINAR, steps=[dict(WEBINAR["steps"][0], params=dict(WEBINAR["steps"][0]["params"], due_in_days=2))])
+    api.put(f"/journeys/{jid}", json={"document": changed})
+    page = browser.get(f"/journeys/{jid}/versions?from=1&to=draft").text
+    assert "Step “Call”</strong>: due in days changed from 1 to 2." in page

@@ -31,6 +31,7 @@ from crm_journeys.web.api_journeys import (
     unchanged,
 )
 from crm_journeys.web.diff import diff_documents
+from crm_journeys.web.diff_words import changes_in_words
 from crm_journeys.web.forms import plain
 from crm_journeys.web.gallery import template, templates
 from crm_journeys.web.journey_map import NODE_H, NODE_W, layout
@@ -39,6 +40,7 @@ from crm_journeys.web.paging import pager
 ui = Blueprint("crm_journeys_ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/crm_journeys")
 PUBLIC = ("crm_journeys_ui.login", "crm_journeys_ui.static")
+JOURNEY_STATUSES = ("draft", "live", "paused", "archived")
 
 
 @ui.record_once
@@ -120,12 +122,15 @@ def home() -> Any:
 @ui.get("/journeys")
 def journeys() -> Any:
     p = ui_require("read")
+    name, status = request.args.get("q", "").strip()[:200], request.args.get("status", "")
+    status = status if status in JOURNEY_STATUSES else ""
     with state().db.unit_of_work() as s:
-        page = pager(queries.count_journeys(s, p.tenant_id))
-        rows = queries.journeys(s, p.tenant_id, limit=page.per_page, offset=page.offset)
+        page = pager(queries.count_journeys(s, p.tenant_id, name=name, status=status))
+        rows = queries.journeys(s, p.tenant_id, limit=page.per_page, offset=page.offset, name=name, status=status)
         numbers = queries.version_numbers(s, p.tenant_id)
         counts = queries.counts(s, p.tenant_id, [j.id for j in rows])
-    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts, pager=page)
+    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts, pager=page,
+                           q=name, status=status, statuses=JOURNEY_STATUSES)
 
 
 @ui.get("/templates")
@@ -201,7 +206,8 @@ def versions(journey_id: int) -> Any:
     docs = {str(v.version): v.document for v in rows} | {"draft": journey.draft}
     before, after = request.args.get("from"), request.args.get("to", "draft")
     changes = diff_documents(docs[before], docs[after]) if before in docs and after in docs else None
-    return render_template("crm_journeys/versions.html", journey=journey, versions=rows, changes=changes,
+    words = changes_in_words(docs[before], docs[after], changes) if changes is not None else None
+    return render_template("crm_journeys/versions.html", journey=journey, versions=rows, changes=changes, words=words,
                            before=before, after=after)
 
 
