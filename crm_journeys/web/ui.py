@@ -206,7 +206,7 @@ def versions(journey_id: int) -> Any:
     docs = {str(v.version): v.document for v in rows} | {"draft": journey.draft}
     before, after = request.args.get("from"), request.args.get("to", "draft")
     changes = diff_documents(docs[before], docs[after]) if before in docs and after in docs else None
-    words = changes_in_words(docs[before], docs[after], changes) if changes is not None else None
+    words = changes_in_words(docs[str(before)], docs[after], changes) if changes is not None else None
     return render_template("crm_journeys/versions.html", journey=journey, versions=rows, changes=changes, words=words,
                            before=before, after=after)
 
