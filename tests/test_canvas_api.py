@@ -98,3 +98,18 @@ def test_journey_list_search_duplicate_and_versions_in_words(app, as_):
     api.put(f"/journeys/{jid}", json={"document": changed})
     page = browser.get(f"/journeys/{jid}/versions?from=1&to=draft").text
     assert "Step “Call”</strong>: due in days changed from 1 to 2." in page
+
+
+def test_counts_per_version(as_, app):
+    api = as_("acme_editor")
+    jid = published(api)
+    api.post("/sandbox/contacts", json={"email": "a@example.com", "fields": {"country": "DE"}, "tags": ["webinar-2026"]})
+    drain(app)
+    drain(app)
+    changed = dict(WEBINAR, steps=[dict(WEBINAR["steps"][0], label="Call them")])
+    api.put(f"/journeys/{jid}", json={"document": changed})
+    assert api.post(f"/journeys/{jid}/publish", json={}).json["version"] == 2
+    assert api.get(f"/journeys/{jid}/versions/1/counts").json["steps"] == [{"id": "task", "entered": 1, "waiting": 0}]
+    assert api.get(f"/journeys/{jid}/versions/2/counts").json["steps"] == [{"id": "task", "entered": 0, "waiting": 0}]
+    assert api.get(f"/journeys/{jid}/versions/3/counts").status_code == 404
+    assert as_("globex_editor").get(f"/journeys/{jid}/versions/1/counts").status_code == 404

@@ -51,4 +51,5 @@ from crm_journeys.web import (  # noqa: E402,F401
     api_journeys,
     api_sandbox,
     api_setup,
+    version_counts,
 )

@@ -187,6 +187,11 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting", timeout=20_000)
     expect(page.locator("[data-counts=action]")).to_contain_text("1 passed")
     shot(page, "sandbox-contact-live-count")
+    page.select_option("#cv-version", "1")  # the map of version 1, read-only, with its own counts
+    expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting")
+    page.click("[data-step=action]")
+    expect(page.locator("#cv-status")).to_contain_text("Version 1 is read-only")
+    page.select_option("#cv-version", "draft")
     assert_accessible(page, "sandbox panel")
     build_loads = len(loads) - build_start
     assert build_loads <= 2, loads

@@ -35,7 +35,9 @@ class CanvasApp {
     const [catalog, journey] = await Promise.all([this.api.get("/catalog"), this.api.get(`/journeys/${this.journeyId}`)]);
     this.catalog = catalog;
     this.owners = await this.api.get("/owners").catch(() => []);
+    this.showing = "draft";  // or a published version's number: read-only, with its own counts
     this.accept(journey);
+    await this.loadVersions();
     this.buildSvg();
     this.wire();
     this.render();
@@ -86,9 +88,34 @@ class CanvasApp {
     this.svg.append(defs, this.bg, this.viewport);
   }
 
+  async loadVersions() {
+    this.versions = await this.api.get(`/journeys/${this.journeyId}/versions`).catch(() => []);
+    const select = this.root.querySelector("#cv-version");
+    const live = this.journey.version;
+    select.replaceChildren(h("option", { value: "draft", text: "the draft (editable)" }),
+      ...this.versions.map((v) => h("option", { value: String(v.version),
+        text: `version ${v.version}${v.version === live ? " (live)" : ""}`, selected: String(v.version) === String(this.showing) })));
+    select.onchange = () => this.show(select.value);
+  }
+
+  show(which) {
+    this.showing = which === "draft" ? "draft" : Number(which);
+    this.closePanel();
+    this.autoFit = true;
+    this.render();
+    this.refreshCounts();
+  }
+
+  /** The document drawn: the draft, or the chosen published version. */
+  shownDoc() {
+    if (this.showing === "draft") return this.doc;
+    return (this.versions.find((v) => v.version === this.showing) || {}).document || this.doc;
+  }
+
   render() {
-    this.lay = layout(this.doc);
-    draw(this.viewport, this.lay, { catalog: this.catalog, counts: this.counts, errors: this.errors, selected: this.selected });
+    this.lay = layout(this.shownDoc());
+    const errors = this.showing === "draft" ? this.errors : this.parseErrors({});
+    draw(this.viewport, this.lay, { catalog: this.catalog, counts: this.counts, errors, selected: this.selected });
     if (this.autoFit) this.fit(); else this.applyView();
     this.showStatus();
   }
@@ -118,6 +145,7 @@ class CanvasApp {
   }
 
   wire() {
+    new ResizeObserver(() => { if (this.autoFit && this.lay) this.fit(); }).observe(this.svg);
     this.svg.addEventListener("click", (ev) => this.onCanvasClick(ev));
     this.svg.addEventListener("keydown", (ev) => {
       if ((ev.key === "Enter" || ev.key === " ") && ev.target.getAttribute?.("role") === "button") {
@@ -163,6 +191,10 @@ class CanvasApp {
     const target = ev.target.closest("[role=button]");
     if (!target) return;
     const d = target.dataset;
+    if (this.showing !== "draft") {
+      this.say(`Version ${this.showing} is read-only: choose "the draft" under Show to change the journey.`);
+      return;
+    }
     if (d.step) this.openStep(d.step);
     else if (d.start !== undefined) this.openStart(Number(d.start));
     else if (d.insert !== undefined) this.openInsert(this.lay.edges[Number(d.insert)]);
@@ -291,6 +323,7 @@ class CanvasApp {
     try {
       this.accept(await this.api.post(`/journeys/${this.journeyId}/publish`, { migration: {} }));
       this.lastMessage = `Published version ${this.journey.version}. New contacts enter it now.`;
+      await this.loadVersions();
     } catch (err) {
       if (err.body?.errors) this.errors = this.parseErrors(err.body.errors);
       this.lastMessage = `Not published: ${err.message}`;
@@ -301,7 +334,9 @@ class CanvasApp {
 
   async refreshCounts() {
     try {
-      const stats = await this.api.get(`/journeys/${this.journeyId}/analytics`);
+      const number = this.showing === "draft" ? this.journey.version : this.showing;
+      if (!number) return;  // never published: nobody is in it yet
+      const stats = await this.api.get(`/journeys/${this.journeyId}/versions/${number}/counts`);
       this.counts = Object.fromEntries(stats.steps.map((s) => [s.id, s]));
       for (const node of this.viewport.querySelectorAll("[data-counts]")) {
         const c = this.counts[node.dataset.counts] || {};
