@@ -36,6 +36,7 @@ from crm_journeys.web.forms import plain
 from crm_journeys.web.gallery import template, templates
 from crm_journeys.web.journey_map import NODE_H, NODE_W, layout
 from crm_journeys.web.paging import pager
+from crm_journeys.web.timeline_words import journey_names, worded
 
 ui = Blueprint("crm_journeys_ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/crm_journeys")
@@ -287,6 +288,7 @@ def instance(instance_id: int) -> Any:
     with state().db.unit_of_work() as s:
         detail = queries.instance_detail(s, p.tenant_id, instance_id)
         journey = queries.journey(s, p.tenant_id, detail["journey_id"])
+        detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], [detail])
     return render_template("crm_journeys/instance.html", instance=detail, journey=journey)
 
 
@@ -307,7 +309,9 @@ def contact(contact_id: int) -> Any:
     p = ui_require("read")
     with state().db.unit_of_work() as s:
         detail = queries.contact_detail(s, p.tenant_id, contact_id)
-    return render_template("crm_journeys/contact.html", contact=detail)
+        detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], detail["instances"])
+        names = journey_names(s, p.tenant_id, {i["journey_id"] for i in detail["instances"]})
+    return render_template("crm_journeys/contact.html", contact=detail, names=names)
 
 
 from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui``)

@@ -196,7 +196,20 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     build_loads = len(loads) - build_start
     assert build_loads <= 2, loads
 
-    # 9. The same canvas at 390 px: usable, no sideways scrolling
+    # 9. Bea's timeline says in words why she entered and where she waits
+    page.click("text=Contacts & CRM")
+    page.locator("tr", has_text="bea@example.com").get_by_role("link", name="Journeys and timeline").click()
+    expect(page.locator("table")).to_contain_text("Webinar 2026 follow-up (version 1)")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("entered because tag added: webinar-2026 and country is “DE”")
+    expect(timeline).to_contain_text("waits at “Opened the invite?” for 2 days")
+    shot(page, "contact-timeline")
+    assert_accessible(page, "contact timeline")
+    page.go_back()
+    page.go_back()
+    page.locator("#cv-status").filter(has_text="version").wait_for()
+
+    # 10. The same canvas at 390 px: usable, no sideways scrolling
     page.set_viewport_size({"width": 390, "height": 844})
     page.click("[data-step=wait_and_check]")
     expect(page.locator("#cv-step-form")).to_be_visible()

@@ -22,6 +22,10 @@ function contactInputs(values = {}) {
   const fields = h("textarea", { name: "fields", rows: "3" }, fieldsToText(values.fields));
   const tags = h("input", { type: "text", name: "tags", value: (values.tags || []).join(", ") });
   return {
+    fill: (c) => {
+      email.value = c.email || ""; first.value = c.first_name || "";
+      fields.value = fieldsToText(c.fields); tags.value = (c.tags || []).join(", ");
+    },
     els: [field("Email", email, { required: true }), field("First name", first),
       field("Fields", fields, { help: "one per line, e.g. country = DE" }), field("Tags", tags, { help: "separate with commas" })],
     read: () => ({ email: email.value.trim(), first_name: first.value.trim(), fields: fieldsFromText(fields.value), tags: splitTags(tags.value) }),
@@ -42,13 +46,19 @@ function eventRow(app, n) {
 export function testPanel(app) {
   const form = h("form", { class: "cv-form", id: "cv-test-form", novalidate: true });
   const who = contactInputs({ email: "test@example.com" });
+  const existing = h("select", { name: "existing" }, h("option", { value: "", text: "— a made-up contact (type below) —" }));
+  app.api.get("/sandbox/contacts").then((rows) => {
+    for (const c of rows) existing.append(h("option", { value: String(c.id), text: c.email }));
+    existing.onchange = () => { const c = rows.find((r) => String(r.id) === existing.value); if (c) who.fill(c); };
+  }).catch(() => {});
   const points = app.doc.starting_points || [];
   const start = h("select", { name: "starting_point" }, ...points.map((p) => h("option", { value: p.id, text: startSummary(p, app.catalog) })));
   const events = [1, 2].map((n) => eventRow(app, n));
   const horizon = durationInput("P7D");
   const result = h("div", { id: "cv-test-result", "aria-live": "polite" });
   form.append(h("p", { class: "help", text: "Runs the draft for one made-up contact in a throw-away copy; nothing reaches the CRM." }),
-    ...who.els, field("Enters through", start),
+    field("Start from a sandbox contact", existing, { help: "copies its fields and tags; edit them freely" }), ...who.els,
+    field("Enters through", start),
     h("fieldset", { class: "cv-choices" }, h("legend", { text: "Then these happen (optional)" }), ...events),
     field("Fast-forward the clock by", horizon, { help: "waits longer than this are not passed" }),
     h("div", { class: "row cv-actions" }, h("button", { type: "submit", text: "Run test" })), result);
