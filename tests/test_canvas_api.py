@@ -113,3 +113,27 @@ def test_counts_per_version(as_, app):
     assert api.get(f"/journeys/{jid}/versions/2/counts").json["steps"] == [{"id": "task", "entered": 0, "waiting": 0}]
     assert api.get(f"/journeys/{jid}/versions/3/counts").status_code == 404
     assert as_("globex_editor").get(f"/journeys/{jid}/versions/1/counts").status_code == 404
+
+
+def test_contacts_move_from_any_older_version_with_counts_and_timeline(as_, app):
+    api = as_("acme_editor")
+    waiting = dict(WEBINAR, first_step="wait", steps=[
+        {"id": "wait", "type": "wait", "label": "Wait", "duration": "P2D", "next": "task"}, WEBINAR["steps"][0]])
+    jid = api.post("/journeys", json={"document": waiting}).json["id"]
+    api.post(f"/journeys/{jid}/publish", json={})
+    api.post("/sandbox/contacts", json={"email": "a@example.com", "fields": {"country": "DE"}, "tags": ["webinar-2026"]})
+    drain(app)
+    drain(app)
+    api.put(f"/journeys/{jid}", json={"document": dict(waiting, name="v2")})
+    assert api.post(f"/journeys/{jid}/publish", json={}).json["version"] == 2  # the contact stays on v1
+    longer = dict(waiting, name="v3", steps=[dict(waiting["steps"][0], id="wait_longer", duration="P3D"),
+                                             WEBINAR["steps"][0]], first_step="wait_longer")
+    api.put(f"/journeys/{jid}", json={"document": longer})
+    third = api.post(f"/journeys/{jid}/publish", json={"migration": {"wait": "wait_longer"}})
+    assert third.status_code == 200, third.json
+    assert third.json["version"] == 3 and third.json["moved"] == {"wait": 1}
+    assert api.get(f"/journeys/{jid}/versions/3/counts").json["steps"][0] == {"id": "wait_longer", "entered": 0,
+                                                                               "waiting": 1}
+    run = api.get(f"/journeys/{jid}/instances").json[0]
+    timeline = api.get(f"/instances/{run['id']}").json["timeline"]
+    assert any(t["kind"] == "moved" and "from version 1 step 'wait' to version 3" in t["why"] for t in timeline)

@@ -126,14 +126,16 @@ def delete_journey(principal: Principal, journey_id: int) -> Any:
 
 @endpoint(api, "/journeys/<int:journey_id>/publish", "POST", summary="Publish the draft as a new version",
           tag=TAG, permission="publish", body=PublishIn, out=JourneyOut,
-          description="Contacts in flight stay on their version unless `migration` maps old step ids to new ones.")
+          description="Contacts in flight stay on their version unless `migration` maps old step ids to new ones "
+                      "(runs of any older version move; `moved` counts them per old step).")
 def publish_journey(principal: Principal, journey_id: int, body: dict[str, Any]) -> Any:
     with state().db.unit_of_work() as s:
         if not body["migration"] and unchanged(s, queries.journey(s, principal.tenant_id, journey_id)):
             raise ApiError(409, "nothing_changed", "The draft is the live version: nothing to publish.")
+        moved: dict[str, int] = {}
         publish(s, principal.tenant_id, journey_id, state().runtime.clock.now(), actions=installed_actions(),
-                migration=body["migration"] or None)
-        return journey_out(s, principal, queries.journey(s, principal.tenant_id, journey_id))
+                migration=body["migration"] or None, moved=moved)
+        return {**journey_out(s, principal, queries.journey(s, principal.tenant_id, journey_id)), "moved": moved}
 
 
 def unchanged(s: Session, journey: Journey) -> bool:

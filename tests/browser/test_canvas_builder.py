@@ -209,7 +209,21 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     page.go_back()
     page.locator("#cv-status").filter(has_text="version").wait_for()
 
-    # 10. The same canvas at 390 px: usable, no sideways scrolling
+    # 10. A change after going live: the unpublished-changes mark, then moving Bea onto version 2
+    page.click("[data-step=wait_and_check]")
+    step.get_by_label("Check after").fill("3 days")
+    save_step(page, "Opened the invite?")
+    expect(page.locator("#cv-status")).to_contain_text("unpublished changes")
+    page.click("[data-cmd=publish]")
+    move = page.locator("#cv-publish-form")
+    move.get_by_label("1 waiting at “Opened the invite?” (version 1)").select_option(label="move to “Opened the invite?”")
+    shot(page, "publish-move-contacts")
+    move.locator("button[type=submit]").click()
+    expect(page.locator("#cv-status")).to_contain_text("Published version 2")
+    expect(page.locator("#cv-status")).to_contain_text("Moved 1 from “Opened the invite?”")
+    expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting")
+
+    # 11. The same canvas at 390 px: usable, no sideways scrolling
     page.set_viewport_size({"width": 390, "height": 844})
     page.click("[data-step=wait_and_check]")
     expect(page.locator("#cv-step-form")).to_be_visible()

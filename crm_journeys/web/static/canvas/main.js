@@ -5,7 +5,7 @@ import { client } from "./api.js";
 import { connections, insertOn, layout, removeStep, startConnection } from "./model.js";
 import { el, draw } from "./render.js";
 import { h } from "./forms.js";
-import { insertPanel, settingsPanel, startPanel, stepPanel } from "./panels.js";
+import { insertPanel, publishPanel, settingsPanel, startPanel, stepPanel } from "./panels.js";
 import { errorText, sandboxPanel, testPanel } from "./tryout.js";
 
 const UNDO_LIMIT = 30;
@@ -320,13 +320,39 @@ class CanvasApp {
   async publish() {
     if (!this.canPublish) { this.say("Only a publisher can publish."); return; }
     await this.saveNow();
+    const inFlight = await this.waitingInOlderVersions();
+    if (inFlight.length) this.openPanel(publishPanel(this, inFlight), null);
+    else await this.publishWith({});
+  }
+
+  /** Contacts waiting now in any published version, per step: [{id, label, count, versions}]. */
+  async waitingInOlderVersions() {
+    const byStep = new Map();
+    for (const v of this.versions) {
+      const counts = await this.api.get(`/journeys/${this.journeyId}/versions/${v.version}/counts`).catch(() => ({ steps: [] }));
+      for (const s of counts.steps.filter((x) => x.waiting)) {
+        const step = (v.document.steps || []).find((x) => x.id === s.id) || {};
+        const entry = byStep.get(s.id) || { id: s.id, label: step.label || s.id, count: 0, versions: [] };
+        entry.count += s.waiting;
+        entry.versions.push(v.version);
+        byStep.set(s.id, entry);
+      }
+    }
+    return [...byStep.values()];
+  }
+
+  async publishWith(migration) {
     try {
-      this.accept(await this.api.post(`/journeys/${this.journeyId}/publish`, { migration: {} }));
-      this.lastMessage = `Published version ${this.journey.version}. New contacts enter it now.`;
+      const out = await this.api.post(`/journeys/${this.journeyId}/publish`, { migration });
+      this.accept(out);
+      const moved = Object.entries(out.moved || {}).map(([step, n]) => `${n} from “${this.stepLabel(step)}”`);
+      this.lastMessage = `Published version ${this.journey.version}. New contacts enter it now.` +
+        (moved.length ? ` Moved ${moved.join(", ")}.` : "");
       await this.loadVersions();
+      this.closePanel();
     } catch (err) {
       if (err.body?.errors) this.errors = this.parseErrors(err.body.errors);
-      this.lastMessage = `Not published: ${err.message}`;
+      this.lastMessage = `Not published: ${errorText(err)}`;
     }
     this.render();
     this.refreshCounts();

@@ -209,6 +209,26 @@ export function settingsPanel(app) {
   return panel(app, "Journey settings", form);
 }
 
+/** Before publishing over contacts in flight: where each waiting group goes (or stays). */
+export function publishPanel(app, inFlight) {
+  const form = h("form", { class: "cv-form", id: "cv-publish-form", novalidate: true });
+  form.append(h("p", { class: "help", text: "Contacts in flight stay on their version unless you move them to a step of the new one." }));
+  const choices = inFlight.map((g) => {
+    const select = h("select", { name: `move.${g.id}` }, h("option", { value: "", text: "keep them where they are" }),
+      ...app.doc.steps.map((s) => h("option", { value: s.id, text: `move to “${s.label || s.id}”` })));
+    const versions = g.versions.map((v) => `version ${v}`).join(", ");
+    form.append(field(`${g.count} waiting at “${g.label}” (${versions})`, select));
+    return [g.id, select];
+  });
+  form.append(h("div", { class: "row cv-actions" }, h("button", { type: "submit", text: "Publish" })));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const migration = Object.fromEntries(choices.filter(([, s]) => s.value).map(([id, s]) => [id, s.value]));
+    app.publishWith(migration);
+  });
+  return panel(app, "Publish", form);
+}
+
 const POLICY_WORDS = { once: "Only once, ever", every_time: "Every time the starting point happens",
   after_exit: "Again after leaving the journey", cooldown: "Again after a cool-down", max_times: "Up to a number of times" };
 
