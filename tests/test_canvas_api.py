@@ -137,3 +137,21 @@ def test_contacts_move_from_any_older_version_with_counts_and_timeline(as_, app)
     run = api.get(f"/journeys/{jid}/instances").json[0]
     timeline = api.get(f"/instances/{run['id']}").json["timeline"]
     assert any(t["kind"] == "moved" and "from version 1 step 'wait' to version 3" in t["why"] for t in timeline)
+
+
+def test_contact_page_says_why_a_contact_is_not_in_a_journey(as_, app):
+    from tests.test_web_ui import sign_in
+
+    api = as_("acme_editor")
+    jid = published(api)
+    api.post("/sandbox/contacts", json={"email": "fr@example.com", "fields": {"country": "FR"}, "tags": ["webinar-2026"]})
+    api.post("/sandbox/contacts", json={"email": "de@example.com", "fields": {"country": "DE"}, "tags": ["webinar-2026"]})
+    drain(app)
+    drain(app)
+    french = api.get("/contacts?email=fr@example.com").json[0]["id"]
+    german = api.get("/contacts?email=de@example.com").json[0]["id"]
+    browser = sign_in(app, "editor@acme.example")
+    page = browser.get(f"/contacts/{french}?why_not={jid}").text
+    assert "it asks for country is “DE”, and the contact&#39;s country is &#39;FR&#39;" in page
+    page = browser.get(f"/contacts/{german}?why_not={jid}").text
+    assert "the journey lets a contact enter only once, ever" in page

@@ -62,3 +62,30 @@ def why_not_entered(document: dict[str, Any], contact: dict[str, Any], starting_
     return (f"The contact did not enter, although the starting point “{name}” fired and the filters matched: "
             f"the re-entry policy lets a contact {POLICY_WORDS.get(policy, policy)}, or the journey is not live "
             f"in this run.")
+
+
+def why_not_in_journey(document: dict[str, Any], contact: dict[str, Any], entered_at: list[datetime],
+                       now: datetime) -> list[str]:
+    """For a real contact and a journey's live version: each starting point with whether its
+    filter holds for the contact today, the entry filter, and the re-entry policy."""
+    facts = facts_of(contact, now)
+    lines = []
+    policy = str((document.get("entry") or {}).get("policy") or "once")
+    if entered_at and policy == "once":
+        lines.append(f"It entered on {min(entered_at):%Y-%m-%d %H:%M}; the journey lets a contact "
+                     f"{POLICY_WORDS['once']}.")
+    reason = _failed("The journey's entry filter", document.get("entry_filter"), facts)
+    if reason:
+        lines.append(reason)
+    for point in document.get("starting_points") or []:
+        kind = CATALOG.get(str(point.get("type")))
+        name = kind.label if kind else str(point.get("type"))
+        failed = _failed(f"The filter of the starting point “{name}”", point.get("filter"), facts)
+        lines.append(failed or f"The starting point “{name}” would let it in: it has not happened for this "
+                               f"contact since the journey went live ({describe_start(point)}).")
+    return lines
+
+
+def describe_start(point: dict[str, Any]) -> str:
+    params = ", ".join(f"{k} {v}" for k, v in (point.get("params") or {}).items() if v not in (None, "", []))
+    return params or "no parameters"

@@ -32,6 +32,7 @@ from crm_journeys.web.api_journeys import (
 )
 from crm_journeys.web.diff import diff_documents
 from crm_journeys.web.diff_words import changes_in_words
+from crm_journeys.web.entry_explain import why_not_in_journey
 from crm_journeys.web.forms import plain
 from crm_journeys.web.gallery import template, templates
 from crm_journeys.web.journey_map import NODE_H, NODE_W, layout
@@ -311,7 +312,24 @@ def contact(contact_id: int) -> Any:
         detail = queries.contact_detail(s, p.tenant_id, contact_id)
         detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], detail["instances"])
         names = journey_names(s, p.tenant_id, {i["journey_id"] for i in detail["instances"]})
-    return render_template("crm_journeys/contact.html", contact=detail, names=names)
+        why_not = why_not_for(s, p.tenant_id, detail, request.args.get("why_not", ""))
+        live = queries.journeys(s, p.tenant_id, status="live")
+    return render_template("crm_journeys/contact.html", contact=detail, names=names, why_not=why_not, live=live)
+
+
+def why_not_for(s: Any, tenant_id: int, contact: dict[str, Any], journey_id: str) -> dict[str, Any] | None:
+    """The "why is this contact not in that journey" answer for the contact page."""
+    if not journey_id.isdigit():
+        return None
+    journey = queries.journey(s, tenant_id, int(journey_id))
+    live = s.get(JourneyVersion, journey.live_version_id) if journey.live_version_id else None
+    if live is None:
+        return {"journey": journey.name, "lines": ["The journey is not live, so nobody enters it."]}
+    runs = [i["entered_at"] for i in contact["instances"] if i["journey_id"] == journey.id]
+    facts = {"email": contact["email"], "fields": contact["fields"] or {}, "tags": contact["tags"] or [],
+             "groups": contact["groups"] or []}
+    return {"journey": journey.name,
+            "lines": why_not_in_journey(live.document, facts, runs, state().runtime.clock.now())}
 
 
 from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui``)

@@ -71,6 +71,7 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     # 1. A blank journey, opened on the canvas (the one page load of the build)
     page.click("#new-on-canvas button")
     expect(page.locator("#cv-status")).to_contain_text("draft, not published yet")
+    canvas_url = page.url
     page.click("[data-cmd=settings]")
     page.fill("#cv-settings-form input[name=name]", "Webinar 2026 follow-up")
     page.click("#cv-settings-form button[type=submit]")
@@ -184,6 +185,11 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     sandbox.get_by_label("Tags").fill("webinar-2026")
     sandbox.locator("button[type=submit]").click()
     expect(page.locator("#cv-sandbox-list")).to_contain_text("bea@example.com")
+    sandbox.locator("input[name=email]").fill("cem@example.com")
+    sandbox.get_by_label("Fields").fill("country = FR")
+    sandbox.get_by_label("Tags").fill("webinar-2026")
+    sandbox.locator("button[type=submit]").click()
+    expect(page.locator("#cv-sandbox-list")).to_contain_text("cem@example.com")
     expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting", timeout=20_000)
     expect(page.locator("[data-counts=action]")).to_contain_text("1 passed")
     shot(page, "sandbox-contact-live-count")
@@ -205,8 +211,16 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     expect(timeline).to_contain_text("waits at “Opened the invite?” for 2 days")
     shot(page, "contact-timeline")
     assert_accessible(page, "contact timeline")
-    page.go_back()
-    page.go_back()
+    page.click("text=Contacts & CRM")
+    page.locator("tr", has_text="cem@example.com").get_by_role("link", name="Journeys and timeline").click()
+    page.get_by_label("Journey").select_option(label="Webinar 2026 follow-up")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#why-not-answer")).to_contain_text(
+        "The filter of the starting point “Tag added” did not match: it asks for country is “DE”, "
+        "and the contact's country is 'FR'")
+    shot(page, "why-not-entered")
+    assert_accessible(page, "why not entered")
+    page.goto(canvas_url)
     page.locator("#cv-status").filter(has_text="version").wait_for()
 
     # 10. A change after going live: the unpublished-changes mark, then moving Bea onto version 2
