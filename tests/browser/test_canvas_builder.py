@@ -120,7 +120,7 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     step.get_by_label("Condition 1: test").select_option("email_opened")
     step.get_by_label("Condition 1: value").fill("webinar_invite")
     save_step(page, "Opened the invite?")
-    check = page.locator("[data-step=wait_and_check]")
+    check = page.locator("[data-step=opened_the_invite]")
     expect(check).to_contain_text("After 2 days: opened email")
     expect(check).to_have_attribute("aria-label", re.compile("After 2 days: opened email webinar_invite"))
 
@@ -190,12 +190,12 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     sandbox.get_by_label("Tags").fill("webinar-2026")
     sandbox.locator("button[type=submit]").click()
     expect(page.locator("#cv-sandbox-list")).to_contain_text("cem@example.com")
-    expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting", timeout=20_000)
-    expect(page.locator("[data-counts=action]")).to_contain_text("1 passed")
+    expect(page.locator("[data-counts=opened_the_invite]")).to_contain_text("1 waiting", timeout=20_000)
+    expect(page.locator("[data-counts=webinar_invite]")).to_contain_text("1 passed")
     shot(page, "sandbox-contact-live-count")
     page.select_option("#cv-version", "1")  # the map of version 1, read-only, with its own counts
-    expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting")
-    page.click("[data-step=action]")
+    expect(page.locator("[data-counts=opened_the_invite]")).to_contain_text("1 waiting")
+    page.click("[data-step=webinar_invite]")
     expect(page.locator("#cv-status")).to_contain_text("Version 1 is read-only")
     page.select_option("#cv-version", "draft")
     assert_accessible(page, "sandbox panel")
@@ -224,7 +224,7 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     page.locator("#cv-status").filter(has_text="version").wait_for()
 
     # 10. A change after going live: the unpublished-changes mark, then moving Bea onto version 2
-    page.click("[data-step=wait_and_check]")
+    page.click("[data-step=opened_the_invite]")
     step.get_by_label("Check after").fill("3 days")
     save_step(page, "Opened the invite?")
     expect(page.locator("#cv-status")).to_contain_text("unpublished changes")
@@ -235,11 +235,11 @@ def test_webinar_journey_built_on_the_canvas(server, page):
     move.locator("button[type=submit]").click()
     expect(page.locator("#cv-status")).to_contain_text("Published version 2")
     expect(page.locator("#cv-status")).to_contain_text("Moved 1 from “Opened the invite?”")
-    expect(page.locator("[data-counts=wait_and_check]")).to_contain_text("1 waiting")
+    expect(page.locator("[data-counts=opened_the_invite]")).to_contain_text("1 waiting")
 
     # 11. The same canvas at 390 px: usable, no sideways scrolling
     page.set_viewport_size({"width": 390, "height": 844})
-    page.click("[data-step=wait_and_check]")
+    page.click("[data-step=opened_the_invite]")
     expect(page.locator("#cv-step-form")).to_be_visible()
     no_horizontal_overflow(page)
     shot(page, "canvas-390px")

@@ -77,6 +77,18 @@ export function removeStep(doc, id) {
   doc.goals?.forEach((g) => { if (g.then === id) g.then = null; });
 }
 
+/** Rename a step everywhere it is referenced (connections, first step, starting points, goals). */
+export function renameStep(doc, from, to) {
+  for (const s of doc.steps) {
+    if (s.id === from) s.id = to;
+    for (const c of connections(s)) if (c.get() === from) c.set(to);
+    if (s.type === "jump" && s.to === from) s.to = to;
+  }
+  if (doc.first_step === from) doc.first_step = to;
+  for (const p of doc.starting_points || []) if (p.next === from) p.next = to;
+  for (const g of doc.goals || []) if (g.then === from) g.then = to;
+}
+
 export const NODE_W = 230, NODE_H = 78, GAP_X = 50, GAP_Y = 70, MARGIN = 40;
 
 /**

@@ -1,6 +1,6 @@
 // What the side panel shows: a step's or starting point's form, the step chooser behind a
 // "+", journey settings, publishing, and the "try it" tools (test mode and sandbox contacts).
-import { BRANCHING, blankStep } from "./model.js";
+import { BRANCHING, blankStep, renameStep, uniqueId } from "./model.js";
 import {
   conditionEditor, durationInput, field, getPath, h, paramsForm, readDuration, setPath, stepOptions,
 } from "./forms.js";
@@ -45,8 +45,14 @@ export function stepPanel(app, stepId) {
     step.label = label.value.trim() || step.id;
     for (const read of readers) read(bad);
     if (bad.length) { note.textContent = bad.join(" "); return; }
+    // A new step's id comes from its type until it has a name; on its first save it takes
+    // one from the name, so timelines, analytics and exports read "webinar_invite".
+    const newId = app.fresh.has(stepId) && step.label !== spec.label ? uniqueId({ steps: app.doc.steps.filter((s) => s.id !== stepId) }, step.label) : stepId;
     app.fresh.delete(stepId);
-    app.commit(`Saved "${step.label}"`, (d) => { d.steps = d.steps.map((s) => (s.id === stepId ? step : s)); }, stepId);
+    app.commit(`Saved "${step.label}"`, (d) => {
+      d.steps = d.steps.map((s) => (s.id === stepId ? step : s));
+      if (newId !== stepId) renameStep(d, stepId, newId);
+    }, newId);
   });
   remove.addEventListener("click", () => app.confirmThen(`Delete the step "${step.label || step.id}"? Whatever led to it will lead to its next step.`,
     () => app.removeStep(stepId)));
