@@ -89,11 +89,13 @@ def pick_owner(params: dict[str, Any], counter: int) -> str | None:
 
 def owner_for(ctx: ActionContext, owner: str | None) -> str | None:
     """The host id to assign: ``contact_owner`` becomes the contact's owner now (none when
-    the contact has no owner: the host then assigns it as it assigns unowned records)."""
+    the contact has no owner: the host then assigns it as it assigns unowned records). An
+    owner may also be a merge tag (``{{ contact.owner }}``); an empty result leaves the
+    activity unassigned."""
     if owner == CONTACT_OWNER:
         found = ctx.contact.fields.get("owner")
         return str(found) if found else None
-    return owner
+    return (_render(ctx, owner).strip() or None) if owner else owner
 
 
 class _Activity(Action[dict[str, Any]]):

@@ -20,7 +20,7 @@ from crm_journeys.errors import DefinitionError, NotFound
 from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
 from crm_journeys.runtime import publish_checks, starting_points  # noqa: E402  (after the models it uses)
 from crm_journeys.runtime.owners import OwnerLookup, resolve_owners
-from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route
+from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route, StepLog
 
 STATUSES = ("draft", "live", "paused", "archived")
 
@@ -63,15 +63,16 @@ def get_journey(session: Session, tenant_id: int, journey_id: int) -> Journey:
 
 def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
             actions: Any = None, migration: dict[str, str] | None = None,
-            owners: OwnerLookup | None = None) -> JourneyVersion:
+            owners: OwnerLookup | None = None, moved: dict[str, int] | None = None) -> JourneyVersion:
     """Validate, compile and store a new version; it takes over new entries.
 
     Args:
-        migration: old step id -> new step id; in-flight instances of the previous
-            version at a mapped step move to the new version at the new step.
+        migration: old step id -> new step id; in-flight instances of any older version
+            at a mapped step move to the new version at the new step.
         owners: the host's user list (``owners.owner_lookup``): owners given by email are
             replaced by the host's ids (in the version and the draft), unknown ones
             refused. ``None``: kept as written.
+        moved: filled with how many contacts moved, per old step id.
     Raises:
         DefinitionError: the draft is invalid (every error, with its JSON path).
     """
@@ -94,7 +95,9 @@ def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
     session.execute(update(JourneyVersion).where(JourneyVersion.journey_id == journey.id,
                                                  JourneyVersion.id != version.id).values(active=False))
     if previous and migration:
-        _migrate_instances(session, previous, version, model, migration)
+        counts = _migrate_instances(session, version, model, migration, now)
+        if moved is not None:
+            moved.update(counts)
     journey.live_version_id = version.id
     journey.name = model.name
     journey.status = "live"
@@ -104,17 +107,32 @@ def publish(session: Session, tenant_id: int, journey_id: int, now: datetime, *,
     return version
 
 
-def _migrate_instances(session: Session, old_id: int, new: JourneyVersion, model: JourneyModel,
-                       migration: dict[str, str]) -> None:
+def _migrate_instances(session: Session, new: JourneyVersion, model: JourneyModel,
+                       migration: dict[str, str], now: datetime) -> dict[str, int]:
+    """Move active runs of every older version of the journey (not only the previous one:
+    contacts can wait weeks across several publishes) and log one timeline entry each."""
     known = {s.id for s in model.steps}
     bad = {old: new_id for old, new_id in migration.items() if new_id not in known}
     if bad:
         raise DefinitionError({f"migration.{old}": [f"step '{n}' does not exist in the new version"]
                                for old, n in bad.items()})
+    older = select(JourneyVersion.id).where(JourneyVersion.journey_id == new.journey_id, JourneyVersion.id != new.id)
+    counts: dict[str, int] = {}
     for old_step, new_step in migration.items():
-        session.execute(update(Instance).where(Instance.version_id == old_id, Instance.status == "active",
-                                               Instance.step == old_step)
+        runs = session.execute(select(Instance.id, Instance.version_id).where(
+            Instance.version_id.in_(older), Instance.status == "active", Instance.step == old_step)).all()
+        if not runs:
+            continue
+        session.execute(update(Instance).where(Instance.id.in_([r.id for r in runs]))
                         .values(version_id=new.id, step=new_step))
+        numbers = dict(session.execute(select(JourneyVersion.id, JourneyVersion.version)
+                                       .where(JourneyVersion.id.in_({r.version_id for r in runs}))).all())
+        session.add_all(StepLog(tenant_id=new.tenant_id, journey_id=new.journey_id, instance_id=r.id, at=now,
+                                step=new_step, kind="moved", branch="",
+                                detail={"why": f"moved from version {numbers[r.version_id]} step '{old_step}' "
+                                               f"to version {new.version} step '{new_step}'"}) for r in runs)
+        counts[old_step] = len(runs)
+    return counts
 
 
 def write_routes(session: Session, journey: Journey, version: JourneyVersion,

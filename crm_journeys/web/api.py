@@ -51,5 +51,7 @@ from crm_journeys.web import (  # noqa: E402,F401
     api_email,
     api_journeys,
     api_owners,
+    api_sandbox,
     api_setup,
+    version_counts,
 )

@@ -127,14 +127,23 @@ def delete_journey(principal: Principal, journey_id: int) -> Any:
 
 @endpoint(api, "/journeys/<int:journey_id>/publish", "POST", summary="Publish the draft as a new version",
           tag=TAG, permission="publish", body=PublishIn, out=JourneyOut,
-          description="Contacts in flight stay on their version unless `migration` maps old step ids to new ones.")
+          description="Contacts in flight stay on their version unless `migration` maps old step ids to new ones "
+                      "(runs of any older version move; `moved` counts them per old step).")
 def publish_journey(principal: Principal, journey_id: int, body: dict[str, Any]) -> Any:
     owners = owner_lookup(state().runtime, principal.tenant_id)  # outside the transaction
     with state().db.unit_of_work() as s:
-        queries.journey(s, principal.tenant_id, journey_id)
+        if not body["migration"] and unchanged(s, queries.journey(s, principal.tenant_id, journey_id)):
+            raise ApiError(409, "nothing_changed", "The draft is the live version: nothing to publish.")
+        moved: dict[str, int] = {}
         publish(s, principal.tenant_id, journey_id, state().runtime.clock.now(), actions=installed_actions(),
-                migration=body["migration"] or None, owners=owners)
-        return journey_out(s, principal, queries.journey(s, principal.tenant_id, journey_id))
+                migration=body["migration"] or None, owners=owners, moved=moved)
+        return {**journey_out(s, principal, queries.journey(s, principal.tenant_id, journey_id)), "moved": moved}
+
+
+def unchanged(s: Session, journey: Journey) -> bool:
+    """The draft equals the live version: publishing it would only add an identical version."""
+    live = s.get(JourneyVersion, journey.live_version_id) if journey.live_version_id else None
+    return live is not None and live.document == journey.draft
 
 
 def _lifecycle(principal: Principal, journey_id: int, status: str, allowed_from: tuple[str, ...]) -> Any:

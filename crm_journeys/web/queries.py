@@ -30,9 +30,20 @@ from crm_journeys.web.funnel import funnel
 EMPTY_COUNTS = {"entered": 0, "waiting": 0, "completed": 0, "exited": 0, "goal_reached": 0}
 
 
-def journeys(s: Session, tenant_id: int, *, limit: int | None = None, offset: int = 0) -> list[Journey]:
-    query = select(Journey).where(Journey.tenant_id == tenant_id).order_by(Journey.id).offset(offset)
+def journeys(s: Session, tenant_id: int, *, limit: int | None = None, offset: int = 0,
+             name: str | None = None, status: str | None = None) -> list[Journey]:
+    query = _journey_filter(select(Journey), tenant_id, name, status).order_by(Journey.id).offset(offset)
     return list(s.scalars(query.limit(limit) if limit is not None else query))
+
+
+def _journey_filter(query: Any, tenant_id: int, name: str | None, status: str | None) -> Any:
+    """The journey list's search: name contains ``name`` (any case), status is ``status``."""
+    query = query.where(Journey.tenant_id == tenant_id)
+    if name:
+        query = query.where(func.lower(Journey.name).contains(name.lower(), autoescape=True))
+    if status:
+        query = query.where(Journey.status == status)
+    return query
 
 
 def total(s: Session, query: Any) -> int:
@@ -41,8 +52,8 @@ def total(s: Session, query: Any) -> int:
     return int(s.scalar(select(func.count()).select_from(inner)) or 0)
 
 
-def count_journeys(s: Session, tenant_id: int) -> int:
-    return total(s, select(Journey.id).where(Journey.tenant_id == tenant_id))
+def count_journeys(s: Session, tenant_id: int, *, name: str | None = None, status: str | None = None) -> int:
+    return total(s, _journey_filter(select(Journey.id), tenant_id, name, status))
 
 
 def journey(s: Session, tenant_id: int, journey_id: int) -> Journey:

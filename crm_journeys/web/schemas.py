@@ -102,6 +102,8 @@ class JourneyOut(JourneySummaryOut):
     unpublished_changes = fields.Boolean()
     trigger_path = fields.String(metadata={"description": "POST here with X-Journey-Secret to add a contact"})
     trigger_secret = fields.String(allow_none=True, metadata={"description": "shown to editors and admins only"})
+    moved = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                        metadata={"description": "after publishing: contacts moved to the new version, per old step"})
 
 
 class VersionOut(Out):

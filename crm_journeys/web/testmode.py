@@ -34,6 +34,7 @@ from crm_journeys.storage.models import (
     SandboxRecord,
     StepLog,
 )
+from crm_journeys.web.entry_explain import why_not_entered
 from crm_journeys.web.queries import timeline_entries
 
 
@@ -76,7 +77,10 @@ def simulate(document: dict[str, Any], contact: dict[str, Any], *, start: dateti
                        w.clock.now())
             w.worker.drain()
         advance_to(w.worker, w.clock, max(start + parse_duration(horizon), w.clock.now()))
-        return _read_back(w)
+        result = _read_back(w)
+    if result["status"] == "not_entered":
+        result["outcome"] = why_not_entered(document, contact, starting_point, start)
+    return result
 
 
 def _read_back(w: World) -> dict[str, Any]:

@@ -31,17 +31,22 @@ from crm_journeys.web.api_journeys import (
     job_out,
     run_simulation,
     start_backtest,
+    unchanged,
 )
 from crm_journeys.web.diff import diff_documents
+from crm_journeys.web.diff_words import changes_in_words
+from crm_journeys.web.entry_explain import why_not_in_journey
 from crm_journeys.web.forms import plain
 from crm_journeys.web.gallery import template, templates
 from crm_journeys.web.journey_map import NODE_H, NODE_W, layout
 from crm_journeys.web.paging import pager
+from crm_journeys.web.timeline_words import journey_names, worded
 
 ui = Blueprint("crm_journeys_ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/crm_journeys")
 PUBLIC = ("crm_journeys_ui.login", "crm_journeys_ui.static")
 PASSWORD_PAGES = ("crm_journeys_ui.change_password", "crm_journeys_ui.logout", "crm_journeys_ui.static")
+JOURNEY_STATUSES = ("draft", "live", "paused", "archived")
 
 
 @ui.record_once
@@ -170,12 +175,15 @@ def home() -> Any:
 @ui.get("/journeys")
 def journeys() -> Any:
     p = ui_require("read")
+    name, status = request.args.get("q", "").strip()[:200], request.args.get("status", "")
+    status = status if status in JOURNEY_STATUSES else ""
     with state().db.unit_of_work() as s:
-        page = pager(queries.count_journeys(s, p.tenant_id))
-        rows = queries.journeys(s, p.tenant_id, limit=page.per_page, offset=page.offset)
+        page = pager(queries.count_journeys(s, p.tenant_id, name=name, status=status))
+        rows = queries.journeys(s, p.tenant_id, limit=page.per_page, offset=page.offset, name=name, status=status)
         numbers = queries.version_numbers(s, p.tenant_id)
         counts = queries.counts(s, p.tenant_id, [j.id for j in rows])
-    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts, pager=page)
+    return render_template("crm_journeys/journeys.html", journeys=rows, numbers=numbers, counts=counts, pager=page,
+                           q=name, status=status, statuses=JOURNEY_STATUSES)
 
 
 @ui.get("/templates")
@@ -193,6 +201,8 @@ def new_journey() -> Any:
     document = template(chosen)["document"] if chosen else dict(BLANK, name=request.form.get("name") or "Untitled journey")
     with state().db.unit_of_work() as s:
         journey = create_journey(s, p.tenant_id, document, state().runtime.clock.now())
+    if request.form.get("editor") == "canvas":
+        return redirect(url_for("crm_journeys_ui.canvas", journey_id=journey.id))
     if chosen:
         session[f"configure:{journey.id}"] = template(chosen)["configure"]
         flash("Your copy of the template is ready. The highlighted fields are yours to set.")
@@ -209,6 +219,9 @@ def lifecycle(journey_id: int, action: str) -> Any:
         try:
             if action == "publish":
                 migration = {k[10:]: v for k, v in request.form.items() if k.startswith("migration.") and v}
+                if not migration and unchanged(s, journey):
+                    flash("Nothing changed since the live version, so no new version was made.")
+                    return redirect(url_for("crm_journeys_ui.builder", journey_id=journey_id))
                 publish(s, p.tenant_id, journey.id, now, actions=installed_actions(), migration=migration or None,
                         owners=owners)
             else:
@@ -250,7 +263,8 @@ def versions(journey_id: int) -> Any:
     docs = {str(v.version): v.document for v in rows} | {"draft": journey.draft}
     before, after = request.args.get("from"), request.args.get("to", "draft")
     changes = diff_documents(docs[before], docs[after]) if before in docs and after in docs else None
-    return render_template("crm_journeys/versions.html", journey=journey, versions=rows, changes=changes,
+    words = changes_in_words(docs[str(before)], docs[after], changes) if changes is not None else None
+    return render_template("crm_journeys/versions.html", journey=journey, versions=rows, changes=changes, words=words,
                            before=before, after=after)
 
 
@@ -330,6 +344,7 @@ def instance(instance_id: int) -> Any:
     with state().db.unit_of_work() as s:
         detail = queries.instance_detail(s, p.tenant_id, instance_id)
         journey = queries.journey(s, p.tenant_id, detail["journey_id"])
+        detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], [detail])
     return render_template("crm_journeys/instance.html", instance=detail, journey=journey)
 
 
@@ -350,7 +365,26 @@ def contact(contact_id: int) -> Any:
     p = ui_require("read")
     with state().db.unit_of_work() as s:
         detail = queries.contact_detail(s, p.tenant_id, contact_id)
-    return render_template("crm_journeys/contact.html", contact=detail)
+        detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], detail["instances"])
+        names = journey_names(s, p.tenant_id, {i["journey_id"] for i in detail["instances"]})
+        why_not = why_not_for(s, p.tenant_id, detail, request.args.get("why_not", ""))
+        live = queries.journeys(s, p.tenant_id, status="live")
+    return render_template("crm_journeys/contact.html", contact=detail, names=names, why_not=why_not, live=live)
+
+
+def why_not_for(s: Any, tenant_id: int, contact: dict[str, Any], journey_id: str) -> dict[str, Any] | None:
+    """The "why is this contact not in that journey" answer for the contact page."""
+    if not journey_id.isdigit():
+        return None
+    journey = queries.journey(s, tenant_id, int(journey_id))
+    live = s.get(JourneyVersion, journey.live_version_id) if journey.live_version_id else None
+    if live is None:
+        return {"journey": journey.name, "lines": ["The journey is not live, so nobody enters it."]}
+    runs = [i["entered_at"] for i in contact["instances"] if i["journey_id"] == journey.id]
+    facts = {"email": contact["email"], "fields": contact["fields"] or {}, "tags": contact["tags"] or [],
+             "groups": contact["groups"] or []}
+    return {"journey": journey.name,
+            "lines": why_not_in_journey(live.document, facts, runs, state().runtime.clock.now())}
 
 
 from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui``)
@@ -360,4 +394,5 @@ from crm_journeys.web import (  # noqa: E402,F401  (register their views on ``ui
     admin_segments,
     admin_triggers,
     builder,
+    canvas,
 )
