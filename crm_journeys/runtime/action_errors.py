@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, or_, 
 from sqlalchemy.orm import Session
 
 from crm_journeys.errors import NotFound
+from crm_journeys.runtime import lanes
 from crm_journeys.storage.models import Contact, Instance, Journey, OutboxMessage, StepLog
 
 DEAD, RETRYING, DISMISSED = "dead", "retrying", "dismissed"
@@ -168,8 +169,13 @@ def actions_in_use(s: Session, tenant_id: int) -> list[str]:
 def retry(s: Session, tenant_id: int, now: datetime, by: str, *, ids: Iterable[int] | None = None,
           matching: ErrorFilter | None = None) -> Outcome:
     """Send dead rows again (pending, no attempts, due now, lease cleared): ``ids``, or every
-    dead row ``matching`` names. ``by`` (who) goes to the contact's timeline."""
-    return _apply(s, tenant_id, RETRY, now, by, ids, matching)
+    dead row ``matching`` names. ``by`` (who) goes to the contact's timeline. Their lanes
+    are unparked: a retry by hand means now, not when the host's last failure said."""
+    outcome = _apply(s, tenant_id, RETRY, now, by, ids, matching)
+    for start in range(0, len(outcome.changed), _CHUNK):
+        chunk = outcome.changed[start:start + _CHUNK]
+        lanes.unpark(s, s.scalars(select(OutboxMessage.lane).where(OutboxMessage.id.in_(chunk))))
+    return outcome
 
 
 def dismiss(s: Session, tenant_id: int, now: datetime, by: str, *, ids: Iterable[int] | None = None,

@@ -72,6 +72,15 @@ def settle(session: Session, now: datetime, failed: dict[str, tuple[float | None
         _park(session, now, key, retry_after, reason)
 
 
+def unpark(session: Session, keys: Iterable[str]) -> None:
+    """Let these lanes be claimed at once (an admin retried a row by hand: they asked for
+    it now, and a host still failing parks the lane again after one attempt)."""
+    wanted = sorted(set(keys))
+    if wanted:
+        session.execute(update(Lane).where(Lane.key.in_(wanted), Lane.parked_until.is_not(None))
+                        .values(parked_until=None))
+
+
 def _park(session: Session, now: datetime, key: str, retry_after: float | None, reason: str) -> None:
     insert_ignoring_conflicts(session, Lane, [{"key": key, "reason": "", "failures": 0, "used": 0}], ["key"])
     lane = session.get(Lane, key, with_for_update=True, populate_existing=True)
