@@ -8,6 +8,7 @@ keeps the detail (status, the host's words) for the log; here it becomes advice.
 from __future__ import annotations
 
 import logging
+import re
 
 from crm_journeys.errors import ConnectorError, FatalConnectorError, RetriableConnectorError
 
@@ -25,7 +26,8 @@ CREDENTIAL_HINT = {
 
 def explain(host: str, url: str | None, exc: BaseException) -> str:
     """The sentence shown for a failed install (the full error goes to the log)."""
-    log.warning("install of %s failed", host, exc_info=(type(exc), exc, exc.__traceback__))
+    log.warning("install of %s failed: %s: %s", host, type(exc).__name__, exc)  # no traceback:
+    # the CLI prints this log, and an installer is owed a sentence, not a stack
     return describe(host, url, exc, echo=False)
 
 
@@ -57,9 +59,16 @@ def describe(host: str, url: str | None, exc: BaseException, *, echo: bool = Tru
                 "example https://crm.example.com, without /api or a page path)")
     if status in (401, 403) or (host == "bottlecrm" and "rganization context" in text):
         if isinstance(exc, FatalConnectorError) and status == 403 and "role" in text:
-            return text.split(": ", 1)[-1]  # the connector's own sentence, whole
+            return _own_sentence(text, status, echo)
         return f"{host} did not accept the credentials ({_tail(text)}); use {hint}"
     return f"{host} refused the connection ({_tail(text)})"
+
+
+def _own_sentence(text: str, status: int, echo: bool) -> str:
+    """The connector's own advice out of ``host: METHOD /path -> 403: advice (host's words)``;
+    without ``echo`` the host's words give way to the status."""
+    sentence = re.split(r" -> \d{3}: ", text, maxsplit=1)[-1]
+    return sentence if echo else f"{sentence.rsplit(' (', 1)[0]} (HTTP {status})"
 
 
 def _words(text: str) -> str:

@@ -26,6 +26,7 @@ from crm_journeys.storage.models import Contact, OutboxMessage
 from tests.bottlecrm_people import Human, unique_email
 from tests.test_install_hosts import journey
 
+INSTALL_KEY = "operator-install-key"  # the operator lets this script install tenants
 pytestmark = pytest.mark.bottlecrm
 POLL = 60
 
@@ -82,7 +83,7 @@ class Workspace:
 @pytest.fixture
 def workspace(tmp_path):
     clock = VirtualClock(datetime.now(UTC))
-    app = create_app({"TESTING": True, "SECRET_KEY": "test",
+    app = create_app({"TESTING": True, "SECRET_KEY": "test", "CRM_JOURNEYS_INSTALL_KEY": INSTALL_KEY,
                       "CRM_JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'cj.db'}"}, clock=clock)
     app.extensions["crm_journeys"].runtime.settings["connector_context"] = {
         "limits": HostLimits(), "sleep": sleep_on(clock)}
@@ -99,7 +100,8 @@ def test_a_journey_on_the_real_bottlecrm(bottlecrm, workspace):
     # install: the integration user is discovered, nothing to paste anywhere
     answer = workspace.app.test_client().post("/install/bottlecrm", json={
         "tenant": "acme", "settings": {"url": bottlecrm.url, "sync_interval_seconds": POLL},
-        "credentials": {"token": org.people["integration"].token}})
+        "credentials": {"token": org.people["integration"].token}},
+        headers={"Authorization": f"Bearer {INSTALL_KEY}"})
     assert answer.status_code == 201, answer.get_data(as_text=True)
     info = answer.get_json()
     assert "webhook_url" not in info and info["polled_every_seconds"] == POLL

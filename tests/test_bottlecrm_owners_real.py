@@ -24,6 +24,7 @@ from crm_journeys.storage.models import JourneyVersion, OutboxMessage
 from tests.bottlecrm_people import Human, unique_email
 from tests.test_install_hosts import journey
 
+INSTALL_KEY = "operator-install-key"  # the operator lets this script install tenants
 pytestmark = pytest.mark.bottlecrm
 
 
@@ -78,13 +79,14 @@ class Tenant:
 @pytest.fixture
 def tenant(bottlecrm, org, tmp_path):
     clock = VirtualClock(datetime.now(UTC))
-    app = create_app({"TESTING": True, "SECRET_KEY": "test",
+    app = create_app({"TESTING": True, "SECRET_KEY": "test", "CRM_JOURNEYS_INSTALL_KEY": INSTALL_KEY,
                       "CRM_JOURNEYS_DATABASE_URL": f"sqlite:///{tmp_path / 'cj.db'}"}, clock=clock)
     app.extensions["crm_journeys"].runtime.settings["connector_context"] = {
         "limits": HostLimits(), "sleep": sleep_on(clock)}
     installed = app.test_client().post("/install/bottlecrm", json={
         "tenant": "acme", "settings": {"url": bottlecrm.url},
-        "credentials": {"token": org.people["integration"].token}})
+        "credentials": {"token": org.people["integration"].token}},
+        headers={"Authorization": f"Bearer {INSTALL_KEY}"})
     assert installed.status_code == 201, installed.get_data(as_text=True)
     workspace = Tenant(app, clock)
     workspace.tenant_id = installed.get_json()["tenant_id"]

@@ -16,7 +16,7 @@ def test_bench_modules_import() -> None:
         importlib.import_module(name)
     from bench.figures import FIGURES
 
-    assert list(FIGURES) == ["P1", "P2", "P3", "P4", "P5", "P6"]
+    assert list(FIGURES) == ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"]
 
 
 def test_quick_p1_runs_and_renders(tmp_path: Path, monkeypatch) -> None:
