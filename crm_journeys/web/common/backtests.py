@@ -26,6 +26,7 @@ def run_simulation(document: dict[str, Any], body: dict[str, Any]) -> dict[str, 
 
 
 def backtest_jobs() -> testmode.BacktestJobs:
+    """The app's backtests: one registry per Flask app, so the page and the API poll the same jobs."""
     return current_app.extensions.setdefault("crm_journeys_backtests", testmode.BacktestJobs())
 
 

@@ -28,6 +28,8 @@ def draft_errors(document: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def save_draft(journey: Journey, document: dict[str, Any], now: Any) -> None:
+    """Keep the edited document as the draft (an archived journey is read-only: 409); a journey
+    never published takes its name from the document."""
     if journey.status == "archived":
         raise ApiError(409, "archived", "An archived journey cannot be edited.")
     journey.draft = document
