@@ -19,7 +19,7 @@ from crm_journeys.web.errors import ApiError
 
 OWNER_ITEM = {"type": "object", "required": ["id", "name", "kind"], "properties": {
     "id": {"type": "string", "description": "What to put in a step's owner parameter"},
-    "name": {"type": "string"}, "email": {"type": ["string", "null"]},
+    "name": {"type": "string"}, "email": {"type": "string", "nullable": True},
     "kind": {"type": "string", "enum": ["contact_owner", "user"]},
     "complete": {"type": "boolean", "description": "False: the CRM cannot list every user"}}}
 
