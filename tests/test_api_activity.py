@@ -8,7 +8,7 @@ from datetime import timedelta
 from openapi_spec_validator import validate
 
 from crm_journeys.runtime.worker import advance_to
-from crm_journeys.web.openapi import openapi_path
+from crm_journeys.web.api.openapi import openapi_path
 from tests.web_fixtures import drain, welcome_doc
 
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
+from crm_journeys.services.testmode import recorded_events
 from crm_journeys.storage.models import Contact
-from crm_journeys.web.testmode import recorded_events
 from tests.web_fixtures import drain, welcome_doc
 
 
@@ -56,11 +56,10 @@ def test_backtest_filters_see_the_tenants_current_contacts(as_, app, clock):
     assert polled["result"]["records"] == {"email": 2}
 
 
-
 def test_rewind_undoes_the_windows_memberships_and_activity():
     from datetime import UTC, datetime
 
-    from crm_journeys.web.testmode import rewind
+    from crm_journeys.services.testmode import rewind
 
     start = datetime(2026, 3, 1, tzinfo=UTC)
     now = [{"external_id": "42", "email": "Ada@Example.com", "fields": {"country": "DE"}, "tags": ["vip", "welcomed"],

@@ -17,10 +17,10 @@ from crm_journeys.runtime.ingest import IncomingEvent, ingest_each
 from crm_journeys.storage.auth_models import ApiToken
 from crm_journeys.storage.models import InboxEvent
 from crm_journeys.web.access import Access
-from crm_journeys.web.api_activity import INTAKE
+from crm_journeys.web.api.activity import INTAKE
+from crm_journeys.web.api.intake import EventIntake, Submission
+from crm_journeys.web.api.schemas import EventIn
 from crm_journeys.web.group_commit import GroupCommit
-from crm_journeys.web.intake import EventIntake, Submission
-from crm_journeys.web.schemas import EventIn
 from tests.web_fixtures import Api
 
 # --- the mechanism, without a database ----------------------------------------------------
@@ -259,7 +259,7 @@ def lookups(monkeypatch) -> list[str]:
         seen.append(token)
         return token_principal_on(conn, token, now)
 
-    monkeypatch.setattr("crm_journeys.web.intake.token_principal_on", spy)
+    monkeypatch.setattr("crm_journeys.web.api.intake.token_principal_on", spy)
     return seen
 
 

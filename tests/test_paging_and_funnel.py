@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from crm_journeys.web.funnel import funnel
+from crm_journeys.services.funnel import funnel
 from tests.test_web_ui import sign_in
 from tests.web_fixtures import drain, welcome_doc
 

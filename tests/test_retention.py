@@ -26,6 +26,7 @@ from crm_journeys.runtime.retention import (
     prune,
 )
 from crm_journeys.runtime.worker import Worker
+from crm_journeys.services import queries
 from crm_journeys.storage.db import Database
 from crm_journeys.storage.journey_models import LapseTimer
 from crm_journeys.storage.models import (
@@ -38,7 +39,6 @@ from crm_journeys.storage.models import (
     Tenant,
     Wakeup,
 )
-from crm_journeys.web import queries
 from tests.conftest import EXAMPLES, START, Harness
 
 DAY = timedelta(days=1)

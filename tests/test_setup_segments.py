@@ -8,9 +8,9 @@ import re
 
 from sqlalchemy import select
 
+from crm_journeys.services.condition_words import describe
 from crm_journeys.storage.journey_models import Segment
 from crm_journeys.storage.models import Contact
-from crm_journeys.web.condition_words import describe
 from tests.formscrape import form_fields
 from tests.sp_helpers import journey, sp
 from tests.test_web_ui import sign_in

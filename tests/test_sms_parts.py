@@ -94,7 +94,7 @@ def test_admin_sets_twilio_and_never_reads_the_token_back(app, as_):
 def test_test_mode_shows_the_text_it_would_send_and_follows_a_made_up_reply():
     from datetime import UTC, datetime
 
-    from crm_journeys.web.testmode import simulate
+    from crm_journeys.services.testmode import simulate
     from tests.test_sms import texting_journey
 
     report = simulate(texting_journey("go"), {"email": "ada@example.com", "first_name": "Ada",

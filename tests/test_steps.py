@@ -6,8 +6,8 @@ from collections import Counter
 
 from sqlalchemy import select
 
+from crm_journeys.services.queries import timeline_entries
 from crm_journeys.storage.models import StepLog, Wakeup
-from crm_journeys.web.queries import timeline_entries
 
 
 def journey(steps, *, first="s0", entry="every_time", goals=(), exits=(), tz="UTC", **entry_extra):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ is refused as a conflict and found again. Tags live in one ``;``-separated prope
 
 A public app has one webhook target URL for every account (portal) that installed it:
 ``verify_signature``, ``read_events``, ``events_by_portal`` and ``webhook_hints`` are
-what the app-level endpoint (``web.hooks``) needs without a tenant's connector, and
+what the app-level endpoint (``web.hooks.crm``) needs without a tenant's connector, and
 ``token_metadata`` names the portal an OAuth token belongs to at install.
 """
 

@@ -4,7 +4,7 @@ Each adapter parses the service's real payload shape, verifies it the way that s
 allows (Eventbrite: no signature, so the payload's ``api_url`` on Eventbrite's own API is
 fetched with the tenant's token and only what it returns counts; LiveChat: the secret key
 it puts in every payload; Zapier: a per-tenant secret we define), and returns
-``IncomingEvent``s for ``runtime.ingest``. ``web.integrations`` mounts them at
+``IncomingEvent``s for ``runtime.ingest``. ``web.hooks.integrations`` mounts them at
 ``POST /hooks/<tenant>/<service>``.
 """
 

@@ -85,7 +85,7 @@ def ingest_each(conn: Connection, events: list[tuple[int, IncomingEvent, datetim
     duplicate of its first occurrence, as if they had been stored one after the other.
 
     Core, not a Session: the events API stores the events of several requests at once
-    (``web/intake.py``) and pays for no identity map or flush.
+    (``web/api/intake.py``) and pays for no identity map or flush.
     """
     if not events:
         return []

@@ -197,7 +197,7 @@ class Applier:
     def _log(self, inst: Instance, kind: str, step: str, firing: Firing, *, branch: str = "",
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """A log row per firing; the facts only on the decision's first one (the rest of the
-        chain saw the same facts, and readers carry them forward: ``web.queries.timeline``)."""
+        chain saw the same facts, and readers carry them forward: ``services.queries.timeline``)."""
         detail: dict[str, Any] = {"rule": firing.rule, "why": firing.intent.get("why", "")}
         if not self._facts_logged:
             detail["facts"] = self._seen

@@ -1,6 +1,6 @@
 """Twilio's status callbacks and inbound texts, as journey events and consent changes.
 
-Runs inside the webhook's transaction once the signature checked out (``web.sms_hooks``).
+Runs inside the webhook's transaction once the signature checked out (``web.hooks.sms``).
 A status callback finds its text by the idempotency key in its URL (``?k=``), else by
 the sid; ``delivered`` becomes ``sms_delivered``, ``undelivered``/``failed``
 ``sms_not_delivered`` (with Twilio's error code as the reason; 21610 also records the

@@ -7,13 +7,13 @@ from flask import Blueprint
 
 def blueprints() -> list[tuple[Blueprint, str]]:
     """(blueprint, URL prefix below the extension's prefix)."""
-    from crm_journeys.web.api import api
-    from crm_journeys.web.esp_hooks import esp_hooks
+    from crm_journeys.web.api.blueprint import api
     from crm_journeys.web.health import health
-    from crm_journeys.web.install import install
-    from crm_journeys.web.integrations import hooks
-    from crm_journeys.web.mail_links import mail_links
-    from crm_journeys.web.sms_hooks import sms_hooks
+    from crm_journeys.web.hooks.esp import esp_hooks
+    from crm_journeys.web.hooks.install import install
+    from crm_journeys.web.hooks.integrations import hooks
+    from crm_journeys.web.hooks.mail_links import mail_links
+    from crm_journeys.web.hooks.sms import sms_hooks
     from crm_journeys.web.ui import ui
 
     return [(health, ""), (api, "/api"), (ui, ""), (sms_hooks, ""), (hooks, ""), (install, ""), (mail_links, ""),

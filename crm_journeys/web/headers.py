@@ -1,7 +1,7 @@
 """Security headers on every answer of crm_journeys, and ``no-store`` on everything dynamic.
 
 Written as one ``after_request`` hook rather than with Flask-Talisman: Talisman would also
-force HTTPS redirects and session-cookie flags that ``web.ui`` already sets, and it applies
+force HTTPS redirects and session-cookie flags that ``web.ui.pages`` already sets, and it applies
 to the whole app, while crm_journeys may be mounted in a host's Flask app whose own pages
 are not ours to constrain. So the headers go on our blueprints' answers, and on every
 answer when the app is ours alone (``create_app`` sets ``CRM_JOURNEYS_STANDALONE``).
