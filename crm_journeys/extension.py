@@ -6,18 +6,15 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from crm_journeys.clock import Clock
 from crm_journeys.config import resolve
 from crm_journeys.runtime.services import Runtime
-from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.db import Database
+from crm_journeys.web.state import State
 
 DEFAULTS: dict[str, Any] = {
     "CRM_JOURNEYS_DATABASE_URL": None,
@@ -26,40 +23,6 @@ DEFAULTS: dict[str, Any] = {
     "CRM_JOURNEYS_AUTO_MIGRATE": True,
     "CRM_JOURNEYS_DEFAULT_TENANT": "default",
 }
-
-
-@dataclass
-class State:
-    db: Database
-    runtime: Runtime
-    worker: Worker | None = None
-    worker_thread: threading.Thread | None = None
-    metrics_page: Any = None  # runtime.backlog.MetricsPage, made on the first scrape
-
-    def start_worker(self) -> None:
-        """Web and worker in one process: the embedded default."""
-        if self.worker_thread is not None:
-            return
-        self.worker = Worker(self.runtime, worker_id=f"embedded-{os.getpid()}")
-        self.worker_thread = threading.Thread(target=self.worker.run_forever, name="crm-journeys-worker",
-                                              daemon=True)
-        self.worker_thread.start()
-        # events other processes store (another web process, a CLI command) wake it too
-        if self.db.is_postgres:
-            from crm_journeys.runtime.listen import listen
-
-            listen(self.db, self.worker.stop_event)
-        else:
-            from crm_journeys.storage.wake import listen_local
-
-            listen_local(self.db, self.worker.stop_event)
-
-    def stop_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-        if self.worker_thread is not None:
-            self.worker_thread.join(timeout=10)
-        self.worker = self.worker_thread = None
 
 
 class CrmJourneys:
@@ -98,7 +61,3 @@ def _register_blueprints(app: Flask, prefix: str) -> None:
 
     for blueprint, sub in blueprints():
         app.register_blueprint(blueprint, url_prefix=f"{prefix}{sub}" or None)
-
-
-def state() -> State:
-    return current_app.extensions["crm_journeys"]

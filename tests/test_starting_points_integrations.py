@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from crm_journeys.app import create_app
-from crm_journeys.extension import State
 from crm_journeys.integrations.custom import declare
 from crm_journeys.runtime.tenants import create_tenant
 from crm_journeys.runtime.versions import create_journey, publish
 from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.models import InboxEvent
+from crm_journeys.web.state import State
 from tests.sp_helpers import journey, sp
 
 ORDER_URL = "https://www.eventbriteapi.com/v3/orders/9001/"

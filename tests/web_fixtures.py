@@ -11,9 +11,9 @@ import pytest
 
 from crm_journeys.app import create_app
 from crm_journeys.auth import create_api_token, create_user
-from crm_journeys.extension import State
 from crm_journeys.runtime.tenants import create_tenant
 from crm_journeys.runtime.worker import Worker
+from crm_journeys.web.state import State
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

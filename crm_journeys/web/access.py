@@ -17,9 +17,9 @@ from flask import abort, g, request, session
 from sqlalchemy import select
 
 from crm_journeys.auth.accounts import Principal, can, token_principal_on, user_principal
-from crm_journeys.extension import state
 from crm_journeys.storage.auth_models import User
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from crm_journeys.extension import state
+from crm_journeys.web.state import state
 
 health = Blueprint("crm_journeys_health", __name__)
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from crm_journeys.auth.accounts import Principal
-from crm_journeys.extension import state
 from crm_journeys.runtime import action_errors as errors
 from crm_journeys.web.api.blueprint import api
 from crm_journeys.web.api.schemas_action_errors import (
@@ -22,6 +21,7 @@ from crm_journeys.web.api.schemas_action_errors import (
 from crm_journeys.web.common.action_errors import apply
 from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 TAG = "action errors"
 

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_journeys.auth.accounts import Principal
-from crm_journeys.extension import state
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.runtime.normalise import EventError, normalise
 from crm_journeys.services import queries
@@ -37,6 +36,7 @@ from crm_journeys.web.api.schemas import (
 )
 from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 SECRET_HEADER = "X-Journey-Secret"
 INTAKE = "crm_journeys.event_intake"

@@ -10,7 +10,6 @@ from typing import Any
 
 from crm_journeys.auth import admin
 from crm_journeys.auth.accounts import Principal
-from crm_journeys.extension import state
 from crm_journeys.web.api.blueprint import api
 from crm_journeys.web.api.schemas_admin import (
     TokenCreatedOut,
@@ -24,6 +23,7 @@ from crm_journeys.web.api.schemas_admin import (
 from crm_journeys.web.common.team import invite, new_token
 from crm_journeys.web.endpoint import endpoint
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 TAG = "admin"
 

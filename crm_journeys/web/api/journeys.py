@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from crm_journeys.actions.registry import installed_actions
 from crm_journeys.auth.accounts import Principal, can
 from crm_journeys.errors import NotFound
-from crm_journeys.extension import state
 from crm_journeys.runtime.owners import owner_lookup
 from crm_journeys.runtime.versions import create_journey, publish, set_status
 from crm_journeys.services import queries
@@ -38,6 +37,7 @@ from crm_journeys.web.common.backtests import backtest_jobs, job_out, run_simula
 from crm_journeys.web.common.drafts import BLANK, draft_errors, save_draft, unchanged
 from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 TAG = "journeys"
 

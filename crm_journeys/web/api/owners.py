@@ -12,10 +12,10 @@ from typing import Any
 from crm_journeys.auth.accounts import Principal
 from crm_journeys.connectors.base import CONTACT_OWNER
 from crm_journeys.errors import ConnectorError
-from crm_journeys.extension import state
 from crm_journeys.web.api.blueprint import api
 from crm_journeys.web.endpoint import endpoint
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 OWNER_ITEM = {"type": "object", "required": ["id", "name", "kind"], "properties": {
     "id": {"type": "string", "description": "What to put in a step's owner parameter"},

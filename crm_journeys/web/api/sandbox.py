@@ -19,7 +19,6 @@ from crm_journeys.auth.accounts import Principal
 from crm_journeys.connectors.sandbox import to_canonical
 from crm_journeys.definition.triggers import CANONICAL_EVENTS
 from crm_journeys.errors import NotFound
-from crm_journeys.extension import state
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.runtime.sync import snapshot_event
 from crm_journeys.storage.models import SandboxContact
@@ -27,6 +26,7 @@ from crm_journeys.web.api.blueprint import api
 from crm_journeys.web.api.schemas import In, Out
 from crm_journeys.web.endpoint import endpoint
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 TAG = "sandbox"
 

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.auth.accounts import Principal
 from crm_journeys.errors import DefinitionError
-from crm_journeys.extension import state
 from crm_journeys.services import integration_secrets, saved_segments
 from crm_journeys.services import trigger_declarations as declared
 from crm_journeys.services.condition_words import describe
@@ -36,6 +35,7 @@ from crm_journeys.web.api.schemas_setup import (
 )
 from crm_journeys.web.endpoint import Page, endpoint, page_window
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 _DELETED = {"type": "object", "properties": {"deleted": {"type": "integer"}}}
 

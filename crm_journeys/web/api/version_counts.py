@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.auth.accounts import Principal
 from crm_journeys.errors import NotFound
-from crm_journeys.extension import state
 from crm_journeys.runtime.retention import VISIT_KINDS
 from crm_journeys.services import queries
 from crm_journeys.storage.models import Instance, JourneyVersion, StepLog
 from crm_journeys.web.api.blueprint import api
 from crm_journeys.web.endpoint import endpoint
+from crm_journeys.web.state import state
 
 
 def version_step_counts(s: Session, tenant_id: int, journey_id: int, number: int) -> dict[str, Any]:

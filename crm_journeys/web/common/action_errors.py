@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from crm_journeys.auth.accounts import Principal
-from crm_journeys.extension import state
 from crm_journeys.runtime import action_errors as errors
+from crm_journeys.web.state import state
 
 MOVES = {"retry": errors.retry, "dismiss": errors.dismiss}
 

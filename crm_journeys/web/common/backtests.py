@@ -10,10 +10,10 @@ from flask import current_app
 
 from crm_journeys.auth.accounts import Principal
 from crm_journeys.errors import DefinitionError
-from crm_journeys.extension import state
 from crm_journeys.services import queries, testmode
 from crm_journeys.web.common.drafts import draft_errors
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 
 def run_simulation(document: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

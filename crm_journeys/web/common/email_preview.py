@@ -21,11 +21,11 @@ from crm_journeys.actions.templating import render
 from crm_journeys.actions.tracking import build_body
 from crm_journeys.auth.accounts import Principal
 from crm_journeys.errors import ConnectorError
-from crm_journeys.extension import state
 from crm_journeys.services import queries
 from crm_journeys.storage.auth_models import User
 from crm_journeys.storage.models import Contact
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 SAMPLE = ContactView(0, "sample", "jane.doe@example.com", {"first_name": "Jane", "last_name": "Doe"}, [])
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from crm_journeys.auth import admin
 from crm_journeys.auth.accounts import create_api_token, create_user
-from crm_journeys.extension import state
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 
 # The fields a user and a token are shown with (the API's ``UserOut`` / ``TokenOut`` dump these).
 USER_FIELDS = ("id", "email", "role", "active", "created_at", "last_login_at")

@@ -27,10 +27,10 @@ from crm_journeys.connectors.hubspot import (
     webhook_hints,
 )
 from crm_journeys.errors import NotFound, WebhookRejected
-from crm_journeys.extension import state
 from crm_journeys.install import InstallError, client_config, hubspot_tenants
 from crm_journeys.runtime.tenants import RESERVED_SLUGS, tenant_by_slug
 from crm_journeys.runtime.upkeep import HINTS_WAITING, store_hints
+from crm_journeys.web.state import state
 
 log = logging.getLogger(__name__)
 crm_hooks = Blueprint("crm_journeys_crm_hooks", __name__)

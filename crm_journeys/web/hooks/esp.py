@@ -12,9 +12,9 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from crm_journeys.errors import NotFound, WebhookRejected
-from crm_journeys.extension import state
 from crm_journeys.runtime import esp_events
 from crm_journeys.runtime.tenants import tenant_by_slug
+from crm_journeys.web.state import state
 
 esp_hooks = Blueprint("crm_journeys_esp_hooks", __name__)
 

@@ -29,7 +29,6 @@ from sqlalchemy import select
 from crm_journeys.auth.accounts import can, create_api_token
 from crm_journeys.connectors.registry import load_connector
 from crm_journeys.errors import NotFound
-from crm_journeys.extension import state
 from crm_journeys.hosts import BUILT_IN, HostProfile, sync_interval
 from crm_journeys.install import (
     InstallError,
@@ -47,6 +46,7 @@ from crm_journeys.web.access import api_principal, csrf_ok, csrf_token, session_
 from crm_journeys.web.errors import ApiError
 from crm_journeys.web.hooks.crm import crm_hooks
 from crm_journeys.web.hooks.install_access import REFUSED, may_install_with_key, private_url_errors
+from crm_journeys.web.state import state
 
 install = Blueprint("crm_journeys_install", __name__)
 install.register_blueprint(crm_hooks)

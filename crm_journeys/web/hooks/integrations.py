@@ -15,12 +15,12 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from crm_journeys.errors import NotFound
-from crm_journeys.extension import state
 from crm_journeys.integrations import Delivery, HookRejected, adapters
 from crm_journeys.runtime.ingest import ingest_many
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.secrets import decrypt_json
 from crm_journeys.services.integration_secrets import record_use
+from crm_journeys.web.state import state
 
 hooks = Blueprint("crm_journeys_integrations", __name__)
 

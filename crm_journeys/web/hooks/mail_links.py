@@ -20,7 +20,6 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from sqlalchemy.orm import Session
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from crm_journeys.extension import state
 from crm_journeys.runtime.consent import SUBSCRIBED, UNSUBSCRIBED
 from crm_journeys.runtime.mail_tokens import TokenData, read_token
 from crm_journeys.runtime.mailing import (
@@ -32,6 +31,7 @@ from crm_journeys.runtime.mailing import (
     send_contact,
 )
 from crm_journeys.web.group_commit import GroupCommit
+from crm_journeys.web.state import state
 
 log = logging.getLogger(__name__)
 mail_links = Blueprint("crm_journeys_mail_links", __name__)

@@ -19,12 +19,12 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 
 from crm_journeys.errors import NotFound
-from crm_journeys.extension import state
 from crm_journeys.runtime.ingest import IncomingEvent, ingest_many
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.services.integration_secrets import record_use
 from crm_journeys.sms import signature, webhooks
 from crm_journeys.web.hooks.integrations import service_config
+from crm_journeys.web.state import state
 
 log = logging.getLogger(__name__)
 sms_hooks = Blueprint("crm_journeys_sms_hooks", __name__)

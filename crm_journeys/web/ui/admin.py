@@ -13,11 +13,11 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from crm_journeys.auth import admin
-from crm_journeys.extension import state
 from crm_journeys.storage.auth_models import ROLES
 from crm_journeys.web.access import ui_require
 from crm_journeys.web.common.team import invite, new_token
 from crm_journeys.web.errors import ApiError
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.pages import ui
 
 

@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 from flask import flash, g, redirect, render_template, request, url_for
 
 from crm_journeys.auth.accounts import can
-from crm_journeys.extension import state
 from crm_journeys.runtime import action_errors as errors
 from crm_journeys.services import queries
 from crm_journeys.web.access import session_principal, ui_require
 from crm_journeys.web.common.action_errors import apply
 from crm_journeys.web.paging import pager
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.pages import ui
 
 SHOWN_REFUSALS = 5

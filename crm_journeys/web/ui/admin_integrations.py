@@ -14,10 +14,10 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from crm_journeys.errors import DefinitionError
-from crm_journeys.extension import state
 from crm_journeys.services import integration_secrets as secrets
 from crm_journeys.storage.models import Tenant
 from crm_journeys.web.access import ui_require
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.forms import plain
 from crm_journeys.web.ui.pages import ui
 

@@ -11,13 +11,13 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from crm_journeys.errors import DefinitionError
-from crm_journeys.extension import state
 from crm_journeys.services import saved_segments
 from crm_journeys.services.catalog import OPERATORS
 from crm_journeys.services.condition_words import describe
 from crm_journeys.services.usage import NameTaken, uses, uses_by_name
 from crm_journeys.web.access import ui_require
 from crm_journeys.web.paging import pager
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.builder import pickers
 from crm_journeys.web.ui.condition_form import EDITABLE_DEPTH, condition_tree, parse_condition_tree
 from crm_journeys.web.ui.deletes import delete_from_page

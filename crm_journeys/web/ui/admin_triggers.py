@@ -16,12 +16,12 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from crm_journeys.errors import DefinitionError
-from crm_journeys.extension import state
 from crm_journeys.services import trigger_declarations as declared
 from crm_journeys.services.integration_secrets import hook_url, tenant_slug
 from crm_journeys.services.usage import NameTaken, uses, uses_by_name
 from crm_journeys.web.access import ui_require
 from crm_journeys.web.paging import pager
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.deletes import delete_from_page
 from crm_journeys.web.ui.pages import ui
 

@@ -16,7 +16,6 @@ from flask import abort, flash, redirect, render_template, request, session, url
 
 from crm_journeys.connectors.base import CONTACT_OWNER
 from crm_journeys.definition.triggers import CATALOG, GROUP_LABELS
-from crm_journeys.extension import state
 from crm_journeys.services import queries
 from crm_journeys.services.catalog import (
     ENTRY_POLICIES,
@@ -30,6 +29,7 @@ from crm_journeys.services.trigger_declarations import trigger_names
 from crm_journeys.storage.models import Journey
 from crm_journeys.web.access import ui_require
 from crm_journeys.web.common.drafts import draft_errors, save_draft
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.condition_form import EDITABLE_DEPTH, condition_tree
 from crm_journeys.web.ui.condition_form import parse_condition_tree as parse_condition_form
 from crm_journeys.web.ui.forms import (

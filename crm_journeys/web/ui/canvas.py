@@ -13,10 +13,10 @@ from typing import Any
 
 from flask import flash, redirect, render_template, url_for
 
-from crm_journeys.extension import state
 from crm_journeys.runtime.versions import create_journey
 from crm_journeys.services import queries
 from crm_journeys.web.access import ui_require
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.pages import ui
 
 

@@ -10,9 +10,9 @@ from typing import Any
 from flask import flash, redirect, url_for
 from sqlalchemy.orm import Session
 
-from crm_journeys.extension import state
 from crm_journeys.services.usage import InUse
 from crm_journeys.web.access import ui_require
+from crm_journeys.web.state import state
 from crm_journeys.web.ui.forms import plain
 
 

@@ -17,7 +17,6 @@ from werkzeug.security import check_password_hash
 from crm_journeys.actions.registry import installed_actions
 from crm_journeys.auth.accounts import authenticate, can, set_password
 from crm_journeys.errors import CrmJourneysError, DefinitionError, NotFound
-from crm_journeys.extension import state
 from crm_journeys.runtime.owners import owner_lookup, owner_messages
 from crm_journeys.runtime.tenants import tenant_by_slug
 from crm_journeys.runtime.versions import create_journey, publish, set_status
@@ -33,6 +32,7 @@ from crm_journeys.web.access import csrf_ok, csrf_token, session_principal, ui_r
 from crm_journeys.web.common.backtests import backtest_jobs, job_out, run_simulation, start_backtest
 from crm_journeys.web.common.drafts import draft_errors, unchanged
 from crm_journeys.web.paging import pager
+from crm_journeys.web.state import state
 from crm_journeys.web.ui import login_guard
 from crm_journeys.web.ui.forms import plain
 from crm_journeys.web.ui.journey_map import NODE_H, NODE_W, layout
