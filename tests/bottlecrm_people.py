@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
 import requests
 
 from crm_journeys.connectors.bottlecrm import BottleCrmConnector
@@ -79,3 +80,16 @@ class Counted:
 
     def by_kind(self) -> Counter[str]:
         return Counter(f"{m} {u.split('?')[0]}" for m, u in self.calls)
+
+
+# --- fixtures every real-host test module shares (registered in tests/conftest.py) ------
+@pytest.fixture(scope="module")
+def org(bottlecrm: BottleCrmHost) -> Org:
+    """An organisation of the test module's own, so the feed and listings hold only its records."""
+    return bottlecrm.new_org()
+
+
+@pytest.fixture(scope="module")
+def human(bottlecrm: BottleCrmHost, org: Org) -> Human:
+    """The organisation's human admin, editing records in BottleCRM as a person would."""
+    return Human(bottlecrm, org.people["admin"])

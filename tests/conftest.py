@@ -24,7 +24,7 @@ from crm_journeys.runtime.worker import Worker, advance_to
 from crm_journeys.storage.db import Database
 from crm_journeys.storage.models import Instance, OutboxMessage, SandboxRecord, StepLog
 
-pytest_plugins = ["tests.web_fixtures", "tests.bottlecrm_host"]
+pytest_plugins = ["tests.web_fixtures", "tests.bottlecrm_host", "tests.bottlecrm_people"]
 
 PG_ENV = "CRM_JOURNEYS_TEST_DATABASE_URL"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

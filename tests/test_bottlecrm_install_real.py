@@ -12,11 +12,6 @@ from crm_journeys.cli import main
 pytestmark = pytest.mark.bottlecrm
 
 
-@pytest.fixture(scope="module")
-def org(bottlecrm):
-    return bottlecrm.new_org()
-
-
 def install(tmp_path, url, token, slug="acme"):
     database = f"sqlite:///{tmp_path / 'cj.db'}"
     result = CliRunner().invoke(main, ["--database", database, "install", "bottlecrm",

@@ -24,9 +24,8 @@ from crm_journeys.runtime.versions import create_journey, publish
 from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.models import Contact, OutboxMessage
 from tests.bottlecrm_people import Human, unique_email
-from tests.test_install_hosts import journey
+from tests.test_install_hosts import INSTALL_KEY, journey
 
-INSTALL_KEY = "operator-install-key"  # the operator lets this script install tenants
 pytestmark = pytest.mark.bottlecrm
 POLL = 60
 

@@ -21,21 +21,10 @@ from crm_journeys.connectors.http import HostLimits, sleep_on
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.models import JourneyVersion, OutboxMessage
-from tests.bottlecrm_people import Human, unique_email
-from tests.test_install_hosts import journey
+from tests.bottlecrm_people import unique_email
+from tests.test_install_hosts import INSTALL_KEY, journey
 
-INSTALL_KEY = "operator-install-key"  # the operator lets this script install tenants
 pytestmark = pytest.mark.bottlecrm
-
-
-@pytest.fixture(scope="module")
-def org(bottlecrm):
-    return bottlecrm.new_org()
-
-
-@pytest.fixture(scope="module")
-def human(bottlecrm, org):
-    return Human(bottlecrm, org.people["admin"])
 
 
 class Tenant:

@@ -11,20 +11,9 @@ from crm_journeys.connectors.base import ActivitySpec, LeadSpec
 from crm_journeys.connectors.contract import drain
 from crm_journeys.connectors.mapping import parse_time
 from crm_journeys.errors import FatalConnectorError
-from tests.bottlecrm_people import Counted, Human, connector_for, unique_email
+from tests.bottlecrm_people import Counted, connector_for, unique_email
 
 pytestmark = pytest.mark.bottlecrm
-
-
-@pytest.fixture(scope="module")
-def org(bottlecrm):
-    """An organisation of this module's own, so the feed and listings hold only its records."""
-    return bottlecrm.new_org()
-
-
-@pytest.fixture(scope="module")
-def human(bottlecrm, org):
-    return Human(bottlecrm, org.people["admin"])
 
 
 @pytest.fixture
