@@ -346,3 +346,31 @@ def test_a_worker_process_serves_its_own_metrics_and_health(sqlite_db, start_wor
         assert stalled.status_code == 503 and "worker loop delivery stalled" in stalled.json()["problems"]
     finally:
         server.shutdown()
+
+
+def test_a_replaced_pass_cache_is_closed_only_when_no_row_runs(harness) -> None:
+    """Every ``CACHE_FOR`` seconds the pool takes fresh tenant settings; the SMTP
+    connections the old cache holds are closed (not left to the garbage collector), but
+    never while a thread may still be sending through them."""
+    from crm_journeys.runtime import delivery as delivery_module
+
+    class Connection:
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    pool = delivery_module.Delivery(harness.runtime, "w-cache", threads=2)
+    try:
+        old = pool._pass_cache()
+        connection = old.shared["smtp"] = Connection()
+        pool._cache_at -= delivery_module.CACHE_FOR + 1
+        assert pool._pass_cache() is not old
+        pool.running["1:smtp"] = 1  # a row still sending through the old cache
+        pool._close_finished()
+        assert connection.closed == 0
+        pool.running["1:smtp"] = 0
+        pool._close_finished()
+        assert connection.closed == 1
+    finally:
+        pool.shutdown(wait=0)

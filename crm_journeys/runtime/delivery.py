@@ -71,6 +71,7 @@ class Delivery:
         self.wake = on_done or threading.Event()  # set when a row finishes: close it now
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
+        self._retired: list[PassCache] = []  # replaced caches, closed once no row runs
         self._renewed = time.monotonic()
 
     def run_once(self) -> int:
@@ -94,6 +95,8 @@ class Delivery:
             self._close_finished(now=True)
         self._close_finished(now=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self._retired.append(self._cache)
+        self._close_retired()
 
     # --- claiming ---------------------------------------------------------------------
     def _claim(self) -> int:
@@ -150,8 +153,18 @@ class Delivery:
         """Tenant settings and connectors for a while, not for ever: an admin's change of a
         tenant's settings reaches the pool within ``CACHE_FOR`` seconds."""
         if time.monotonic() - self._cache_at > CACHE_FOR:
+            self._retired.append(self._cache)
             self._cache, self._cache_at = PassCache(self.rt, delivery=True), time.monotonic()
         return self._cache
+
+    def _close_retired(self) -> None:
+        """Close replaced caches (their SMTP connections) once no pool thread can hold one:
+        closing while a row runs could cut a message off mid-send."""
+        if any(self.running.values()):
+            return
+        retired, self._retired = self._retired, []
+        for cache in retired:
+            cache.close()
 
     # --- running (pool threads) -------------------------------------------------------
     def _deliver(self, row: Claimed, cache: PassCache) -> None:
@@ -185,6 +198,7 @@ class Delivery:
                               or time.monotonic() - self._waiting_since >= FLUSH_AFTER):
             done, self._waiting = self._waiting, []
             self._close(done)
+        self._close_retired()
         return taken
 
     def _close(self, done: list[Closing]) -> None:
