@@ -33,13 +33,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-
 from bench import workload
 from bench.common import percentile
 from bench.p6_load import Connection
+from crm_journeys.secrets import forget_keys
 from crm_journeys.storage.db import Database
-from crm_journeys.storage.models import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = 8
@@ -115,9 +113,9 @@ def _tenant(url: str, host: StandIn) -> str:
 
     db = Database(url)
     try:
-        tenant_id = workload.setup_tenant(db, datetime.now(UTC), [_journey(host.url)])
+        tenant_id = workload.setup_tenant(db, datetime.now(UTC), [_journey(host.url)],
+                                          settings={"allow_private_webhooks": True})
         with db.unit_of_work() as s:
-            s.execute(update(Tenant).where(Tenant.id == tenant_id).values(settings={"allow_private_webhooks": True}))
             return create_api_token(s, tenant_id, "bench", role="editor")
     finally:
         db.dispose()
@@ -128,6 +126,10 @@ def deployed(folder: Path) -> Iterator[tuple[str, int]]:
     """(database URL, web port): a fresh SQLite database, the web app and ``crm-journeys
     worker`` (defaults) each in its own process; SIGTERM to both at exit."""
     url = f"sqlite:///{folder / 'bench.db'}"
+    # one instance folder for all three processes: the tenant's secrets this process seals
+    # are unsealed by the worker with the same key file
+    os.environ["CRM_JOURNEYS_INSTANCE"] = str(folder)
+    forget_keys()
     db = Database(url)
     db.upgrade()
     db.dispose()

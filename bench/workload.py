@@ -37,12 +37,18 @@ def unrelated_journey(i: int) -> dict[str, Any]:
     return doc
 
 
-def setup_tenant(db: Database, now: datetime, documents: list[dict[str, Any]]) -> int:
+def setup_tenant(db: Database, now: datetime, documents: list[dict[str, Any]],
+                 settings: dict[str, Any] | None = None) -> int:
+    """A new tenant with ``settings`` (before publishing: a loopback webhook needs
+    ``allow_private_webhooks``) and ``documents`` published."""
     from crm_journeys.actions.registry import installed_actions
 
     actions = installed_actions()
     with db.unit_of_work() as s:
-        tenant_id = create_tenant(s, f"bench-{uuid.uuid4().hex[:8]}", "Bench tenant", now).id
+        tenant = create_tenant(s, f"bench-{uuid.uuid4().hex[:8]}", "Bench tenant", now)
+        if settings:
+            tenant.settings = {**(tenant.settings or {}), **settings}
+        tenant_id = tenant.id
     for start in range(0, len(documents), 100):
         with db.unit_of_work() as s:
             for doc in documents[start:start + 100]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -126,15 +127,19 @@ class Answer:
 
 
 def request(method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None,
-            timeout: float = 10.0, allow_private: bool = False, resolver: Resolver | None = None) -> Answer:
+            timeout: float = 10.0, allow_private: bool = False, resolver: Resolver | None = None,
+            pools: Pools | None = None) -> Answer:
     """Send one request to a checked, pinned address; a redirect is returned, never followed.
+
+    With ``pools`` the connection is kept alive for the next request to the same pinned
+    address (the delivery pool's webhooks); without, it is closed after the answer.
 
     Raises:
         UnsafeTarget: the URL or its address is refused.
         RetriableConnectorError: DNS or the connection failed, or it timed out.
     """
     target = check_url(url, allow_private=allow_private, resolver=resolver)
-    pool = _pool(target, timeout)
+    pool = pools.get(target, timeout) if pools is not None else _pool(target, timeout)
     name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
     default_port = 443 if target.scheme == "https" else 80
     host_header = name if target.port == default_port else f"{name}:{target.port}"
@@ -148,15 +153,45 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: Mappin
     except urllib3.exceptions.HTTPError as exc:
         raise RetriableConnectorError(f"{target.host} unreachable: {type(exc).__name__}") from exc
     finally:
-        pool.close()
+        if pools is None:
+            pool.close()
     return Answer(resp.status, dict(resp.headers), data or b"")
 
 
-def _pool(target: Target, timeout: float) -> urllib3.HTTPConnectionPool:
-    """A one-shot pool whose socket goes to ``target.ip``; TLS still verifies ``target.host``."""
+class Pools:
+    """Keep-alive connection pools by pinned address, shared by the delivery threads.
+
+    A pool is keyed by everything its sockets were checked for (scheme, host name, pinned
+    address, port, timeout), so a name that now resolves elsewhere gets a new pool, and the
+    address is still checked on every request (``check_url``). Opening a connection per
+    webhook cost the worker a TCP handshake and a closed socket per delivery."""
+
+    MAX_PER_ADDRESS = 8  # sockets kept per pinned address (more are opened and dropped)
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[str, str, str, int, float], urllib3.HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def get(self, target: Target, timeout: float) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, target.host, target.ip, target.port, timeout)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = _pool(target, timeout, self.MAX_PER_ADDRESS)
+            return pool
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+
+def _pool(target: Target, timeout: float, size: int = 1) -> urllib3.HTTPConnectionPool:
+    """A pool whose sockets go to ``target.ip``; TLS still verifies ``target.host``."""
     limits = urllib3.Timeout(connect=timeout, read=timeout)
     if target.scheme == "https":
-        return urllib3.HTTPSConnectionPool(target.ip, target.port, timeout=limits, maxsize=1,
+        return urllib3.HTTPSConnectionPool(target.ip, target.port, timeout=limits, maxsize=size,
                                            server_hostname=target.host, assert_hostname=target.host,
                                            cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
-    return urllib3.HTTPConnectionPool(target.ip, target.port, timeout=limits, maxsize=1)
+    return urllib3.HTTPConnectionPool(target.ip, target.port, timeout=limits, maxsize=size)

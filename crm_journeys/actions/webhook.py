@@ -55,7 +55,8 @@ class CallWebhook(Action[dict[str, Any]]):
                    SIGNATURE_HEADER: sign(ctx.settings.get("webhook_secret", ""), stamp, body)}
         resp = outbound.request("POST", params["url"], body=body, headers=headers,
                                 timeout=params["timeout_seconds"],
-                                allow_private=bool(ctx.settings.get("allow_private_webhooks")))
+                                allow_private=bool(ctx.settings.get("allow_private_webhooks")),
+                                pools=ctx.pass_cache.setdefault("http", outbound.Pools()))
         host_answered(urlsplit(params["url"]).netloc, resp.status)
         if resp.status == 429 or resp.status >= 500:
             wait = parse_retry_after(resp.headers.get("Retry-After"), ctx.now)

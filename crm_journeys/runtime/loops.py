@@ -1,6 +1,13 @@
 """One worker loop that survives: any failure is logged and retried with backoff, the loop
 never dies, and it records when it last got through a pass (``/healthz``).
 
+Under a steady stream a loop would run a pass for every one or two items, and a pass
+costs more than an item (its transaction, its claims, its queries), so a loop may
+``linger``: after a pass that found more than one item but less than a ``full`` batch, it
+waits a few milliseconds before the next, letting the next batch gather. One item per
+pass (light load) never waits, so latency at light load is not spent on it, and a full
+batch (a backlog) goes on at once.
+
 Between passes it waits on its ``wake`` event (set by whoever just queued work for it: the
 events API in the same process, a PostgreSQL NOTIFY, the decisions loop for delivery),
 and otherwise polls, as a safety net, at an adaptive interval: ``min_wait`` right after
@@ -31,6 +38,8 @@ class Loop:
     max_wait: float = 0.5
     until_due: Callable[[], float | None] | None = None  # seconds until known work (a wake-up)
     stale_after: float = 60.0  # seconds without a good pass before /healthz calls it stalled
+    linger: float = 0.0  # seconds to wait after a pass that found some work but not ``full``
+    full: int = 1 << 30  # a pass that found this much had a backlog: go on at once
     last_pass: float = field(default_factory=time.monotonic)
     failures: int = 0
     last_error: str = ""
@@ -45,6 +54,8 @@ class Loop:
                 continue
             if busy:
                 idle = self.min_wait
+                if self.linger and 1 < busy < self.full:
+                    self.stop.wait(self.linger)  # let the next batch gather
                 continue
             self.wake.wait(self._timeout(idle))
             self.wake.clear()

@@ -86,17 +86,31 @@ def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> 
 
 
 def next_due(runtime: Runtime) -> datetime | None:
-    """The earliest pending wake-up or outbox retry, so the worker (or a virtual clock)
-    can sleep exactly until then."""
-    with runtime.db.unit_of_work() as session:
-        wake = session.scalar(select(func.min(Wakeup.due_at)).where(
-            Wakeup.pending.is_(True), Wakeup.instance_id.not_in(paused_instances())))
-        ready = case((OutboxMessage.lease_until > OutboxMessage.next_attempt_at, OutboxMessage.lease_until),
-                     else_=OutboxMessage.next_attempt_at)
-        retry = session.scalar(select(func.min(ready)).where(OutboxMessage.status == "pending"))
-        if isinstance(retry, str):  # SQLite hands back CASE over datetimes as text
-            retry = datetime.fromisoformat(retry)
-        if retry is not None and retry.tzinfo is None:
-            retry = retry.replace(tzinfo=UTC)
-        starting = starting_points_due(session)  # date schedules and lapses
-    return min((t for t in (wake, retry, starting) if t is not None), default=None)
+    """The earliest pending wake-up, date, lapse or outbox retry, so the worker (or a
+    virtual clock) can sleep exactly until then."""
+    with runtime.db.reading() as session:
+        times = (decisions_due(session), _retry_due(session))
+    return min((t for t in times if t is not None), default=None)
+
+
+def decisions_due(session: Session) -> datetime | None:
+    """The earliest pending wake-up, date schedule or lapse: when the worker's decisions
+    loop next has something to fire (it asks every pass, with a read, rather than take
+    the write lock three times to find nothing due)."""
+    wake = session.scalar(select(func.min(Wakeup.due_at)).where(
+        Wakeup.pending.is_(True), Wakeup.instance_id.not_in(paused_instances())))
+    starting = starting_points_due(session)  # date schedules and lapses
+    return min((t for t in (_aware(wake), starting) if t is not None), default=None)
+
+
+def _retry_due(session: Session) -> datetime | None:
+    ready = case((OutboxMessage.lease_until > OutboxMessage.next_attempt_at, OutboxMessage.lease_until),
+                 else_=OutboxMessage.next_attempt_at)
+    retry = session.scalar(select(func.min(ready)).where(OutboxMessage.status == "pending"))
+    if isinstance(retry, str):  # SQLite hands back CASE over datetimes as text
+        retry = datetime.fromisoformat(retry)
+    return _aware(retry)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at

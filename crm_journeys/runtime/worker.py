@@ -34,13 +34,15 @@ from crm_journeys.runtime.loops import Loop
 from crm_journeys.runtime.outbox import OutboxRunner
 from crm_journeys.runtime.retention import RetentionRunner
 from crm_journeys.runtime.starting_points import fire_due as fire_starting_points
-from crm_journeys.runtime.timers import fire_due, next_due
+from crm_journeys.runtime.timers import decisions_due, fire_due, next_due
 from crm_journeys.runtime.upkeep import CrmUpkeep
 
 if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
 
 log = logging.getLogger(__name__)
+LINGER = 0.015  # seconds the decisions loop lets a batch gather under a steady stream
+RECHECK_DUE = 0.1  # seconds between reads of the next due wake-up, date or lapse
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Worker:
     threads: int = THREADS  # delivery pool size
     per_lane: int = PER_LANE  # most rows of one lane in flight at once
     loops: dict[str, Loop] = field(default_factory=dict)
+    _next_check: datetime | None = None  # when ``_decisions_due`` reads again
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.runtime)
@@ -87,7 +90,7 @@ class Worker:
         delivery = Delivery(self.runtime, self.worker_id, threads=self.threads, per_lane=self.per_lane)
         self.loops = {
             "decisions": Loop("decisions", self._decide, self.stop_event, max_wait=self.idle_sleep,
-                              until_due=self._until_due),
+                              until_due=self._until_due, linger=LINGER, full=self.batch),
             "delivery": Loop("delivery", delivery.run_once, self.stop_event, wake=delivery.wake,
                              max_wait=self.idle_sleep),
             "upkeep": Loop("upkeep", self._upkeep, self.stop_event, min_wait=0.05,
@@ -115,11 +118,25 @@ class Worker:
         metrics.DECISIONS.labels("event").inc(decided)
         if decided:
             self._delivery_wake.set()
-        done = decided + fire_due(self.runtime, self.batch)
-        done += fire_starting_points(self.runtime, self.batch)
+        done = decided
+        if self._decisions_due():
+            done += fire_due(self.runtime, self.batch)
+            done += fire_starting_points(self.runtime, self.batch)
         if done:
             self._delivery_wake.set()  # what was decided may have queued actions
         return done
+
+    def _decisions_due(self) -> bool:
+        """Whether a wake-up, date or lapse is due: a read (no write lock), at most every
+        ``RECHECK_DUE`` seconds while the next known due time is still ahead."""
+        now = self.runtime.clock.now()
+        if self._next_check is None or now >= self._next_check:
+            with self.runtime.db.reading() as session:
+                due = decisions_due(session)
+            recheck = now + timedelta(seconds=RECHECK_DUE)
+            self._next_check = min(due, recheck) if due is not None else recheck
+            return due is not None and due <= now
+        return False
 
     def _upkeep(self) -> int:
         done = self.upkeep.run_once(self.batch)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_journeys import jsontext
 
 ANNOUNCE = "crm_journeys_announce"  # session/connection info flag: announce after commit
+READ_ONLY = "crm_journeys_read_only"  # execution option of ``Database.reading`` sessions
 
 
 def default_url() -> str:
@@ -37,6 +38,8 @@ class Database:
         self.url = url or default_url()
         self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # the same pool, marked so a SQLite transaction begins without the write lock
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._listeners: list[Callable[[], None]] = []
         self.own_wake_sockets: set[str] = set()  # this process's workers' (``storage.wake``)
 
@@ -83,6 +86,19 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only. On SQLite it does not queue for the write lock
+        (``BEGIN`` instead of ``BEGIN IMMEDIATE``; WAL readers never wait for writers), so
+        a worker asking "is anything due?" every pass costs the web app and the other
+        loops nothing. Anything written in it is rolled back."""
+        session = self._readers()
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def upgrade(self) -> None:
@@ -141,6 +157,9 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     0.11-0.2 s in three runs of four (0.96 s in the fourth), for 0.3-0.5 ms more worker
     CPU per event spent retrying. The handler is off only while this loop
     runs; every other statement keeps ``busy_timeout``."""
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")  # a read snapshot: takes no lock until it reads
+        return
     raw = conn.connection.driver_connection
     raw.execute("PRAGMA busy_timeout=0")
     try:
