@@ -367,10 +367,10 @@ def test_a_replaced_pass_cache_is_closed_only_when_no_row_runs(harness) -> None:
         pool._cache_at -= delivery_module.CACHE_FOR + 1
         assert pool._pass_cache() is not old
         pool.running["1:smtp"] = 1  # a row still sending through the old cache
-        pool._close_finished()
+        pool._close_retired()
         assert connection.closed == 0
         pool.running["1:smtp"] = 0
-        pool._close_finished()
+        pool._close_retired()
         assert connection.closed == 1
     finally:
         pool.shutdown(wait=0)

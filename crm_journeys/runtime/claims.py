@@ -32,9 +32,9 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select, text, tuple_, update
+from sqlalchemy import Exists, Select, bindparam, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from crm_journeys.runtime.lanes import parked_lanes
 from crm_journeys.storage.models import Contact, InboxEvent, Instance, OutboxMessage, Wakeup
@@ -142,22 +142,20 @@ class Claims:
 
     # --- outbox -------------------------------------------------------------------------
     def outbox(self, session: Session, now: datetime, limit: int, worker: str, *,
-               skip_lanes: Collection[str] = (), skip_contacts: Collection[int] = (),
+               skip_lanes: Collection[str] = (),
                choose: Callable[[Session, list[OutboxMessage]], list[OutboxMessage]] | None = None,
                ) -> list[OutboxMessage]:
-        """Due rows outside parked lanes (``runtime.lanes``) and outside ``skip_lanes`` /
-        ``skip_contacts`` (what this worker already has in flight), leased to ``worker``.
+        """Due rows outside parked lanes (``runtime.lanes``) and ``skip_lanes`` (lanes this
+        worker holds enough of), whose contact has no row in flight, leased to ``worker``.
         ``choose`` keeps a fair subset of the rows read (the delivery pool); the others
         stay untouched for the next claim."""
         stmt = (select(OutboxMessage)
                 .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
                        or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
-                       OutboxMessage.lane.not_in(parked_lanes(now)))
+                       OutboxMessage.lane.not_in(parked_lanes(now)), ~_contact_in_flight(now))
                 .order_by(OutboxMessage.id).limit(limit))
         if skip_lanes:
             stmt = stmt.where(OutboxMessage.lane.not_in(list(skip_lanes)))
-        if skip_contacts:
-            stmt = stmt.where(OutboxMessage.contact_id.not_in(list(skip_contacts)))
         rows = list(session.scalars(self._locked(stmt)))
         if choose is not None:
             rows = choose(session, rows)
@@ -186,6 +184,17 @@ def _fetch(session: Session, stmt: Select[Any], plain: bool) -> list[Any]:
     """The rows of a select of a table (plain) or of its mapped class (ORM objects)."""
     result = session.execute(stmt)
     return list(result.all() if plain else result.scalars())
+
+
+def _contact_in_flight(now: datetime) -> Exists:
+    """Another row of the same contact is being delivered (pending, its lease live), by
+    this worker or any other: a contact's rows run one at a time, in order, even when
+    two claims (the dispatcher's hand-off and the delivery pool's) or two workers look at
+    them at once."""
+    other = aliased(OutboxMessage)
+    return (select(other.id).where(other.contact_id == OutboxMessage.contact_id, other.status == "pending",
+                                   other.lease_until >= now, other.id != OutboxMessage.id)
+            .exists())
 
 
 def paused_instances() -> Select[Any]:

@@ -5,12 +5,17 @@ drive it on a virtual clock). A running worker delivers through this pool instea
 slow host holds back only its own lane (``runtime.lanes``):
 
 * **Bounded and fair.** At most ``threads`` rows run at once, at most ``per_lane`` of them
-  from one lane (tenant and host), and one at a time per contact, so a contact's rows
-  still run in order. Rows are claimed ahead, in batches (one transaction for many rows),
-  into a queue per lane; a free thread takes the next row one lane after another in
+  from one lane (tenant and host), and one at a time per contact (the claim skips a row
+  while another of its contact is in flight, in any worker), so a contact's rows still
+  run in order. A lane holds at most ``BACKLOG`` x ``per_lane`` leased rows, the worker
+  ``BACKLOG`` x ``threads``; a free thread takes the next row one lane after another in
   turn, so a lane whose host hangs holds its own threads and queue, never anyone else's.
-  A lane holds at most ``BACKLOG`` x ``per_lane`` leased rows, the worker ``BACKLOG`` x
-  ``threads``.
+* **Claimed where they are made.** The dispatcher leases the rows its batch queued for
+  this pool inside its own transaction and hands them over once it committed
+  (``claim_for_dispatch``, ``hand``), so a fresh row costs no claim transaction and waits
+  for no poll. The pool's own claim, in the transaction that closes finished rows, takes
+  the rest: retries falling due, rows of fired wake-ups, rows another process queued,
+  and what a full pool could not take.
 * **No waiting in the worker.** Connectors built for delivery never sleep on a host's
   Retry-After; a host that fails parks its lane in the database (every worker sees it),
   the row's Retry-After becomes its next attempt time, and the lane's queued rows are
@@ -18,11 +23,16 @@ slow host holds back only its own lane (``runtime.lanes``):
 * **Heartbeat.** The loop renews the lease of every row still in flight, every third of
   the lease, so no other worker takes a row however long its host takes, while a killed
   worker's rows are free again within one short lease (``claims.OUTBOX_LEASE``).
-* **Closing.** Pool threads only run actions; the loop thread closes what finished in one
-  transaction (``OutboxRunner.close``, which falls back to one row per transaction): at
-  once when a row's effect is not idempotent (as in the sequential runner) or its host
-  failed, else in batches of up to ``CLOSE_BATCH`` rows or ``FLUSH_AFTER`` seconds. A row whose close fails is dropped from the heartbeat, so it
-  re-runs after its lease (its idempotency key makes that harmless).
+* **Closing.** Pool threads only run actions; the loop thread closes what finished
+  together, in one transaction with the next claim: at once when a host failed (its
+  lane parks before it runs another row), within ``CLOSE_WITHIN`` when a row's effect
+  is not idempotent, else in batches of up to ``CLOSE_BATCH`` rows or ``FLUSH_AFTER`` seconds, and at once when
+  nothing else runs. A crash re-runs what ran but was not closed yet: the rows in flight,
+  as with any concurrent delivery, and those finished within the last ``CLOSE_WITHIN``
+  (idempotency keys make that harmless where the host honours them; a webhook receives
+  its key in ``Idempotency-Key``). If the joint write fails, the rows are closed one per
+  transaction (``OutboxRunner.close``); a row whose close still fails is dropped from the
+  heartbeat and re-runs after its lease.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import update
@@ -49,8 +60,20 @@ log = logging.getLogger(__name__)
 THREADS = 16
 PER_LANE = 8
 BACKLOG = 4  # leased rows per running slot: claims in batches without hoarding
-CLOSE_BATCH = 64  # finished idempotent rows closed in one transaction
+CLOSE_BATCH = 64  # finished rows closed in one transaction
+CLOSE_WITHIN = 0.005  # seconds a finished row that is not idempotent waits for others to close with
+CLAIM_EVERY = 0.25  # seconds between claims when nothing asked for one (retries falling due)
 CACHE_FOR = 30.0  # seconds a tenant's settings and connector are reused between claims
+
+
+@dataclass(frozen=True)
+class _View:
+    """What the pool holds, published by the loop thread after each pass for the
+    dispatcher's hand-off on the decisions thread (read without a lock: a stale view
+    only makes one claim take a few rows more or less)."""
+
+    count: int = 0
+    held: Counter[str] = field(default_factory=Counter)  # leased rows per lane
 
 
 class Delivery:
@@ -66,63 +89,105 @@ class Delivery:
         self.queued: OrderedDict[str, deque[Claimed]] = OrderedDict()  # by lane, in turn order
         self.running: Counter[str] = Counter()  # rows running per lane
         self.finished: queue.SimpleQueue[Closing] = queue.SimpleQueue()
-        self._waiting: list[Closing] = []  # finished, idempotent: closed together
+        self.handed: queue.SimpleQueue[list[Claimed]] = queue.SimpleQueue()  # claimed by the dispatcher
+        self._view = _View()
+        self._waiting: list[Closing] = []  # finished, not yet closed
         self._waiting_since = time.monotonic()
-        self.wake = on_done or threading.Event()  # set when a row finishes: close it now
+        self._claim_wanted = True  # rows may be due that nobody handed us
+        self._claimed_at = 0.0
+        self.wake = on_done or threading.Event()  # set when a row finishes or rows are handed
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
         self._retired: list[PassCache] = []  # replaced caches, closed once no row runs
         self._renewed = time.monotonic()
 
     def run_once(self) -> int:
-        """Close what finished, renew leases when due, claim ahead, fill free threads;
-        how much happened."""
-        closed = self._close_finished()
+        """Take handed rows, renew leases when due, close what finished and claim more in
+        one transaction, fill free threads; how much happened."""
+        taken = self._take_handed()
+        gathered = self._gather_finished()
         self._heartbeat()
-        claimed = self._claim()
+        claimed = self._close_and_claim()
         started = self._start()
-        return closed + claimed + started
+        self._publish()
+        return taken + gathered + claimed + started
+
+    def want_claim(self) -> None:
+        """Rows may be due that were not handed over (fired wake-ups, a partial hand-off)."""
+        self._claim_wanted = True
+        self.wake.set()
 
     def shutdown(self, wait: float = 10.0) -> None:
         """Stop taking rows, hand back queued ones, let running ones finish (up to ``wait``)
         and close them."""
+        self._take_handed()
         self._release([row for rows in self.queued.values() for row in rows])
         self.queued.clear()
         deadline = time.monotonic() + wait
-        while self.inflight and time.monotonic() < deadline:
+        while any(self.running.values()) and time.monotonic() < deadline:
             self.wake.wait(0.05)
             self.wake.clear()
-            self._close_finished(now=True)
-        self._close_finished(now=True)
+            self._gather_finished()
+        self._gather_finished()
+        self.runner.close(self._waiting)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self._retired.append(self._cache)
         self._close_retired()
 
     # --- claiming ---------------------------------------------------------------------
-    def _claim(self) -> int:
-        free = self.threads * BACKLOG - len(self.inflight)
-        if free < self.threads and self.inflight:
-            return 0  # enough ahead: claim in batches, not a row at a time
-        held = Counter(row.lane for row in self.inflight.values())
+    def claim_for_dispatch(self, session: Session) -> list[Claimed]:
+        """On the decisions thread, in the dispatcher's transaction: lease the rows it just
+        queued (and any other due ones) for this pool, so they cost no claim transaction of
+        their own. ``hand`` them over once that transaction committed."""
+        rows = self._claim_in(session, self._view)
+        if rows and len(rows) >= self._free(self._view):
+            self._claim_wanted = True  # the pool was full: more may be waiting
+        return rows
+
+    def hand(self, rows: list[Claimed]) -> None:
+        if rows:
+            self.handed.put(rows)
+            self.wake.set()
+
+    def _take_handed(self) -> int:
+        taken = 0
+        while True:
+            try:
+                rows = self.handed.get_nowait()
+            except queue.Empty:
+                return taken
+            self._enqueue(rows)
+            taken += len(rows)
+
+    def _enqueue(self, rows: list[Claimed]) -> None:
+        for row in rows:
+            self.inflight[row.id] = row
+            self.queued.setdefault(row.lane, deque()).append(row)
+
+    def _free(self, view: _View) -> int:
+        return self.threads * BACKLOG - view.count
+
+    def _claim_in(self, session: Session, view: _View) -> list[Claimed]:
+        free = self._free(view)
+        if free < self.threads and view.count:
+            return []  # enough ahead: claim in batches, not a row at a time
         cap = self.per_lane * BACKLOG
-        full = {lane for lane, n in held.items() if n >= cap}
+        full = {lane for lane, n in view.held.items() if n >= cap}
         budgets: dict[str, Lane] = {}
 
         def choose(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
             budgets.update(lanes.budgets(session, self.rt.clock.now(), {r.lane for r in rows},
                                          self.rt.claims.postgres))
-            taken = lanes.pick(rows, free, lambda lane: self._room(cap - held[lane], budgets.get(lane)))
+            taken = lanes.pick(rows, free, lambda lane: self._room(cap - view.held[lane], budgets.get(lane)))
             for row in taken:
                 if row.lane in budgets:
                     budgets[row.lane].used += 1
             return taken
 
-        claimed = self.runner.claim(free * 2, skip_lanes=full, choose=choose,
-                                     skip_contacts={r.contact.id for r in self.inflight.values()})
-        for row in claimed:
-            self.inflight[row.id] = row
-            self.queued.setdefault(row.lane, deque()).append(row)
-        return len(claimed)
+        return self.runner.claim_in(session, free * 2, skip_lanes=full, choose=choose)
+
+    def _publish(self) -> None:
+        self._view = _View(len(self.inflight), Counter(row.lane for row in self.inflight.values()))
 
     @staticmethod
     def _room(room: int, budget: Lane | None) -> int:
@@ -176,40 +241,75 @@ class Delivery:
         self.wake.set()
 
     # --- closing, handing back and heartbeat (loop thread) ----------------------------
-    def _close_finished(self, *, now: bool = False) -> int:
-        """Close what finished: at once when a row's effect is not idempotent or its host
-        failed (its lane must park), else together once ``CLOSE_BATCH`` rows or
-        ``FLUSH_AFTER`` seconds have gathered (one transaction for many, as the
-        sequential runner does); returns how many finished rows were taken in."""
+    def _gather_finished(self) -> int:
+        """Move what the pool threads finished into the waiting list."""
         taken = 0
         while True:
             try:
                 closing = self.finished.get_nowait()
             except queue.Empty:
-                break
+                return taken
             self.running[closing.row.lane] -= 1
             if not self._waiting:
                 self._waiting_since = time.monotonic()
             self._waiting.append(closing)
             taken += 1
-        # nothing else running or queued: waiting would only delay the close
-        urgent = any(c.at_once or c.host_failed for c in self._waiting) or not any(self.running.values())
-        if self._waiting and (now or urgent or len(self._waiting) >= min(CLOSE_BATCH, self.threads)
-                              or time.monotonic() - self._waiting_since >= FLUSH_AFTER):
-            done, self._waiting = self._waiting, []
-            self._close(done)
-        self._close_retired()
-        return taken
 
-    def _close(self, done: list[Closing]) -> None:
+    def _close_due(self) -> bool:
+        """Whether the waiting rows close now (see the module docstring)."""
+        if not self._waiting:
+            return False
+        if (not any(self.running.values()) or len(self._waiting) >= min(CLOSE_BATCH, self.threads)
+                or any(c.host_failed for c in self._waiting)):  # park the lane before it runs more
+            return True
+        waited = time.monotonic() - self._waiting_since
+        return waited >= (CLOSE_WITHIN if any(c.at_once for c in self._waiting) else FLUSH_AFTER)
+
+    def _close_and_claim(self) -> int:
+        """Close what is due and claim what is wanted, in one transaction: one wait for
+        SQLite's write lock instead of two. If the joint write fails, the rows are closed
+        the safe way (``OutboxRunner.close``: one per transaction when together fails) and
+        the claim waits for the next pass. Returns how many rows were claimed."""
+        closing = self._waiting if self._close_due() else []
+        claim = self._claim_wanted or time.monotonic() - self._claimed_at >= CLAIM_EVERY
+        if not closing and not claim:
+            return 0
+        self._waiting = [] if closing else self._waiting
+        if closing:
+            self._claim_wanted = True  # a contact's next row may be claimable now
+        rows: list[Claimed] = []
         try:
-            self.runner.close(list(done))
+            with self.rt.db.unit_of_work() as s:
+                self.runner.write_in(s, closing)
+                if claim:
+                    rows = self._claim_in(s, self._current_view())
+        except Exception:
+            log.warning("closing %d rows and claiming failed together; closing them alone",
+                        len(closing), exc_info=True)
+            rows = []
+            self._close_alone(closing)
+        else:
+            if claim:
+                self._claim_wanted, self._claimed_at = False, time.monotonic()
+        self._closed(closing)
+        self._enqueue(rows)
+        self._close_retired()
+        return len(rows)
+
+    def _current_view(self) -> _View:
+        self._publish()
+        return self._view
+
+    def _close_alone(self, closing: list[Closing]) -> None:
+        try:
+            self.runner.close(list(closing))
         except Exception:
             log.exception("closing %d delivered outbox rows failed; they re-run after their lease",
-                          len(done))
-        finally:
-            for closing in done:
-                self.inflight.pop(closing.row.id, None)
+                          len(closing))
+
+    def _closed(self, done: list[Closing]) -> None:
+        for closing in done:
+            self.inflight.pop(closing.row.id, None)
         failed = {c.row.lane for c in done if c.host_failed}
         self._release([row for lane in failed for row in self.queued.pop(lane, ())])
 

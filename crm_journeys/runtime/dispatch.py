@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -43,11 +43,20 @@ log = logging.getLogger(__name__)
 CONTACT_KEYS = NEW_CONTACT_KEYS
 
 
+class HandOff(Protocol):
+    """The worker's delivery pool (``runtime.delivery``): it leases the outbox rows a
+    batch queued inside the batch's transaction, and gets them once it committed."""
+
+    def claim_for_dispatch(self, session: Session) -> list[Any]: ...
+
+    def hand(self, rows: list[Any]) -> None: ...
+
+
 class Dispatcher:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
 
-    def run_once(self, limit: int = 200, worker_id: str = "local") -> int:
+    def run_once(self, limit: int = 200, worker_id: str = "local", hand_off: HandOff | None = None) -> int:
         """Process up to ``limit`` pending events; returns how many were handled.
 
         The fast path handles the whole batch in one transaction without savepoints, with
@@ -63,7 +72,10 @@ class Dispatcher:
                 for event in events:
                     self.process(session, event, now, batch)
                 batch.finish()
-                return len(events)
+                claimed = hand_off.claim_for_dispatch(session) if hand_off is not None and events else []
+            if claimed:
+                hand_off.hand(claimed)  # type: ignore[union-attr]  # committed: theirs now
+            return len(events)
         except Exception:
             log.info("a batch failed; redoing it event by event", exc_info=True)
         with self.rt.db.unit_of_work() as session:

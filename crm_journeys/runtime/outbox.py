@@ -177,16 +177,21 @@ class OutboxRunner:
 
     def claim(self, limit: int, **lanes: Any) -> list[Claimed]:
         """Lease up to ``limit`` due rows; ``lanes`` are ``Claims.outbox``'s lane options."""
-        now = self.rt.clock.now()
         with self.rt.db.unit_of_work() as s:
-            rows = self.rt.claims.outbox(s, now, limit, self.worker_id, **lanes)
-            if not rows:
-                return []
-            contacts = _contacts(s, {r.contact_id for r in rows})
-            journeys = _journeys(s, {r.instance_id for r in rows if r.instance_id is not None})
-            return [Claimed(r.id, r.tenant_id, r.action, dict(r.params), r.idempotency_key, r.attempts,
-                            journeys.get(r.instance_id) if r.instance_id is not None else None,
-                            contacts[r.contact_id], r.lane) for r in rows]
+            return self.claim_in(s, limit, **lanes)
+
+    def claim_in(self, s: Session, limit: int, **lanes: Any) -> list[Claimed]:
+        """``claim`` inside a transaction the caller commits (the delivery pool claims in
+        the transaction that closes its finished rows, or in the dispatcher's)."""
+        rows = self.rt.claims.outbox(s, self.rt.clock.now(), limit, self.worker_id, **lanes)
+        if not rows:
+            return []
+        s.flush()  # the leases, before the caller's other statements or its commit
+        contacts = _contacts(s, {r.contact_id for r in rows})
+        journeys = _journeys(s, {r.instance_id for r in rows if r.instance_id is not None})
+        return [Claimed(r.id, r.tenant_id, r.action, dict(r.params), r.idempotency_key, r.attempts,
+                        journeys.get(r.instance_id) if r.instance_id is not None else None,
+                        contacts[r.contact_id], r.lane) for r in rows]
 
     def run_row(self, row: Claimed, cache: PassCache) -> Closing:
         emitted: list[IncomingEvent] = []
@@ -263,16 +268,21 @@ class OutboxRunner:
             raise failure
 
     def _write(self, closings: list[Closing]) -> None:
-        _count(closings)
         with self.rt.db.unit_of_work() as s:
-            for group in _same_columns(closings):
-                s.execute(update(OutboxMessage), group)
-            now = self.rt.clock.now()
-            for tenant_id, events in _events_by_tenant(closings):
-                ingest_many(s, tenant_id, events, now)
-            failed = {c.row.lane: c.host_failed for c in closings if c.host_failed and c.row.lane}
-            lanes.settle(s, now, failed, {c.row.lane for c in closings
-                                          if c.values["status"] == "done" and c.row.lane})
+            self.write_in(s, closings)
+
+    def write_in(self, s: Session, closings: list[Closing]) -> None:
+        """Write outcomes inside a transaction the caller commits (``close`` is the safe
+        way: it falls back to one row per transaction)."""
+        _count(closings)
+        for group in _same_columns(closings):
+            s.execute(update(OutboxMessage), group)
+        now = self.rt.clock.now()
+        for tenant_id, events in _events_by_tenant(closings):
+            ingest_many(s, tenant_id, events, now)
+        failed = {c.row.lane: c.host_failed for c in closings if c.host_failed and c.row.lane}
+        lanes.settle(s, now, failed, {c.row.lane for c in closings
+                                      if c.values["status"] == "done" and c.row.lane})
 
 
 def _count(closings: list[Closing]) -> None:

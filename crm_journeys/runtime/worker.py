@@ -96,7 +96,7 @@ class Worker:
             "upkeep": Loop("upkeep", self._upkeep, self.stop_event, min_wait=0.05,
                            max_wait=max(self.idle_sleep, 1.0), stale_after=600.0),
         }
-        self._delivery_wake = delivery.wake
+        self._delivery = delivery
         unsubscribe = self.runtime.db.on_announce(self.loops["decisions"].wake.set)
         threads = [threading.Thread(target=self.loops[name].run, name=f"crm-journeys-{name}", daemon=True)
                    for name in ("delivery", "upkeep")]
@@ -114,17 +114,14 @@ class Worker:
 
     def _decide(self) -> int:
         """The inbox first (a pushed event is what woke this pass), then what fell due."""
-        decided = self.dispatcher.run_once(self.batch, self.worker_id)
+        decided = self.dispatcher.run_once(self.batch, self.worker_id, hand_off=self._delivery)
         metrics.DECISIONS.labels("event").inc(decided)
-        if decided:
-            self._delivery_wake.set()
-        done = decided
+        fired = 0
         if self._decisions_due():
-            done += fire_due(self.runtime, self.batch)
-            done += fire_starting_points(self.runtime, self.batch)
-        if done:
-            self._delivery_wake.set()  # what was decided may have queued actions
-        return done
+            fired = fire_due(self.runtime, self.batch) + fire_starting_points(self.runtime, self.batch)
+        if fired:
+            self._delivery.want_claim()  # what the wake-ups decided may have queued actions
+        return decided + fired
 
     def _decisions_due(self) -> bool:
         """Whether a wake-up, date or lapse is due: a read (no write lock), at most every

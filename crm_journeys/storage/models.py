@@ -278,6 +278,7 @@ class OutboxMessage(Base):
     __tablename__ = "cj_outbox"
     __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),
                       Index("ix_cj_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_cj_outbox_contact", "contact_id", "status"),
                       # retention finds a tenant's oldest done rows; rows still to send stay out
                       Index("ix_cj_outbox_done", "tenant_id", "done_at",
                             sqlite_where=text("done_at IS NOT NULL"),
