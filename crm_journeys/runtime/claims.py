@@ -30,9 +30,10 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Exists, Select, bindparam, or_, select, text, tuple_, update
+from sqlalchemy import Exists, Integer, Select, bindparam, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.orm import Session, aliased
 
@@ -149,14 +150,8 @@ class Claims:
         worker holds enough of), whose contact has no row in flight, leased to ``worker``.
         ``choose`` keeps a fair subset of the rows read (the delivery pool); the others
         stay untouched for the next claim."""
-        stmt = (select(OutboxMessage)
-                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-                       or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
-                       OutboxMessage.lane.not_in(parked_lanes(now)), ~_contact_in_flight(now))
-                .order_by(OutboxMessage.id).limit(limit))
-        if skip_lanes:
-            stmt = stmt.where(OutboxMessage.lane.not_in(list(skip_lanes)))
-        rows = list(session.scalars(self._locked(stmt)))
+        rows = list(session.scalars(_due_outbox(self.postgres),
+                                    {"now": now, "limit": limit, "skip": sorted(skip_lanes)}))
         if choose is not None:
             rows = choose(session, rows)
         lease = now + self.outbox_lease
@@ -186,7 +181,21 @@ def _fetch(session: Session, stmt: Select[Any], plain: bool) -> list[Any]:
     return list(result.all() if plain else result.scalars())
 
 
-def _contact_in_flight(now: datetime) -> Exists:
+@cache
+def _due_outbox(postgres: bool) -> Select[Any]:
+    """The outbox claim's select, built once (a worker claims many times a second, and
+    building it cost more than running it): parameters ``now``, ``limit`` and ``skip``."""
+    now = bindparam("now", type_=OutboxMessage.__table__.c.next_attempt_at.type)
+    stmt = (select(OutboxMessage)
+            .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+                   or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+                   OutboxMessage.lane.not_in(parked_lanes(now)), ~_contact_in_flight(now),
+                   OutboxMessage.lane.not_in(bindparam("skip", expanding=True)))
+            .order_by(OutboxMessage.id).limit(bindparam("limit", type_=Integer)))
+    return stmt.with_for_update(skip_locked=True) if postgres else stmt
+
+
+def _contact_in_flight(now: Any) -> Exists:
     """Another row of the same contact is being delivered (pending, its lease live), by
     this worker or any other: a contact's rows run one at a time, in order, even when
     two claims (the dispatcher's hand-off and the delivery pool's) or two workers look at

@@ -50,7 +50,7 @@ def _hosts() -> dict[str, Callable[[dict[str, Any]], str]]:
     return {name: cls.host for name, cls in installed_actions().items()}
 
 
-def parked_lanes(now: datetime) -> Select[Any]:
+def parked_lanes(now: Any) -> Select[Any]:
     """The keys of lanes parked at ``now`` (a subquery for the outbox claim)."""
     return select(Lane.key).where(Lane.parked_until > now)
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LINGER = 0.015  # seconds the decisions loop lets a batch gather under a steady stream
-RECHECK_DUE = 0.1  # seconds between reads of the next due wake-up, date or lapse
+RECHECK = timedelta(seconds=0.1)  # between reads of the next due wake-up, date or lapse
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Worker:
     threads: int = THREADS  # delivery pool size
     per_lane: int = PER_LANE  # most rows of one lane in flight at once
     loops: dict[str, Loop] = field(default_factory=dict)
-    _next_check: datetime | None = None  # when ``_decisions_due`` reads again
+    _due_cache: tuple[datetime | None, datetime | None] = (None, None)  # (next due, read at)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.runtime)
@@ -124,17 +124,20 @@ class Worker:
         return decided + fired
 
     def _decisions_due(self) -> bool:
-        """Whether a wake-up, date or lapse is due: a read (no write lock), at most every
-        ``RECHECK_DUE`` seconds while the next known due time is still ahead."""
+        due = self._next_decision()
+        return due is not None and due <= self.runtime.clock.now()
+
+    def _next_decision(self) -> datetime | None:
+        """The next due wake-up, date or lapse, read (no write lock) at most every
+        ``RECHECK`` while it is still ahead: the loop asks every pass, and
+        three write transactions to find nothing due cost more than the decisions."""
         now = self.runtime.clock.now()
-        if self._next_check is None or now >= self._next_check:
+        due, read_at = self._due_cache
+        if read_at is None or now - read_at >= RECHECK or (due is not None and due <= now):
             with self.runtime.db.reading() as session:
                 due = decisions_due(session)
-            recheck = now + timedelta(seconds=RECHECK_DUE)
-            self._next_check = min(due, recheck) if due is not None else recheck
-            return due is not None and due <= now
-        return False
-
+            self._due_cache = (due, now)
+        return due
     def _upkeep(self) -> int:
         done = self.upkeep.run_once(self.batch)
         if done:
@@ -144,7 +147,7 @@ class Worker:
         return done
 
     def _until_due(self) -> float | None:
-        due = next_due(self.runtime)
+        due = self._next_decision()
         return None if due is None else (due - self.runtime.clock.now()).total_seconds()
 
     def health(self) -> dict[str, dict[str, object]]:
