@@ -4,7 +4,8 @@ never dies, and it records when it last got through a pass (``/healthz``).
 Under a steady stream a loop would run a pass for every one or two items, and a pass
 costs more than an item (its transaction, its claims, its queries), so a loop may
 ``linger``: after a pass that found more than one item but less than a ``full`` batch, it
-waits a few milliseconds before the next, letting the next batch gather. One item per
+waits a few milliseconds before the next (longer the more it found, up to ``linger``),
+letting the next batch gather. One item per
 pass (light load) never waits, so latency at light load is not spent on it, and a full
 batch (a backlog) goes on at once.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 FIRST_RETRY, LONGEST_RETRY = 0.5, 30.0  # seconds after a failed pass, doubling per failure
+LINGER_FULL_AT = 8  # items a pass found for the whole ``linger``; fewer wait in proportion
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Loop:
     max_wait: float = 0.5
     until_due: Callable[[], float | None] | None = None  # seconds until known work (a wake-up)
     stale_after: float = 60.0  # seconds without a good pass before /healthz calls it stalled
-    linger: float = 0.0  # seconds to wait after a pass that found some work but not ``full``
+    linger: float = 0.0  # most seconds to wait after a pass that found some work but not ``full``
     full: int = 1 << 30  # a pass that found this much had a backlog: go on at once
     last_pass: float = field(default_factory=time.monotonic)
     failures: int = 0
@@ -54,8 +56,8 @@ class Loop:
                 continue
             if busy:
                 idle = self.min_wait
-                if self.linger and 1 < busy < self.full:
-                    self.stop.wait(self.linger)  # let the next batch gather
+                if self.linger and 1 < busy < self.full:  # let the next batch gather
+                    self.stop.wait(min(self.linger, busy * self.linger / LINGER_FULL_AT))
                 continue
             self.wake.wait(self._timeout(idle))
             self.wake.clear()
