@@ -192,7 +192,7 @@ def run_worker(database_url: str, worker_id: str, stop_event: threading.Event | 
 
     # connections: the three loops, and delivery threads whose action writes the database
     # (the sandbox CRM); up to twice this many under load (``max_overflow``)
-    db = Database(database_url, pool_size=pool_size or 2 + threads // 2)
+    db = Database(database_url, pool_size=pool_size or 2 + threads // 2, pre_ping=False)
     runtime = Runtime(db=db)
     tune_collector()
     if lease_seconds is not None:

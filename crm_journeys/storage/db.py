@@ -34,9 +34,10 @@ def default_url() -> str:
 class Database:
     """One engine and session factory per process (per worker, on PostgreSQL)."""
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 5, echo: bool = False):
+    def __init__(self, url: str | None = None, *, pool_size: int = 5, echo: bool = False,
+                 pre_ping: bool = True):
         self.url = url or default_url()
-        self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo)
+        self.engine = _make_engine(self.url, pool_size=pool_size, echo=echo, pre_ping=pre_ping)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # the same pool, marked so a SQLite transaction begins without the write lock
         self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
@@ -111,14 +112,18 @@ class Database:
         self.engine.dispose()
 
 
-def _make_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
+def _make_engine(url: str, *, pool_size: int, echo: bool, pre_ping: bool) -> Engine:
+    """``pre_ping`` tests a pooled PostgreSQL connection before each use, a round trip per
+    transaction: the web app wants it (a request never meets a connection the server
+    dropped), the worker does not (its loops retry a failed pass, and the failure has
+    already made SQLAlchemy replace the pool's dropped connections)."""
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         # JSON columns are text that SQLAlchemy converts; psycopg converts PostgreSQL's itself
         kwargs.update(json_serializer=jsontext.dumps, json_deserializer=jsontext.read)
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
