@@ -242,6 +242,23 @@ def test_in_the_other_model_an_open_may_end_the_journey(app, as_, clock):
     assert [i["outcome"] for i in result["fa@example.com"]["instances"]] == ["goal opened"]
 
 
+@pytest.mark.parametrize("where", ["goals", "exit_rules"])
+def test_any_event_ends_the_journey_on_the_contacts_next_event(app, as_, clock, where):
+    end: dict[str, Any] = {"id": "active", "event": {"type": "any"}}
+    if where == "goals":
+        end["then"] = None
+    doc = journey([sp("tag_added", tag="x")],
+                  [{"id": "pause", "type": "wait", "duration": "P2D", "next": "late"}, tag("late", "late")],
+                  **{where: [end]})
+    lines = [{"at": at(), "type": "tag_added", "email": "fa@example.com", "properties": {"tag": "x"}},
+             {"at": at(days=1), "type": "purchase", "email": "fa@example.com",
+              "properties": {"order_id": "o-1", "total": 10}}]
+    result = both_ways(app, as_, clock, doc, lines, START + timedelta(days=3))
+    assert result["fa@example.com"]["actions"] == []  # it never reached the tag after the wait
+    outcome = result["fa@example.com"]["instances"][0]["outcome"]
+    assert outcome == ("goal active" if where == "goals" else "exit rule active"), outcome
+
+
 # --- 4. one normalisation -------------------------------------------------------------------
 
 def test_the_routing_key_comes_from_the_properties_both_ways(app, as_, clock):

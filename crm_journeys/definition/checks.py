@@ -270,7 +270,7 @@ def _check_event_types(journey: m.Journey, report: Report) -> None:
     matches += [(f"goals[{i}].event.type", g.event) for i, g in enumerate(journey.goals)]
     matches += [(f"exit_rules[{i}].event.type", x.event) for i, x in enumerate(journey.exit_rules)]
     for path, event in matches:
-        if event is not None and event.type != "any" and event.type not in CANONICAL_EVENTS:
+        if event is not None and event.type != m.ANY_EVENT and event.type not in CANONICAL_EVENTS:
             report.add(
                 path,
                 f"unknown event type {event.type!r}; known: any, {', '.join(sorted(CANONICAL_EVENTS))}",

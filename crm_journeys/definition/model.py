@@ -50,12 +50,16 @@ class Group:
 Condition = Leaf | Group
 
 
+ANY_EVENT = "any"  # an EventMatch type: every event of the contact
+
+
 @dataclass(frozen=True)
 class EventMatch:
     """Which canonical event a step, goal or exit rule waits for.
 
-    ``type`` is a canonical event type (``email_opened``); ``key`` narrows it (the email id),
-    ``None`` meaning any; ``where`` tests the event's properties (fields ``event.<prop>``).
+    ``type`` is a canonical event type (``email_opened``) or ``ANY_EVENT``; ``key`` narrows
+    it (the email id), ``None`` meaning any; ``where`` tests the event's properties (fields
+    ``event.<prop>``).
     """
 
     type: str
@@ -152,7 +156,7 @@ class WaitAndCheckStep(Step):
 
 @dataclass(frozen=True)
 class ReactToEventStep(Step):
-    event: EventMatch = EventMatch("any")
+    event: EventMatch = EventMatch(ANY_EVENT)
     timeout: timedelta = timedelta(0)
     yes: str | None = None
     no: str | None = None

@@ -171,8 +171,12 @@ class _Builder:
                      PRI_STEP + order, f"starting point '{sp.id}' ({tt.label}) fired")
 
     def _event_tests(self, event: m.EventMatch) -> list[dict[str, Any]]:
-        self.listens.add(event.type)
-        tests: list[dict[str, Any]] = [{"kind": "event"}, {"type": event.type}]
+        tests: list[dict[str, Any]] = [{"kind": "event"}]
+        if event.type == m.ANY_EVENT:  # every event of the contact, so no test of its type
+            self.listens.add("*")
+        else:
+            self.listens.add(event.type)
+            tests.append({"type": event.type})
         if event.key is not None:
             tests.append({"key": event.key})
         if event.where is not None:
