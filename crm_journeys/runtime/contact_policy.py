@@ -16,6 +16,7 @@ room for fewer messages than are due now, the journey with the higher ``priority
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -114,12 +115,28 @@ def quiet_until(policy: Policy, contact_zone: str | None, now: datetime) -> date
 
 
 
+# a version's journey settings, by database (its engine) and version id
+_SETTINGS: weakref.WeakKeyDictionary[Any, dict[int, dict[str, Any]]] = weakref.WeakKeyDictionary()
+_SETTINGS_KEPT = 4096  # versions remembered per database (then the memory starts over)
+
+
 def journey_setting(session: Session, instance_id: int | None, name: str, default: Any) -> Any:
+    """One setting of the journey version an instance runs. Versions never change once
+    published, so their settings are read once per process: reading the whole journey
+    document for every email or text cost more than the rest of preparing it."""
     if instance_id is None:
         return default
-    doc = session.scalar(select(JourneyVersion.document).join(Instance, Instance.version_id == JourneyVersion.id)
-                         .where(Instance.id == instance_id))
-    return ((doc or {}).get("settings") or {}).get(name, default)
+    version_id = session.scalar(select(Instance.version_id).where(Instance.id == instance_id))
+    if version_id is None:
+        return default
+    known = _SETTINGS.setdefault(session.get_bind(), {})
+    settings = known.get(version_id)
+    if settings is None:
+        doc = session.scalar(select(JourneyVersion.document).where(JourneyVersion.id == version_id))
+        if len(known) >= _SETTINGS_KEPT:
+            known.clear()
+        settings = known[version_id] = dict((doc or {}).get("settings") or {})
+    return settings.get(name, default)
 
 
 def _sent_in_period(session: Session, tenant_id: int, contact_id: int, since: datetime) -> list[datetime]:
