@@ -51,6 +51,9 @@ class TextFormatter(logging.Formatter):
         return _redact(super().format(record) + (f" [{ids}]" if ids else ""))
 
 
+QUIET = ("alembic.runtime.plugins",)  # loggers kept at WARNING whatever the level
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Route the root logger to stderr through our formatter (replacing our own earlier
     handler, not anybody else's)."""
@@ -62,3 +65,5 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     setattr(handler, _OURS, True)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for chatty in QUIET:  # their INFO lines say nothing an operator acts on
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
