@@ -3,11 +3,8 @@ never dies, and it records when it last got through a pass (``/healthz``).
 
 Under a steady stream a loop would run a pass for every one or two items, and a pass
 costs more than an item (its transaction, its claims, its queries), so a loop may
-``linger``: after a pass that found more than one item but less than a ``full`` batch, it
-waits a few milliseconds before the next (longer the more it found, up to ``linger``),
-letting the next batch gather. One item per
-pass (light load) never waits, so latency at light load is not spent on it, and a full
-batch (a backlog) goes on at once.
+``linger`` after a busy pass, waiting a few milliseconds before the next to let the next
+batch gather (``lingering`` says how long).
 
 Between passes it waits on its ``wake`` event (set by whoever just queued work for it: the
 events API in the same process, a PostgreSQL NOTIFY, the decisions loop for delivery),
@@ -27,7 +24,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 FIRST_RETRY, LONGEST_RETRY = 0.5, 30.0  # seconds after a failed pass, doubling per failure
-LINGER_FULL_AT = 8  # items a pass found for the whole ``linger``; fewer wait in proportion
+LINGER_FULL_AT = 8  # items a pass found for the whole linger; fewer wait in proportion
 
 
 @dataclass
@@ -40,8 +37,7 @@ class Loop:
     max_wait: float = 0.5
     until_due: Callable[[], float | None] | None = None  # seconds until known work (a wake-up)
     stale_after: float = 60.0  # seconds without a good pass before /healthz calls it stalled
-    linger: float = 0.0  # most seconds to wait after a pass that found some work but not ``full``
-    full: int = 1 << 30  # a pass that found this much had a backlog: go on at once
+    linger: Callable[[], float] | None = None  # seconds to wait after a busy pass (``lingering``)
     last_pass: float = field(default_factory=time.monotonic)
     failures: int = 0
     last_error: str = ""
@@ -56,8 +52,9 @@ class Loop:
                 continue
             if busy:
                 idle = self.min_wait
-                if self.linger and 1 < busy < self.full:  # let the next batch gather
-                    self.stop.wait(min(self.linger, busy * self.linger / LINGER_FULL_AT))
+                pause = self.linger() if self.linger is not None else 0.0
+                if pause > 0:  # let the next batch gather
+                    self.stop.wait(pause)
                 continue
             self.wake.wait(self._timeout(idle))
             self.wake.clear()
@@ -94,3 +91,12 @@ class Loop:
         age = time.monotonic() - self.last_pass
         return {"seconds_since_pass": round(age, 3), "stale": age > self.stale_after,
                 "failures": self.failures, "last_error": self.last_error}
+
+
+def lingering(found: int, full: int, longest: float) -> float:
+    """How long to let a batch gather after a pass that found ``found`` items: not at all
+    for one (light load: latency is not spent on it) or for a ``full`` batch (a backlog
+    goes on at once), else in proportion to what came, up to ``longest``."""
+    if found <= 1 or found >= full:
+        return 0.0
+    return min(longest, found * longest / LINGER_FULL_AT)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from crm_journeys import metrics
 from crm_journeys.runtime.delivery import PER_LANE, THREADS, Delivery
 from crm_journeys.runtime.dispatch import Dispatcher
-from crm_journeys.runtime.loops import Loop
+from crm_journeys.runtime.loops import Loop, lingering
 from crm_journeys.runtime.outbox import OutboxRunner
 from crm_journeys.runtime.retention import RetentionRunner
 from crm_journeys.runtime.starting_points import fire_due as fire_starting_points
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
 
 log = logging.getLogger(__name__)
-LINGER = 0.015  # seconds the decisions loop lets a batch gather under a steady stream
+LINGER = 0.015  # seconds the decisions loop lets inbox events gather under a steady stream
 RECHECK = timedelta(seconds=0.1)  # between reads of the next due wake-up, date or lapse
 
 
@@ -57,6 +57,7 @@ class Worker:
     per_lane: int = PER_LANE  # most rows of one lane in flight at once
     loops: dict[str, Loop] = field(default_factory=dict)
     _due_cache: tuple[datetime | None, datetime | None] = (None, None)  # (next due, read at)
+    _decided: int = 0  # inbox events of the last decisions pass (how long to let the next gather)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.runtime)
@@ -90,7 +91,8 @@ class Worker:
         delivery = Delivery(self.runtime, self.worker_id, threads=self.threads, per_lane=self.per_lane)
         self.loops = {
             "decisions": Loop("decisions", self._decide, self.stop_event, max_wait=self.idle_sleep,
-                              until_due=self._until_due, linger=LINGER, full=self.batch),
+                              until_due=self._until_due,
+                              linger=lambda: lingering(self._decided, self.batch, LINGER)),
             "delivery": Loop("delivery", delivery.run_once, self.stop_event, wake=delivery.wake,
                              max_wait=self.idle_sleep),
             "upkeep": Loop("upkeep", self._upkeep, self.stop_event, min_wait=0.05,
@@ -114,7 +116,7 @@ class Worker:
 
     def _decide(self) -> int:
         """The inbox first (a pushed event is what woke this pass), then what fell due."""
-        decided = self.dispatcher.run_once(self.batch, self.worker_id, hand_off=self._delivery)
+        decided = self._decided = self.dispatcher.run_once(self.batch, self.worker_id, hand_off=self._delivery)
         metrics.DECISIONS.labels("event").inc(decided)
         fired = 0
         if self._decisions_due():
