@@ -10,21 +10,18 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from crm_journeys.clock import Clock
 from crm_journeys.runtime.delivery import Delivery
 from crm_journeys.storage.models import OutboxMessage, Tenant
 from tests.conftest import Harness
-from tests.test_worker_lanes import _rows, _send, _until, start_worker  # noqa: F401 - a fixture
+from tests.test_worker_lanes import Host, _rows, _send, _tenant, _until, start_worker  # noqa: F401 - a fixture
 
 TWO_STEPS = {"format_version": 1, "name": "Two calls", "entry": {"policy": "every_time"},
              "starting_points": [{"id": "f", "type": "form_submitted", "params": {"form": "x"}}],
@@ -35,47 +32,9 @@ TWO_STEPS = {"format_version": 1, "name": "Two calls", "entry": {"policy": "ever
                         "next": None}]}
 
 
-class KeepAliveHost:
-    """A webhook receiver speaking HTTP/1.1 keep-alive that notes each client socket."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.sockets: set[tuple[str, int]] = set()
-        self.lock = threading.Lock()
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with host.lock:
-                    host.keys.append(self.headers["Idempotency-Key"])
-                    host.sockets.add(self.client_address)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/in"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def keep_alive_host() -> Iterator[KeepAliveHost]:
-    host = KeepAliveHost()
+def keep_alive_host() -> Iterator[Host]:
+    host = Host(keep_alive=True)
     yield host
     host.close()
 
@@ -156,14 +115,7 @@ def test_a_failed_dispatch_hands_nothing_over(harness: Harness, monkeypatch: pyt
 
 
 def test_webhooks_to_one_address_reuse_their_connections(sqlite_db, keep_alive_host, start_worker) -> None:  # noqa: F811
-    h = Harness(sqlite_db, Clock())  # type: ignore[arg-type] # a real clock: the loops run in real time
-    with sqlite_db.unit_of_work() as s:
-        s.execute(update(Tenant).where(Tenant.id == h.tenant_id).values(settings={"allow_private_webhooks": True}))
-    h.publish({"format_version": 1, "name": "Hook", "entry": {"policy": "every_time"},
-               "starting_points": [{"id": "f", "type": "form_submitted", "params": {"form": "x"}}],
-               "first_step": "hook",
-               "steps": [{"id": "hook", "type": "action", "action": "call_webhook", "next": None,
-                          "params": {"url": keep_alive_host.url, "timeout_seconds": 10}}]})
+    h = _tenant(sqlite_db, keep_alive_host.url)
     start_worker(threads=2, per_lane=2)
     _send(h, 20, "k")
     assert _until(lambda: len(set(keep_alive_host.keys)) == 20)

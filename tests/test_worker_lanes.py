@@ -26,21 +26,27 @@ from tests.conftest import Harness
 
 
 class Host:
-    """A webhook receiver on loopback: answers 200, hangs until released, 503, or 429."""
+    """A webhook receiver on loopback: answers 200, hangs until released, 503, or 429;
+    with ``keep_alive`` it speaks HTTP/1.1 and keeps connections open. It notes each
+    request's idempotency key and client socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bool = False) -> None:
         self.mode = "ok"
         self.retry_after = "120"
         self.release = threading.Event()
         self.keys: list[str] = []
+        self.sockets: set[tuple[str, int]] = set()
         self.lock = threading.Lock()
         host = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with host.lock:
                     host.keys.append(self.headers["Idempotency-Key"])
+                    host.sockets.add(self.client_address)
                 if host.mode == "hang":
                     host.release.wait(60)
                 status = {"ok": 200, "hang": 200, "503": 503, "429": 429}[host.mode]
