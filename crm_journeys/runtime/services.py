@@ -46,7 +46,7 @@ class Runtime:
         from crm_journeys.connectors.http import RetryPolicy
 
         connectors = self._delivery_connectors if delivery else self._connectors
-        with self.db.unit_of_work() as s:
+        with self.db.reading() as s:
             tenant = s.get(Tenant, tenant_id)
             assert tenant is not None, f"no tenant {tenant_id}"
             installation = _installation(tenant)
@@ -58,7 +58,7 @@ class Runtime:
 
     def use_connector(self, tenant_id: int, connector: Connector) -> None:
         """Put a specific connector in place (test mode's dry-run CRM, a bench fake)."""
-        with self.db.unit_of_work() as s:
+        with self.db.reading() as s:
             tenant = s.get(Tenant, tenant_id)
             installation = _installation(tenant) if tenant is not None else None
         self._connectors[tenant_id] = (installation, connector)
@@ -69,7 +69,7 @@ class Runtime:
         self._delivery_connectors.pop(tenant_id, None)
 
     def action_settings(self, tenant_id: int) -> dict[str, Any]:
-        with self.db.unit_of_work() as s:
+        with self.db.reading() as s:
             tenant = s.get(Tenant, tenant_id)
             assert tenant is not None
             settings = dict(tenant.settings or {})
