@@ -113,3 +113,64 @@ def test_a_deferred_recipient_is_retried(harness, server):
     harness.advance(minutes=10)
     assert [r.status for r in harness.outbox() if r.action == "send_email"] == ["done"]
     assert len(inbox.messages) == 1
+
+
+class Killed(BaseException):
+    """The worker dies here (nothing in the runtime catches a BaseException)."""
+
+
+def _dies_after(real):  # type: ignore[no-untyped-def]
+    def dying(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real(*args, **kwargs)
+        raise Killed()
+    return dying
+
+
+def test_a_worker_that_dies_after_the_send_is_recorded_sends_once(harness, server, monkeypatch):
+    from crm_journeys.actions import email
+
+    inbox = Inbox()
+    controller = server(inbox)
+    _settings(harness, smtp_url=f"smtp://127.0.0.1:{controller.port}")
+    monkeypatch.setattr(email, "_emit_sent", _dies_after(email._emit_sent))  # sent, recorded, not closed
+    with pytest.raises(Killed):
+        _send(harness, "a@example.com")
+    monkeypatch.undo()
+    harness.advance(minutes=1)  # the lease runs out; another attempt takes the row
+    [row] = [r for r in harness.outbox() if r.action == "send_email"]
+    assert row.status == "done" and "already sent" in row.result["summary"], row.result
+    assert len(inbox.messages) == 1
+
+
+def test_a_worker_that_dies_mid_send_marks_the_email_instead_of_sending_twice(harness, server, monkeypatch):
+    from crm_journeys.actions import email
+    from crm_journeys.runtime.action_errors import retry
+
+    inbox = Inbox()
+    controller = server(inbox)
+    _settings(harness, smtp_url=f"smtp://127.0.0.1:{controller.port}")
+    monkeypatch.setattr(email, "deliver", _dies_after(email.deliver))  # the server took it; then nothing
+    with pytest.raises(Killed):
+        _send(harness, "a@example.com")
+    monkeypatch.undo()
+    harness.advance(minutes=1)
+    [row] = [r for r in harness.outbox() if r.action == "send_email"]
+    assert row.status == "dead" and "may already have been delivered" in row.last_error, row.last_error
+    assert len(inbox.messages) == 1  # marked, not sent again
+    with harness.db.unit_of_work() as s:  # a person checked the mail log and asks again
+        retry(s, harness.tenant_id, harness.clock.now(), "admin@example.com", ids=[row.id])
+    harness.run()
+    assert [r.status for r in harness.outbox() if r.action == "send_email"] == ["done"]
+    assert len(inbox.messages) == 2
+
+
+def test_a_failed_attempt_leaves_the_email_free_to_send(harness, server):
+    inbox = Inbox(refuse={"busy@example.com": "451 4.3.0 try again later"})
+    controller = server(inbox)
+    _settings(harness, smtp_url=f"smtp://127.0.0.1:{controller.port}")
+    _send(harness, "busy@example.com")
+    inbox.refuse.clear()
+    harness.advance(minutes=10)
+    [row] = [r for r in harness.outbox() if r.action == "send_email"]
+    assert row.status == "done" and "already sent" not in row.result["summary"]
+    assert len(inbox.messages) == 1

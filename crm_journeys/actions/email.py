@@ -95,6 +95,9 @@ class SendEmail(Action[dict[str, Any]]):
                 raise FatalConnectorError(f"{exc}; set an SMTP server (smtp_url)") from None
             _emit_sent(ctx, spec)
             return ActionResult.done(f"sent {spec.subject!r} to {ctx.contact.email}", external_id, idempotent=True)
+        earlier = _earlier_attempt(ctx, prepared)
+        if earlier is not None:
+            return earlier
         tracked = bool(prepared and prepared.tracked)
         _send_smtp(ctx, smtp_url, spec, prepared.public_id if prepared else "", tracked, marketing)
         _emit_sent(ctx, spec)
@@ -102,9 +105,33 @@ class SendEmail(Action[dict[str, Any]]):
                                  + ("" if tracked or not marketing else " (not tracked)"), idempotent=False)
 
 
+def _earlier_attempt(ctx: ActionContext, prepared: Any) -> ActionResult | None:
+    """Exactly once, or marked: an SMTP send cannot be asked whether it happened, so its
+    row says how far the last attempt got. ``sent``: done already (the worker stopped
+    before closing the outbox row), not sent again. ``sending``: the attempt stopped
+    mid-send and the message may have gone out; the row is dead-lettered saying so
+    (marked ``uncertain``), and a retry by hand sends it. ``queued`` or ``uncertain``: a
+    failed attempt or a person's retry: send."""
+    earlier = prepared.earlier if prepared is not None else None
+    if earlier is None:
+        return None
+    if earlier.status == "sent":
+        return ActionResult.done(f"already sent to {ctx.contact.email} on {earlier.sent_at:%Y-%m-%d %H:%M} UTC; "
+                                 "not sent again", idempotent=True)
+    public_id = earlier.public_id
+    if earlier.status == "sending":
+        _record(ctx, lambda s, now: _mark(s, ctx, public_id, "uncertain"))
+        raise FatalConnectorError("an earlier attempt stopped while sending (the worker stopped), so this "
+                                  "email may already have been delivered; check the mail server's log, "
+                                  "and retry by hand to send it again")
+    _record(ctx, lambda s, now: _mark(s, ctx, public_id, "sending"))
+    return None
+
+
 def _send_smtp(ctx: ActionContext, url: str, spec: EmailSpec, public_id: str, tracked: bool, marketing: bool) -> None:
     """Build and deliver (a second send is a second email: not idempotent); a recipient
-    5xx suppresses the address and dead-letters the row."""
+    5xx suppresses the address and dead-letters the row; any other failure means the
+    server did not take the message, so the row goes back to ``queued``."""
     links = _links(ctx, public_id, tracked, marketing)
     body = build_body(spec.text, spec.html, **links)
     try:
@@ -114,6 +141,9 @@ def _send_smtp(ctx: ActionContext, url: str, spec: EmailSpec, public_id: str, tr
         reason = str(exc)
         _record(ctx, lambda s, now: _bounce(s, ctx, public_id, reason, now))
         raise FatalConnectorError(f"hard bounce: {reason}") from exc
+    except Exception:
+        _record(ctx, lambda s, now: _mark(s, ctx, public_id, "queued"))
+        raise
     _record(ctx, lambda s, now: _sent(s, ctx, public_id, now))
 
 
@@ -174,6 +204,12 @@ def _sent(s: Any, ctx: ActionContext, public_id: str, now: Any) -> None:
     from crm_journeys.runtime.mailing import mark_sent
 
     mark_sent(s, ctx.tenant_id, public_id, now)
+
+
+def _mark(s: Any, ctx: ActionContext, public_id: str, status: str) -> None:
+    from crm_journeys.runtime.mailing import mark_status
+
+    mark_status(s, ctx.tenant_id, public_id, status)
 
 
 def _bounce(s: Any, ctx: ActionContext, public_id: str, reason: str, now: Any) -> None:

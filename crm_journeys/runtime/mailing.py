@@ -42,6 +42,7 @@ class Prepared:
     tracked: bool
     hold_until: datetime | None = None
     hold_reason: str = ""
+    earlier: EmailSend | None = None  # this send's row from an earlier attempt
 
 
 def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int, key: str, email_id: str,
@@ -54,7 +55,7 @@ def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int
                                                       EmailSend.idempotency_key == key))
     if existing is not None:
         skip = "skipped earlier" if existing.status == "skipped" else None
-        return Prepared(existing.public_id, skip, existing.tracked)
+        return Prepared(existing.public_id, skip, existing.tracked, earlier=existing)
     outbox = session.get(OutboxMessage, outbox_id)
     instance_id = outbox.instance_id if outbox is not None else None
     journey_id = session.scalar(select(Instance.journey_id).where(Instance.id == instance_id)) \
@@ -97,6 +98,13 @@ def _note(session: Session, outbox: OutboxMessage | None, journey_id: int | None
         return
     session.add(StepLog(tenant_id=outbox.tenant_id, journey_id=journey_id, instance_id=outbox.instance_id, at=now,
                         step=outbox.step, kind=kind, branch="", detail={"why": why}))
+
+
+def mark_status(session: Session, tenant_id: int, public_id: str, status: str) -> None:
+    """``queued`` (an attempt failed before the server took the message: a retry may
+    send), ``uncertain`` (an attempt stopped mid-send: it may have gone out), ``sending``."""
+    session.execute(update(EmailSend).where(EmailSend.tenant_id == tenant_id, EmailSend.public_id == public_id)
+                    .values(status=status))
 
 
 def mark_sent(session: Session, tenant_id: int, public_id: str, now: datetime) -> None:

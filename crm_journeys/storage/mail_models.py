@@ -60,6 +60,6 @@ class EmailSend(Base):
     marketing: Mapped[bool] = mapped_column(Boolean, default=True)
     tracked: Mapped[bool] = mapped_column(Boolean, default=True)
     links: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(16), default="sending")  # sending|sent|skipped|bounced
+    status: Mapped[str] = mapped_column(String(16), default="sending")  # sending|sent|skipped|bounced|queued|uncertain
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
