@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from crm_journeys.clock import VirtualClock
 from crm_journeys.runtime import dispatch, timers
-from crm_journeys.runtime.batch import BatchCache
+from crm_journeys.runtime.batch import BatchCache, open_batch
 from crm_journeys.runtime.ingest import IncomingEvent
 from crm_journeys.runtime.services import Runtime
 from crm_journeys.runtime.worker import Worker
@@ -187,3 +187,27 @@ def test_a_failing_wake_up_stays_pending_alone(harness: Harness, monkeypatch: py
     monkeypatch.undo()
     harness.run()  # tried again on the next poll
     assert sorted(step for step, _ in harness.actions_for("bad@example.com")) == ["reminder", "welcome"]
+
+
+def test_a_batch_of_one_never_sees_the_rows_of_a_rolled_back_one(harness: Harness) -> None:
+    """The ORM may hold a batch's new row (an ORM flush in the middle of the batch wrote
+    it, a query then loaded it); after the savepoint is rolled back that object must not
+    stand in for the row the next batch makes, which on SQLite gets the same id."""
+    def new_contact(batch: BatchCache, email: str) -> Any:
+        return batch.new_row(Contact, dict(tenant_id=harness.tenant_id, external_id=email, email=email,
+                                           fields={}, tags=[], groups=[], segments=[], activity={},
+                                           updated_at=harness.clock.now()))
+
+    with harness.db.unit_of_work() as s:
+        with pytest.raises(RuntimeError, match="poison"), s.begin_nested(), open_batch(s, []) as batch:
+            gone = new_contact(batch, "gone@example.com")
+            batch.rows.insert_new()  # as a flush in the middle of the batch does
+            held = s.get(Contact, gone.id)  # still referenced later (say, by a logged traceback)
+            assert held is not None and held.email == "gone@example.com"
+            raise RuntimeError("poison")
+        with s.begin_nested(), open_batch(s, []) as batch:
+            kept = new_contact(batch, "kept@example.com")
+        found = s.get(Contact, kept.id)
+        assert found is not None and found.email == "kept@example.com"
+        assert s.scalars(select(Contact.email).where(Contact.tenant_id == harness.tenant_id)).all() == [
+            "kept@example.com"]
