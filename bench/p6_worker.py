@@ -36,7 +36,7 @@ class TimedDispatcher(Dispatcher):
         self._batch: list[int] = []
 
     def process(self, session: Any, event: InboxEvent, now: datetime,
-                batch: BatchCache | None = None) -> None:
+                batch: BatchCache) -> None:
         super().process(session, event, now, batch)
         self._batch.append(event.id)
 

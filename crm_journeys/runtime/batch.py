@@ -3,12 +3,14 @@
 The batch's contacts, their instances, journey statuses, routes, segments and outbox keys
 are read once inside the batch's own transaction (so they are exactly as fresh as
 per-event queries would be); new rows, step logs and wake-up cancels are written once at
-the end. Everything here is an optimisation of the per-event path in ``dispatch``, which
-stays the reference when a batch is redone event by event.
+the end. It is the only way dispatch and wake-ups write: when a batch fails, each event
+(or wake-up) is redone as a batch of one in a savepoint, through the same code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +34,18 @@ from crm_journeys.storage.models import (
 )
 
 
+@contextmanager
+def open_batch(session: Session, events: list[Any], *, expected_rows: int = 0) -> Iterator[BatchCache]:
+    """A batch over ``events`` (plain inbox rows; none for wake-ups): what it queued is
+    written when the block ends normally, and it is closed either way."""
+    batch = BatchCache(session, events, expected_rows=expected_rows)
+    try:
+        yield batch
+        batch.finish()
+    finally:
+        batch.close()
+
+
 class BatchCache:
     """What one batch of events reads, loaded in a few queries inside the batch's own
     transaction (so it is exactly as fresh as per-event queries would be): the contacts
@@ -39,7 +53,7 @@ class BatchCache:
     rotations), the live/paused status of those instances' journeys, and each tenant's
     routes. Contacts and instances created during the batch are added as they appear."""
 
-    def __init__(self, session: Session, events: list[InboxEvent], *, expected_rows: int = 0):
+    def __init__(self, session: Session, events: list[Any], *, expected_rows: int = 0):
         self.session = session
         self._by_ext: dict[tuple[int, str], Contact] = {}
         self._by_email: dict[tuple[int, str], Contact] = {}
@@ -63,7 +77,7 @@ class BatchCache:
         self.rows = RowWriter(session)  # new rows, and rows read as plain rows (``RowWriter.load``)
         self.ids = IdSource(session, block=max(len(events), expected_rows, 50))
         self._fired: list[dict[str, Any]] = []
-        sa_event.listen(session, "before_flush", self._before_flush)
+        self._listening = False
         wanted: dict[int, tuple[set[str], set[str]]] = {}
         for event in events:
             ident = event.payload.get("contact") or {}
@@ -99,6 +113,8 @@ class BatchCache:
                 self._journey_live[jid] = status == "live"
         for contact_id in ids:
             self._instances.setdefault(contact_id, [])
+        sa_event.listen(session, "before_flush", self._before_flush)  # last: a failed read leaves none
+        self._listening = True
 
     # --- writes -------------------------------------------------------------------------
     def new_row(self, model: Any, values: dict[str, Any]) -> Any:
@@ -109,7 +125,7 @@ class BatchCache:
             self._new_wakeups.setdefault(row.instance_id, []).append(row)
         return row
 
-    def fired(self, wakeup: Wakeup, now: datetime) -> None:
+    def fired(self, wakeup: Any, now: datetime) -> None:
         """A wake-up fired (with its lateness): one UPDATE for the batch's wake-ups."""
         late = max(0, int((now - wakeup.due_at).total_seconds() * 1000))
         self._fired.append({"wid": wakeup.id, "now": now, "late": late})
@@ -145,7 +161,7 @@ class BatchCache:
     def queue_log(self, row: dict[str, Any]) -> None:
         self._logs.append(row)
 
-    def mark_done(self, event: InboxEvent, now: datetime) -> None:
+    def mark_done(self, event: Any, now: datetime) -> None:
         """The event is processed: one UPDATE for the batch's events at the end."""
         self._done.append({"eid": event.id, "now": now})
 
@@ -156,9 +172,7 @@ class BatchCache:
             bulk.execute_many(self.session, _MARK_FIRED, self._fired)
             self._fired = []
         self.session.flush()
-        # The listener ties the session and this cache in a cycle: untie it, so the batch's
-        # objects are freed by reference counting instead of by the cyclic collector.
-        sa_event.remove(self.session, "before_flush", self._before_flush)
+        self._stop_listening()
         if self._outbox:
             new = set(bulk.insert_ignoring_returning(self.session, OutboxMessage.__table__, self._outbox,
                                                      _OUTBOX_KEY, _OUTBOX_KEY))
@@ -176,6 +190,23 @@ class BatchCache:
             bulk.execute_many(self.session, _CANCEL_WAKEUPS,
                               [{"iid": iid, "below": below} for iid in sorted(self._cancels)])
             self._cancels = set()
+
+    def close(self) -> None:
+        """End the batch, finished or not: stop watching the session's flushes, and expire
+        the session's ORM objects. The batch wrote rows past the ORM (and a failed one was
+        rolled back), so an object loaded meanwhile may hold values the database no longer
+        has; whatever runs next in this transaction, such as the next batch of one, reads
+        them again."""
+        self._stop_listening()
+        self.session.expire_all()
+
+    def _stop_listening(self) -> None:
+        # The listener ties the session and this cache in a cycle: untie it, so the batch's
+        # objects are freed by reference counting instead of by the cyclic collector; and a
+        # failed batch's rows must not be inserted by a later flush.
+        if self._listening:
+            sa_event.remove(self.session, "before_flush", self._before_flush)
+            self._listening = False
 
     def note(self, contact: Contact) -> None:
         """After an event changed ``contact``: keep the lookups right if its identity moved."""

@@ -76,16 +76,15 @@ class Claims:
         return {k for k, ok in session.execute(_TRY_LOCKS, {"keys": keys}) if ok}
 
     # --- inbox --------------------------------------------------------------------------
-    def inbox(self, session: Session, limit: int, worker: str, now: datetime, *,
-              plain: bool = False) -> list[Any]:
-        """Pending events in id order, as ORM objects or with ``plain`` as read-only rows
-        (the batch path marks them done with one UPDATE; rows cost far less to load)."""
-        stmt = (select(InboxEvent.__table__ if plain else InboxEvent).where(InboxEvent.status == "pending")
+    def inbox(self, session: Session, limit: int, worker: str, now: datetime) -> list[Any]:
+        """Pending events in id order, as read-only rows (a batch marks them done or failed
+        with plain UPDATEs; rows cost far less to load than ORM objects)."""
+        stmt = (select(InboxEvent.__table__).where(InboxEvent.status == "pending")
                 .order_by(InboxEvent.id).limit(limit))
         if not self.postgres:
-            return _fetch(session, stmt, plain)
+            return _fetch(session, stmt)
         stmt = stmt.where(or_(InboxEvent.lease_until.is_(None), InboxEvent.lease_until < now))
-        rows = _fetch(session, self._locked(stmt), plain)
+        rows = _fetch(session, self._locked(stmt))
         if not rows:
             return []
         by_contact: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()
@@ -113,24 +112,19 @@ class Claims:
             limit_id = cutoff.get(c)
             taken.extend(e for e in evs if limit_id is None or e.id < limit_id)
         taken.sort(key=lambda e: e.id)
-        if plain:
-            session.execute(update(InboxEvent).where(InboxEvent.id.in_([e.id for e in taken]))
-                            .values(claimed_by=worker, lease_until=now + self.lease))
-            return taken
-        for row in taken:
-            row.claimed_by = worker
-            row.lease_until = now + self.lease
+        session.execute(update(InboxEvent).where(InboxEvent.id.in_([e.id for e in taken]))
+                        .values(claimed_by=worker, lease_until=now + self.lease))
         return taken
 
     # --- wake-ups -----------------------------------------------------------------------
-    def wakeups(self, session: Session, now: datetime, limit: int, *, plain: bool = False) -> list[Any]:
-        """Due wake-ups as ORM objects, or with ``plain`` as read-only rows (the batch path
-        closes them with one UPDATE and never changes them; rows cost far less to load)."""
-        stmt = (select(Wakeup.__table__ if plain else Wakeup)
+    def wakeups(self, session: Session, now: datetime, limit: int) -> list[Any]:
+        """Due wake-ups as read-only rows (a batch closes them with one UPDATE and never
+        changes them; rows cost far less to load than ORM objects)."""
+        stmt = (select(Wakeup.__table__)
                 .where(Wakeup.pending.is_(True), Wakeup.due_at <= now,
                        Wakeup.instance_id.not_in(paused_instances()))
                 .order_by(Wakeup.due_at, Wakeup.id).limit(limit))
-        rows = _fetch(session, self._locked(stmt), plain)
+        rows = _fetch(session, self._locked(stmt))
         if not self.postgres or not rows:
             return rows
         refs = dict(session.execute(
@@ -175,10 +169,8 @@ class Claims:
 __all__ = ["LEASE", "OUTBOX_LEASE", "Claims", "canonical_ref", "contact_lock_key"]
 
 
-def _fetch(session: Session, stmt: Select[Any], plain: bool) -> list[Any]:
-    """The rows of a select of a table (plain) or of its mapped class (ORM objects)."""
-    result = session.execute(stmt)
-    return list(result.all() if plain else result.scalars())
+def _fetch(session: Session, stmt: Select[Any]) -> list[Any]:
+    return list(session.execute(stmt).all())
 
 
 @cache

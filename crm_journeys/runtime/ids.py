@@ -3,7 +3,10 @@
 The batch writes its new contacts, instances and wake-ups itself, one executemany per
 table (``rows.RowWriter``), so it needs their ids before anything is inserted; asking the
 database for each id (an ORM flush per row) cost more than the rest of the event on
-PostgreSQL.
+PostgreSQL. ``INSERT .. RETURNING`` hands ids back only once rows are written, and a
+decision needs its new instance's id at once (its outbox rows, wake-ups, logs and
+idempotency keys refer to it), so ids from RETURNING would again mean a flush per new row
+("One persistence path" in docs/benchmarks.md).
 
 - SQLite: the batch's transaction holds the only write lock (BEGIN IMMEDIATE), so the ids
   are simply max(id) + 1 and counting on, as SQLite itself would pick them.

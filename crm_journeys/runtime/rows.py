@@ -5,8 +5,10 @@ decision (bench P1, P3), and the batch already knows exactly which rows it made 
 So new contacts, instances and wake-ups, and the instances and contacts a wake-up batch
 reads, are plain objects with one slot per column (``Row``): code reads and sets their
 attributes as it would on the mapped classes, and ``RowWriter`` inserts the new ones and
-updates the changed ones with one executemany per table. Only the batch paths use them;
-everything else keeps using the ORM.
+updates the changed ones with one executemany per table. Only dispatch and wake-up
+batches use them; everything else keeps using the ORM. They stay, rather than ORM objects
+written by the unit of work or the ORM's own bulk INSERT/UPDATE, because both were
+measured slower on the same batches ("One persistence path" in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -95,14 +95,9 @@ def rebuild(session: Session, seg: Segment, now: datetime) -> int:
     return count
 
 
-def update_membership(session: Session, contact: Contact, now: datetime,
-                      segments: list[Segment] | None = None) -> list[Signal]:
-    """Re-evaluate one changed contact against its tenant's segments; the signals implied.
-
-    ``segments`` are the tenant's segments when the caller already read them (a batch)."""
-    if segments is None:
-        segments = list(session.scalars(select(Segment).where(Segment.tenant_id == contact.tenant_id)
-                                        .order_by(Segment.id)))
+def update_membership(contact: Contact, now: datetime, segments: list[Segment]) -> list[Signal]:
+    """Re-evaluate one changed contact against its tenant's ``segments`` (the batch read
+    them); the signals implied."""
     if not segments:
         return []
     before = list(contact.segments or [])

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_journeys.definition import model as m
@@ -38,14 +38,12 @@ if TYPE_CHECKING:
 # --- dispatch ---------------------------------------------------------------------------
 
 def observe(runtime: Runtime, session: Session, contact: Contact, event: InboxEvent, change: Change,
-            now: datetime, batch: BatchCache | None = None) -> None:
-    """Everything a starting point derives from one event, in the same transaction.
-
-    With a ``batch`` the tenant's segments and aux routes come from its per-batch reads."""
+            now: datetime, batch: BatchCache) -> None:
+    """Everything a starting point derives from one event, in the same transaction; the
+    tenant's segments and aux routes come from the batch's reads."""
     created = any(s.type == "contact_created" or s.props.get("op") == "created" for s in change.signals)
     if change.updated or created:
-        known = batch.segments(contact.tenant_id) if batch is not None else None
-        joined_left = segments.update_membership(session, contact, now, known)
+        joined_left = segments.update_membership(contact, now, batch.segments(contact.tenant_id))
         if joined_left:
             change.signals.extend(joined_left)
             change.updated = True
@@ -56,14 +54,14 @@ def observe(runtime: Runtime, session: Session, contact: Contact, event: InboxEv
         names: list[str] | None = [dates.ROUTE_PREFIX + f for f in changed] + [dates.ROUTE_PREFIX + dates.FIXED]
         if "time_zone" in changed:
             names = None  # every date schedule of the contact moves
-        dates.on_contact_change(session, _versions(runtime, session, contact.tenant_id, names, None,
-                                                   prefix=dates.ROUTE_PREFIX, batch=batch),
+        dates.on_contact_change(session, _versions(runtime, session, batch, contact.tenant_id, names, None,
+                                                   prefix=dates.ROUTE_PREFIX),
                                 contact, changed, now)
     for signal in list(change.signals):
         lapses.cancel(session, contact, signal)
         if signal.type in _LAPSE_SOURCES:
-            found = _versions(runtime, session, contact.tenant_id, [lapses.ROUTE_PREFIX + signal.type],
-                              signal.key, batch=batch)
+            found = _versions(runtime, session, batch, contact.tenant_id, [lapses.ROUTE_PREFIX + signal.type],
+                              signal.key)
             if found:
                 lapses.arm(session, found, contact, signal, now, event.occurred_at)
 
@@ -71,18 +69,10 @@ def observe(runtime: Runtime, session: Session, contact: Contact, event: InboxEv
 _LAPSE_SOURCES = {tt.lapse.source for tt in CATALOG.values() if tt.lapse}
 
 
-def _versions(runtime: Runtime, session: Session, tenant_id: int, events: list[str] | None,
-              key: str | None, prefix: str = "", batch: BatchCache | None = None) -> list[LoadedVersion]:
+def _versions(runtime: Runtime, session: Session, batch: BatchCache, tenant_id: int, events: list[str] | None,
+              key: str | None, prefix: str = "") -> list[LoadedVersion]:
     """Active versions holding one of the aux route ``events`` (all with ``prefix`` when None)."""
-    if batch is not None:
-        return [runtime.versions.get(session, vid)
-                for vid in sorted(batch.aux_versions(tenant_id, events, key, prefix))]
-    stmt = (select(Route.version_id).join(JourneyVersion, JourneyVersion.id == Route.version_id)
-            .where(Route.tenant_id == tenant_id, JourneyVersion.active.is_(True)))
-    stmt = stmt.where(Route.event.in_(events)) if events is not None else stmt.where(Route.event.startswith(prefix))
-    if key is not None:
-        stmt = stmt.where(or_(Route.key == key, Route.key == "*"))
-    return [runtime.versions.get(session, vid) for vid in sorted(set(session.scalars(stmt)))]
+    return [runtime.versions.get(session, vid) for vid in sorted(batch.aux_versions(tenant_id, events, key, prefix))]
 
 
 # --- publish and status -----------------------------------------------------------------

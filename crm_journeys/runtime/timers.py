@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from crm_journeys import metrics
-from crm_journeys.runtime.batch import BatchCache
+from crm_journeys.runtime.batch import open_batch
 from crm_journeys.runtime.claims import paused_instances
 from crm_journeys.runtime.dispatch import decide_timer
 from crm_journeys.runtime.starting_points import next_due as starting_points_due
@@ -29,60 +29,53 @@ log = logging.getLogger(__name__)
 def fire_due(runtime: Runtime, limit: int = 500) -> int:
     """Fire up to ``limit`` due wake-ups; returns how many were taken.
 
-    The fast path fires the whole batch in one transaction without savepoints: its
-    instances and contacts are read in two plain queries as rows the batch writes back
-    itself (``rows.RowWriter``), the writes grouped into one statement per table. If
-    anything fails, it is rolled back and the batch is redone one wake-up at a time, each
-    in a savepoint, so one bad wake-up stays pending alone.
+    The whole batch fires in one transaction without savepoints: its instances and
+    contacts are read in two plain queries as rows the batch writes back itself
+    (``rows.RowWriter``), the writes grouped into one statement per table. If anything
+    fails, it is rolled back and the batch is redone one wake-up at a time, each a batch
+    of one in a savepoint (the same code), so one bad wake-up stays pending alone and is
+    tried again on the next poll.
     """
     now = runtime.clock.now()
     try:
         with runtime.db.unit_of_work() as session:
-            due = runtime.claims.wakeups(session, now, limit, plain=True)
-            batch = BatchCache(session, [], expected_rows=len(due))
-            instances = batch.rows.load(Instance, [w.instance_id for w in due])
-            batch.rows.load(Contact, [i.contact_id for i in instances])
-            for wakeup in due:
-                batch.fired(wakeup, now)
-                inst = batch.rows.get(Instance, wakeup.instance_id)
-                if inst is not None and _current(wakeup, inst):
-                    decide_timer(runtime, session, inst, now, batch)
-            batch.finish()
+            due = runtime.claims.wakeups(session, now, limit)
+            _fire(runtime, session, due, now)
         metrics.wakeups_fired(now, [w.due_at for w in due])
         return len(due)
     except Exception:
         log.info("a wake-up batch failed; redoing it one by one", exc_info=True)
+    fired = []
     with runtime.db.unit_of_work() as session:
         due = runtime.claims.wakeups(session, now, limit)
         for wakeup in due:
-            _fire(runtime, session, wakeup, now)
-        fired = [w.due_at for w in due if not w.pending]
+            try:
+                with session.begin_nested():
+                    _fire(runtime, session, [wakeup], now)
+                fired.append(wakeup.due_at)
+            except Exception:
+                log.exception("wake-up %s of instance %s failed", wakeup.id, wakeup.instance_id,
+                              extra={"tenant_id": wakeup.tenant_id, "instance_id": wakeup.instance_id})
     metrics.wakeups_fired(now, fired)
     return len(due)
 
 
-def _current(wakeup: Wakeup, inst: Instance | None) -> bool:
+def _fire(runtime: Runtime, session: Session, due: list[Any], now: datetime) -> None:
+    """Close ``due`` (plain wake-up rows) and decide the ones still current, as one batch."""
+    with open_batch(session, [], expected_rows=len(due)) as batch:
+        instances = batch.rows.load(Instance, [w.instance_id for w in due])
+        batch.rows.load(Contact, [i.contact_id for i in instances])
+        for wakeup in due:
+            batch.fired(wakeup, now)
+            inst = batch.rows.get(Instance, wakeup.instance_id)
+            if inst is not None and _current(wakeup, inst):
+                decide_timer(runtime, session, inst, now, batch)
+
+
+def _current(wakeup: Any, inst: Instance) -> bool:
     """A wake-up means something only while its instance still waits at that visit of that
     step (paused journeys' wake-ups are never claimed); otherwise it closes without effect."""
-    return (inst is not None and inst.status == "active" and inst.step == wakeup.step
-            and inst.visits == wakeup.visit)
-
-
-def _fire(runtime: Runtime, session: Session, wakeup: Wakeup, now: datetime) -> None:
-    inst = session.get(Instance, wakeup.instance_id)
-    wakeup.pending = False
-    wakeup.fired_at = now
-    wakeup.lateness_ms = max(0, int((now - wakeup.due_at).total_seconds() * 1000))
-    if not _current(wakeup, inst):
-        return
-    assert inst is not None
-    try:
-        with session.begin_nested():
-            decide_timer(runtime, session, inst, now)
-    except Exception:
-        log.exception("wake-up %s of instance %s failed", wakeup.id, inst.id,
-                      extra={"tenant_id": inst.tenant_id, "journey_id": inst.journey_id, "instance_id": inst.id})
-        wakeup.pending = True  # try again on the next poll
+    return inst.status == "active" and inst.step == wakeup.step and inst.visits == wakeup.visit
 
 
 def next_due(runtime: Runtime) -> datetime | None:

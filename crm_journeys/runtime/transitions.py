@@ -6,10 +6,10 @@ its "processed" mark, or not at all (ARCHITECTURE.md invariant 2).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_journeys.definition import model as m
@@ -18,40 +18,25 @@ from crm_journeys.rules.lowering import decode_value
 from crm_journeys.runtime.lanes import lane_of
 from crm_journeys.runtime.schedule import wake_time
 from crm_journeys.runtime.versions import LoadedVersion
-from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog, Wakeup
-from crm_journeys.storage.upsert import insert_ignoring_conflicts
+from crm_journeys.storage.models import Contact, Instance, Wakeup
 
-
-def history(session: Session, journey_id: int, contact_id: int, entry_key: str, now: datetime) -> dict[str, Any]:
-    """Entry-policy facts: how often this contact entered, whether it is still inside."""
-    row = session.execute(
-        select(func.count(Instance.id),
-               func.coalesce(func.sum(case((Instance.status == "active", 1), else_=0)), 0),
-               func.max(Instance.entered_at))
-        .where(Instance.journey_id == journey_id, Instance.contact_id == contact_id,
-               Instance.entry_key == entry_key)).one()
-    entries, active, last = row
-    if isinstance(last, str):  # SQLite returns MAX() over datetimes as text
-        last = datetime.fromisoformat(last)
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    since = (now - last).total_seconds() if last else 0
-    return {"entries": int(entries), "active": int(active or 0), "since_entry": since}
+if TYPE_CHECKING:
+    from crm_journeys.runtime.batch import BatchCache
 
 
 class Applier:
     """One per decision: walks the firings in order and writes what they mean."""
 
-    def __init__(self, session: Session, version: LoadedVersion, contact: Contact, now: datetime, *,
-                 known: list[Instance] | None = None, batch: Any = None):
+    def __init__(self, session: Session, version: LoadedVersion, contact: Contact, now: datetime,
+                 batch: BatchCache, *, known: list[Instance] | None = None):
         self.session = session
         self.version = version
         self.contact = contact
         self.now = now
         self.instance: Instance | None = None  # the instance the firings are moving
         self.known = known  # all of the contact's instances, when the caller tracks them
-        # The dispatcher's batch (``batch.BatchCache``) when it runs one: it hands out
-        # row ids without a flush and queues outbox rows for one insert per batch.
+        # The batch hands out row ids without a flush and queues every row for one
+        # statement per table when it ends.
         self.batch = batch
         self._seen: dict[str, Any] = {}
         self._facts_logged = False
@@ -84,12 +69,7 @@ class Applier:
                       version_id=self.version.id, contact_id=self.contact.id, entry_key=entry_key,
                       rotation=rotation, status="active", step=None, loops={}, visits=0,
                       entered_at=self.now, updated_at=self.now)
-        if self.batch is not None:
-            inst = self.batch.new_row(Instance, values)
-        else:
-            inst = Instance(**values)
-            self.session.add(inst)
-            self.session.flush()
+        inst = self.batch.new_row(Instance, values)
         if self.known is not None:
             self.known.append(inst)
         self.instance = inst
@@ -109,13 +89,8 @@ class Applier:
             "status": "pending", "attempts": 0, "next_attempt_at": self.now, "last_error": "",
             "result": {}, "created_at": self.now, "lane": lane_of(inst.tenant_id, step.action, step.params),
         }
-        extra: dict[str, Any] = {"action": step.action, "key": key}
-        if self.batch is None:
-            extra["queued"] = bool(insert_ignoring_conflicts(self.session, OutboxMessage, [row],
-                                                             ["tenant_id", "idempotency_key"]))
-        detail = self._log(inst, "action", step.id, firing, extra=extra)
-        if self.batch is not None:
-            self.batch.queue_outbox(row, detail)  # one insert per batch; it fills in "queued"
+        detail = self._log(inst, "action", step.id, firing, extra={"action": step.action, "key": key})
+        self.batch.queue_outbox(row, detail)  # one insert per batch; it fills in "queued"
         self._move_on(inst, intent.get("to"))
 
     def _goto(self, inst: Instance, firing: Firing) -> None:
@@ -138,10 +113,7 @@ class Applier:
         due = wake_time(step, hold, self.now, self.contact.fields or {}, self.version.journey)
         values = dict(tenant_id=inst.tenant_id, instance_id=inst.id, step=step.id, visit=inst.visits,
                       due_at=due, pending=True)
-        if self.batch is not None:
-            self.batch.new_row(Wakeup, values)
-        else:
-            self.session.add(Wakeup(**values))
+        self.batch.new_row(Wakeup, values)
         self._log(inst, "hold", step.id, firing, extra={"until": due.isoformat()})
 
     def _exit(self, inst: Instance, firing: Firing) -> None:
@@ -173,11 +145,7 @@ class Applier:
             self._cancel_wakeups(inst)
 
     def _cancel_wakeups(self, inst: Instance) -> None:
-        if self.batch is not None:
-            self.batch.cancel_wakeups(inst.id)  # one UPDATE for the whole batch
-            return
-        self.session.execute(update(Wakeup).where(Wakeup.instance_id == inst.id, Wakeup.pending.is_(True))
-                             .values(pending=False))
+        self.batch.cancel_wakeups(inst.id)  # one UPDATE for the whole batch
 
     def _finish(self, inst: Instance, status: str, outcome: str) -> None:
         inst.status = status
@@ -208,10 +176,7 @@ class Applier:
         return detail  # the caller may still complete it: it is written when the batch ends
 
     def _add_log(self, row: dict[str, Any]) -> None:
-        if self.batch is not None:
-            self.batch.queue_log(row)  # one insert per batch
-        else:
-            self.session.add(StepLog(**row))
+        self.batch.queue_log(row)  # one insert per batch
 
 
 def _facts(message: dict[str, Any]) -> dict[str, Any]:

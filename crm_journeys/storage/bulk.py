@@ -7,7 +7,10 @@ several times what SQLite itself spent on the rows. Here a statement is compiled
 dialect into driver text with positional parameters, each parameter keeps the bind
 processor SQLAlchemy would have used (so the stored text is the same: JSON, the SQLite
 timestamp format), the processors run one column at a time, and the driver's
-executemany runs on the session's own connection, inside its transaction.
+executemany runs on the session's own connection, inside its transaction. SQLAlchemy's
+own executemany (the ORM's bulk INSERT and UPDATE by primary key, ``insertmanyvalues``
+with RETURNING) keeps that per-row bookkeeping and was measured slower on the same
+batches ("One persistence path" in docs/benchmarks.md), so these writers stay.
 
 Reads work the same way in reverse: ``select_rows`` hands back plain tuples with each
 column's result processor applied.
