@@ -68,6 +68,23 @@ def test_one_lead_per_email_is_reused_not_dead_lettered(bottlecrm, connector, hu
     assert bottlecrm.sql("SELECT count(*) FROM lead WHERE lower(email) = :e", e=email) == [(1,)]
 
 
+def test_a_converted_lead_is_reported_not_created_again(bottlecrm, connector, human):
+    """Once converted, a lead leaves the lead list but keeps its email: a create answers
+    400. The step is done without a write, saying so, never a raw 400 or a second lead."""
+    email = unique_email("won")
+    ref = human.add_contact(email=email)
+    lead = human.add_lead(email.upper(), "Signed by hand")
+    account = human.convert_lead(lead)["account_id"]
+    first = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-won-1")
+    again = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-won-1")
+    assert (first.created, first.external_id) == (False, lead)
+    assert again == first
+    assert "already converted" in first.detail and "not created again" in first.detail
+    [(name,)] = bottlecrm.sql("SELECT name FROM accounts WHERE id = :id", id=account)
+    assert name in first.detail
+    assert bottlecrm.sql("SELECT count(*) FROM lead WHERE lower(email) = :e", e=email) == [(1,)]
+
+
 def test_lead_and_task_writes_take_a_fixed_number_of_requests(bottlecrm, connector, human):
     """Item 5: lookups do not grow with the organisation's leads or same-titled tasks."""
     others = [human.add_contact(email=unique_email("other")) for _ in range(3)]
