@@ -39,10 +39,10 @@ class Human:
     def delete(self, contact_id: str) -> None:
         self.call("DELETE", f"/api/contacts/{contact_id}/")
 
-    def add_lead(self, email: str, title: str = "By hand") -> str:
+    def add_lead(self, email: str, title: str = "By hand", **fields: Any) -> str:
         """A lead typed in by hand; the create answers no id, the email finds it."""
         self.call("POST", "/api/leads/", json={"title": title, "email": email,
-                                               "status": "assigned", "source": "call"})
+                                               "status": "assigned", "source": "call", **fields})
         body = self.call("GET", "/api/leads/", params={"email": email})
         return str(body["open_leads"]["open_leads"][0]["id"])
 

@@ -73,15 +73,15 @@ def test_a_converted_lead_is_reported_not_created_again(bottlecrm, connector, hu
     400. The step is done without a write, saying so, never a raw 400 or a second lead."""
     email = unique_email("won")
     ref = human.add_contact(email=email)
-    lead = human.add_lead(email.upper(), "Signed by hand")
+    lead = human.add_lead(email.upper(), "Signed by hand", first_name="Wendy", last_name="Won")
     account = human.convert_lead(lead)["account_id"]
     first = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-won-1")
     again = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-won-1")
     assert (first.created, first.external_id) == (False, lead)
     assert again == first
     assert "already converted" in first.detail and "not created again" in first.detail
-    [(name,)] = bottlecrm.sql("SELECT name FROM accounts WHERE id = :id", id=account)
-    assert name in first.detail
+    assert bottlecrm.sql("SELECT name FROM accounts WHERE id = :id", id=account) == [("Wendy Won",)]
+    assert "to account 'Wendy Won'" in first.detail
     assert bottlecrm.sql("SELECT count(*) FROM lead WHERE lower(email) = :e", e=email) == [(1,)]
 
 
