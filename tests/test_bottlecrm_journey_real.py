@@ -159,6 +159,37 @@ def test_a_journey_on_the_real_bottlecrm(bottlecrm, workspace):
     assert [(r.status, r.contact_id) for r in hello] == [("done", mirror[alan].id)]
 
 
+def test_a_customer_whose_lead_was_converted_gets_no_second_lead(bottlecrm, workspace):
+    """The row is done with the host's reason on the timeline: no dead letter, no write."""
+    org = bottlecrm.new_org()
+    human = Human(bottlecrm, org.people["admin"])
+    email = unique_email("won")
+    wendy = human.add_contact(first_name="Wendy", last_name="Won", email=email)
+    human.convert_lead(human.add_lead(email, "Signed", first_name="Wendy", last_name="Won"))
+    answer = workspace.app.test_client().post("/install/bottlecrm", json={
+        "tenant": "acme", "settings": {"url": bottlecrm.url, "sync_interval_seconds": POLL},
+        "credentials": {"token": org.people["integration"].token}},
+        headers={"Authorization": f"Bearer {INSTALL_KEY}"})
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    workspace.tenant_id = answer.get_json()["tenant_id"]
+    workspace.drain()
+    workspace.publish(journey("Demo request", {"type": "form_submitted",
+                                               "params": {"form": "demo"}}, [
+        {"id": "lead", "label": "Lead", "action": "create_lead",
+         "params": {"title": "Demo requested"}}]))
+    with workspace.state.db.unit_of_work() as s:
+        ingest(s, workspace.tenant_id, IncomingEvent(type="form_submitted", key="demo",
+                                                     contact={"id": wendy}), workspace.clock.now())
+    workspace.drain()
+    [row] = workspace.outbox()
+    assert (row.status, row.last_error) == ("done", "")
+    assert row.result["summary"].startswith(
+        "lead 'Demo requested' not created: lead 'Signed' was already converted to account "
+        "'Wendy Won' by ")
+    assert bottlecrm.sql("SELECT title, status FROM lead WHERE lower(email) = :e",
+                         e=email) == [("Signed", "converted")]
+
+
 def _written(bottlecrm: Any, contact: str) -> dict[str, list[tuple[Any, ...]]]:
     """What the host holds for the contact, from its own tables."""
     tasks = bottlecrm.sql(

@@ -53,7 +53,7 @@ def record(connector: BottleCrmConnector, into: list[Exchange]) -> BottleCrmConn
 
 
 def scenario(url: str, token: str, member_token: str, add_contact: Any, add_lead: Any,
-             owner: str) -> list[Exchange]:
+             convert: Any, owner: str) -> list[Exchange]:
     """What an install and a journey's first writes ask of the host."""
     seen: list[Exchange] = []
     connector = record(BottleCrmConnector({"url": url}, {"token": token}, limits=HostLimits()),
@@ -61,12 +61,15 @@ def scenario(url: str, token: str, member_token: str, add_contact: Any, add_lead
     connector.settings.update(connector.discover_settings())
     connector.integration_user = connector.settings["integration_user_id"]
     _, cursor, _ = drain(connector, None, 100)
-    ada, bob = add_contact("Ada"), add_contact("Bob")
+    ada, bob, cy = add_contact("Ada"), add_contact("Bob"), add_contact("Cy")
     add_lead(bob)
+    convert(add_lead(cy))
     due = datetime.now(UTC) + timedelta(days=1)
     connector.create_lead(ada["id"], LeadSpec(title="Welcome", value=5, owner=owner), "k-lead")
     connector.create_lead(ada["id"], LeadSpec(title="Welcome"), "k-lead")
     connector.create_lead(bob["id"], LeadSpec(title="Welcome"), "k-lead-bob")
+    converted = connector.create_lead(cy["id"], LeadSpec(title="Welcome"), "k-lead-cy")
+    assert not converted.created and "already converted" in converted.detail
     connector.create_activity(ada["id"], ActivitySpec("task", "Call", due, owner=owner), "k-task")
     connector.add_tag(ada["id"], "Parity VIP", "k-tag")
     connector.update_fields(ada["id"], {"title": "Customer"}, "k-field")
@@ -119,24 +122,23 @@ def test_fake_answers_the_connectors_requests_as_the_server_does(bottlecrm):
         return {"id": human.add_contact(first_name=name, last_name="Parity",
                                         email=f"{name.lower()}.{tag}@example.com")}
 
-    def real_lead(contact: dict[str, Any]) -> None:
+    def real_lead(contact: dict[str, Any]) -> str:
         email = human.call("GET", f"/api/contacts/{contact['id']}/")["contact_obj"]["email"]
-        human.call("POST", "/api/leads/", json={"title": "By hand", "email": email.upper(),
-                                                "status": "assigned", "source": "call"})
+        return human.add_lead(email.upper(), first_name="Pat", last_name="Parity")
 
     real = scenario(bottlecrm.url, org.people["integration"].token, org.people["member"].token,
-                    real_contact, real_lead, org.people["sales"].email)
+                    real_contact, real_lead, human.convert_lead, org.people["sales"].email)
 
     with FakeBottleCrm() as host:
         def fake_contact(name: str) -> dict[str, Any]:
             return {"id": host.add_contact(email=f"{name.lower()}.{tag}@example.com",
                                            first_name=name, last_name="Parity")}
 
-        def fake_lead(contact: dict[str, Any]) -> None:
-            host.add_lead(contact["id"], title="By hand", status="assigned")
+        def fake_lead(contact: dict[str, Any]) -> str:
+            return host.add_lead(contact["id"], title="By hand", status="assigned")
 
         fake = scenario(host.url, host.token, host.member_token, fake_contact, fake_lead,
-                        "sam@acme.example")
+                        host.convert_lead, "sam@acme.example")
 
     assert [e.call for e in fake] == [e.call for e in real]
     problems = [f"{f.call}: {f.status} from the fake, {r.status} from the server"

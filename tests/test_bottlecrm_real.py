@@ -11,7 +11,7 @@ from crm_journeys.connectors.base import ActivitySpec, LeadSpec
 from crm_journeys.connectors.contract import drain
 from crm_journeys.connectors.mapping import parse_time
 from crm_journeys.errors import FatalConnectorError
-from tests.bottlecrm_people import Counted, connector_for, unique_email
+from tests.bottlecrm_people import Counted, Human, connector_for, unique_email
 
 pytestmark = pytest.mark.bottlecrm
 
@@ -65,6 +65,27 @@ def test_one_lead_per_email_is_reused_not_dead_lettered(bottlecrm, connector, hu
     first = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-dup-1")
     second = connector.create_lead(ref, LeadSpec(title="Another step"), "k-dup-2")
     assert not first.created and first.external_id == second.external_id
+    assert bottlecrm.sql("SELECT count(*) FROM lead WHERE lower(email) = :e", e=email) == [(1,)]
+
+
+def test_a_converted_lead_is_reported_not_created_again(bottlecrm):
+    """Once converted, a lead leaves the lead list but keeps its email: a create answers
+    400. The step is done without a write, saying so, never a raw 400 or a second lead.
+    In an organisation of its own: the conversion's save of the contact leaves a feed
+    entry newer than the contact's ``updated_at``, which later feed tests would read."""
+    org = bottlecrm.new_org()
+    connector, human = connector_for(bottlecrm, org), Human(bottlecrm, org.people["admin"])
+    email = unique_email("won")
+    ref = human.add_contact(email=email)
+    lead = human.add_lead(email.upper(), "Signed by hand", first_name="Wendy", last_name="Won")
+    account = human.convert_lead(lead)["account_id"]
+    first = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-won-1")
+    again = connector.create_lead(ref, LeadSpec(title="Journey lead"), "k-won-1")
+    assert (first.created, first.external_id) == (False, lead)
+    assert again == first
+    assert "already converted" in first.detail and "not created again" in first.detail
+    assert bottlecrm.sql("SELECT name FROM accounts WHERE id = :id", id=account) == [("Wendy Won",)]
+    assert "to account 'Wendy Won'" in first.detail
     assert bottlecrm.sql("SELECT count(*) FROM lead WHERE lower(email) = :e", e=email) == [(1,)]
 
 

@@ -134,6 +134,45 @@ def test_a_contact_with_a_lead_keeps_it(host, connector):
     assert len(host.leads) == 1
 
 
+def test_a_converted_lead_is_reported_not_created_again(host, connector):
+    """A converted lead leaves the lead list but keeps its email: the create is refused,
+    and the step says what the host holds instead of dead-lettering the 400."""
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    theirs = host.add_lead(ref, title="By hand")
+    host.convert_lead(theirs)
+    result = connector.create_lead(ref, LeadSpec(title="Welcome"), "k-1")
+    assert (result.external_id, result.created) == (theirs, False)
+    assert result.detail.startswith("lead 'By hand' was already converted to account "
+                                    "'Ada Lovelace' by ")
+    assert "not created again" in result.detail
+    assert len(host.leads) == 1
+
+
+def test_a_lead_made_while_ours_was_sent_is_kept(host, connector):
+    """A person's lead lands between our look and our create: theirs is found, not a 400."""
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    post, made = connector.http.post, []
+
+    def racing_post(url, **kw):
+        made.append(host.add_lead(ref, title="By hand"))
+        return post(url, **kw)
+
+    connector.http.post = racing_post
+    result = connector.create_lead(ref, LeadSpec(title="Welcome"), "k-1")
+    assert (result.external_id, result.created) == (made[0], False)
+    assert result.detail == "the contact already has a lead (one per email in BottleCRM)"
+
+
+def test_a_refused_lead_with_no_lead_holding_the_email_stays_refused(host, connector):
+    """The host's 400 stands when no lead, open or converted, explains it."""
+    ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    host.inject(400, {"error": True, "errors": {"opportunity_amount": ["Too many digits."]}},
+                when=lambda r: r.method == "POST" and r.path == "/api/leads/")
+    with pytest.raises(FatalConnectorError, match="Too many digits") as info:
+        connector.create_lead(ref, LeadSpec(title="Welcome"), "k-1")
+    assert info.value.status == 400 and host.leads == {}
+
+
 def test_leads_get_the_boards_first_status(host, connector):
     ref = host.add_contact(email="ada@example.com", first_name="Ada", last_name="Lovelace")
     result = connector.create_lead(ref, LeadSpec(title="Welcome"), "k-1")

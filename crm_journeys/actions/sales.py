@@ -35,7 +35,7 @@ class CreateLead(Action[dict[str, Any]]):
         spec = LeadSpec(title=_render(ctx, params["title"]), owner=owner_for(ctx, params["owner"]), value=params["value"],
                         description=_render(ctx, params["description"]))
         result = ctx.connector.create_lead(ctx.contact_ref, spec, idempotency_key=ctx.idempotency_key)
-        return ActionResult.done(f"lead {spec.title!r} {'created' if result.created else 'already there'}",
+        return ActionResult.done(_lead_summary(spec.title, result.created, result.detail),
                                  result.external_id, idempotent=True)
 
 
@@ -123,6 +123,15 @@ class CreatePhoneCall(_Activity):
 
 class CreateAppointment(_Activity):
     name, label, kind = "create_appointment", "Create appointment", "appointment"
+
+
+def _lead_summary(title: str, created: bool, detail: str) -> str:
+    """The timeline's line: when nothing was created, the host's reason if the connector
+    gave one (a lead someone else made, one converted long ago), so no one goes looking
+    for a lead that was never written."""
+    if created:
+        return f"lead {title!r} created"
+    return f"lead {title!r} not created: {detail}" if detail else f"lead {title!r} already there"
 
 
 def _render(ctx: ActionContext, text: str) -> str:

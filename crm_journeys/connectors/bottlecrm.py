@@ -10,7 +10,9 @@ happened between two polls the feed cannot prove nothing was missed, and the ada
 back to a full scan filtered on ``updated_at``. Creates answer with no id: a task carries
 a marker with its idempotency key in its notes and is found again among the contact's own
 tasks (one contact detail read); a lead is found by the contact's email, which BottleCRM
-keeps unique per organisation, so a contact that already has a lead keeps it. Phone calls
+keeps unique per organisation, so a contact that already has a lead keeps it; a converted
+lead (listed nowhere but the global search, yet still holding its email) means the person
+is a customer already, and the step says so instead of creating anything. Phone calls
 and appointments become tasks. Deactivated contacts (``is_active`` false) count as deleted
 everywhere: journeys should not write to people who left.
 """
@@ -62,6 +64,7 @@ WRITABLE = frozenset({"first_name", "last_name", "email", "phone", "organization
                       "state", "postcode", "country", "description"})
 FEED_SIZE = 50
 SAME_SAVE = timedelta(seconds=1)  # a feed entry is written just after the save it records
+HAS_LEAD = "the contact already has a lead (one per email in BottleCRM)"
 LEAD_STATUS = "assigned"  # the lead board's first column; a lead with no status is on none
 CONTACTS = OffsetPaginator(items=("contact_obj_list",), total=("contacts_count",))
 USERS = OffsetPaginator(items=("active_users", "active_users"),
@@ -278,8 +281,7 @@ class BottleCrmConnector(RewritesTags, Connector):
                                       status=404)
         found = self._find_lead(contact, idempotency_key)
         if found:
-            return WriteResult(found[0], created=False, detail="" if found[1] else
-                               "the contact already has a lead (one per email in BottleCRM)")
+            return WriteResult(found[0], created=False, detail="" if found[1] else HAS_LEAD)
         owner = self.resolve_owner(spec.owner)
         body = {"title": spec.title, "first_name": contact.first_name,
                 "last_name": contact.last_name, "email": contact.email, "status": LEAD_STATUS,
@@ -287,9 +289,44 @@ class BottleCrmConnector(RewritesTags, Connector):
                 "contacts": [contact_ref], "assigned_to": [owner] if owner else [],
                 "teams": [], "source": "other",
                 "opportunity_amount": f"{spec.value:.2f}" if spec.value is not None else None}
-        self.http.post("/api/leads/", json={k: v for k, v in body.items() if v is not None})
+        try:
+            self.http.post("/api/leads/", json={k: v for k, v in body.items() if v is not None})
+        except FatalConnectorError as exc:
+            if exc.status != 400 or not contact.email:
+                raise
+            return self._email_taken(contact, idempotency_key, exc)
         again = self._find_lead(contact, idempotency_key)
         return self._found_after_create(again[0] if again else None)
+
+    def _email_taken(self, contact: CanonicalContact, key: str,
+                     refused: FatalConnectorError) -> WriteResult:
+        """After a refused create: whose lead holds the email. Someone may have made one
+        meanwhile; otherwise it is a converted lead, which BottleCRM lists nowhere but still
+        counts in its one lead per email. That person is a customer already: the step is
+        done without a write and says so on the timeline, rather than dead-lettering a 400
+        no one can act on. No such lead: the host's refusal stands."""
+        found = self._find_lead(contact, key)
+        if found:
+            return WriteResult(found[0], created=False, detail="" if found[1] else HAS_LEAD)
+        converted = self._converted_lead(contact.email or "")
+        if converted is None:
+            raise refused
+        return converted
+
+    def _converted_lead(self, email: str) -> WriteResult | None:
+        """The converted lead of an email, found through the global search (the only
+        listing that still shows it: a handful of matches per kind), with the account the
+        conversion made (named after the lead, carrying its email) when search shows it."""
+        hits = self.http.get("/api/search/", params={"q": email}).get("results") or []
+        account = next((h["title"] for h in hits if h.get("type") == "account"
+                        and (h.get("subtitle") or "").lower() == email.lower()), None)
+        for hit in (h for h in hits if h.get("type") == "lead"):
+            lead = self.http.get(f"/api/leads/{hit['id']}/", allow_404=True) or {}
+            row = lead.get("lead_obj") or {}
+            if row.get("status") == "converted" and (row.get("email") or "").lower() == email.lower():
+                return WriteResult(str(row["id"]), created=False,
+                                   detail=_converted_note(row, account))
+        return None
 
     def _find_lead(self, contact: CanonicalContact, key: str) -> tuple[str, bool] | None:
         """``(id, ours)``: by email when the contact has one (the server filters on it and
@@ -437,6 +474,16 @@ def _person_name(profile: dict[str, Any]) -> str:
     """The user's name; BottleCRM fills it from the email's local part when none was given."""
     details = profile.get("user_details") or {}
     return str(details.get("name") or details.get("email") or profile["id"])
+
+
+def _converted_note(lead: dict[str, Any], account: str | None) -> str:
+    """What the timeline says of a lead BottleCRM had already converted. The host keeps no
+    conversion date: the lead's last change is when it was converted or later."""
+    into = f" to account {account!r}" if account else ""
+    when = (lead.get("updated_at") or "")[:10]
+    return (f"lead {lead.get('title') or lead['id']!r} was already converted{into}"
+            f"{f' by {when}' if when else ''}; not created again (BottleCRM keeps one lead "
+            f"per email, converted ones included)")
 
 
 def _gone(external_id: str, stamp: str | None = None) -> CanonicalContact:

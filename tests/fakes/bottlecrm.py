@@ -17,6 +17,9 @@ from the description, the fake does what the server does (``leads/views/lead_vie
   tasks, one that is deactivated too): the write still answers 200;
 - the lead list ignores ``?title=`` and filters ``?email=`` / ``?name=`` (contains); one
   lead per email (case-insensitive) per organisation; leads have a ``status``;
+- a converted lead (``convert_lead``: an account named after the lead, with its email)
+  leaves the lead list but keeps its email taken; only ``/api/search/?q=`` (a handful of
+  matches per kind, converted leads included) and the lead's detail still show it;
 - ``PATCH /api/contacts/{id}/`` answers 200 to keys it does not know and writes nothing;
 - a contact's detail lists its tasks with their descriptions;
 - tags are unique by Django's slug of the name ("VIP" and "vip" collide);
@@ -61,6 +64,11 @@ CONTACT_FIELDS = {"first_name", "last_name", "email", "phone", "organization", "
                   "department", "do_not_call", "description", "is_active", "country",
                   "linkedin_url", "address_line", "city", "state", "postcode"}
 FEED_MAX = 50
+# LeadSerializer's fields the fake keeps no value for (the connector reads none of them).
+LEAD_EXTRA = ("salutation", "phone", "job_title", "website", "linkedin_url", "industry",
+              "rating", "currency", "probability", "close_date", "address_line", "city",
+              "state", "postcode", "country", "last_contacted", "next_follow_up",
+              "company_name", "stage", "kanban_order")
 NOT_FOUND_PAGE = ("<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n"
                   "</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not "
                   "found on this server.</p>\n</body>\n</html>\n")
@@ -88,6 +96,7 @@ class FakeBottleCrm(FakeCrm):
         self.leads: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.tags: dict[str, dict[str, Any]] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}
         self.activities: list[dict[str, Any]] = []
         self.member_token = "bcrm_pat_member0c2b7a1e6f3d8c5b2a9e0d7c4b1a"
         self.as_member = False
@@ -101,6 +110,8 @@ class FakeBottleCrm(FakeCrm):
             Rule("/api/contacts/<cid>/", endpoint=self.patch_contact, methods=["PATCH"]),
             Rule("/api/leads/", endpoint=self.list_leads, methods=["GET"]),
             Rule("/api/leads/", endpoint=self.create_lead, methods=["POST"]),
+            Rule("/api/leads/<lid>/", endpoint=self.get_lead, methods=["GET"]),
+            Rule("/api/search/", endpoint=self.search, methods=["GET"]),
             Rule("/api/tasks/", endpoint=self.list_tasks, methods=["GET"]),
             Rule("/api/tasks/", endpoint=self.create_task, methods=["POST"]),
             Rule("/api/tasks/<tid>/", endpoint=self.get_task, methods=["GET"]),
@@ -159,8 +170,12 @@ class FakeBottleCrm(FakeCrm):
             out[name] = out.get(name) or ""
         out.update(created_at=drf_time(row["_created"]), updated_at=drf_time(row["_updated"]),
                    org=ORG, assigned_to=[self._profile_out(p) for p in row.get("assigned_to", [])],
-                   teams=[], account_detail=None, linked_accounts=[])
+                   teams=[], account_detail=self._account_ref(row.get("account")),
+                   linked_accounts=[self._account_ref(a) for a in row.get("_accounts", [])])
         return out
+
+    def _account_ref(self, account_id: str | None) -> dict[str, Any] | None:
+        return {"id": account_id, "name": self.accounts[account_id]["name"]} if account_id else None
 
     def _profile_out(self, profile_id: str) -> dict[str, Any]:
         user, _ = PROFILES[profile_id]
@@ -230,7 +245,8 @@ class FakeBottleCrm(FakeCrm):
         address = {k: row.get(k) for k in ("address_line", "city", "state", "postcode", "country")}
         return json_response({"contact_obj": self._contact_out(row), "address_obj": address,
                               "comments": [], "attachments": [], "assigned_data": [],
-                              "tasks": tasks, "users_mention": [], "opportunities": [],
+                              "tasks": tasks, "users_mention": [],
+                              "opportunities": row.get("_deals", []),
                               "cases": [], "colleagues": [], "countries": [],
                               "custom_field_definitions": []})
 
@@ -240,13 +256,15 @@ class FakeBottleCrm(FakeCrm):
         return json_response({"error": False, "message": "Contact Updated Successfully"})
 
     def _lead_out(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in row.items() if not k.startswith("_")}
+        out = {**dict.fromkeys(LEAD_EXTRA), **{k: v for k, v in row.items() if not k.startswith("_")}}
         out.update(contacts=[self._contact_out(self.contacts[c]) for c in row["_contacts"]
                              if c in self.contacts],
                    assigned_to=[self._profile_out(p) for p in row.get("_assigned", [])],
                    teams=[], tags=[],
                    is_sample=False,
-                   created_at=drf_time(row["_created"]), updated_at=drf_time(row["_created"]))
+                   custom_fields={}, is_active=True,
+                   created_at=drf_time(row["_created"]),
+                   updated_at=drf_time(row.get("_updated", row["_created"])))
         out["created_by"] = {k: INTEGRATION_USER[k] for k in ("id", "email", "name")}
         return out
 
@@ -287,6 +305,43 @@ class FakeBottleCrm(FakeCrm):
                    _assigned=[p for p in body.get("assigned_to") or [] if p in PROFILES])
         self.leads[row["id"]] = row
         return json_response({"error": False, "message": "Lead Created Successfully"})
+
+    def get_lead(self, request: Request, lid: str) -> Response:
+        row = self.leads.get(lid)
+        if row is None:
+            raise HostError(404, "No Lead matches the given query.")
+        return json_response({"lead_obj": self._lead_out(row), "attachments": [],
+                              "comments": [], "users_mention": [], "assigned_data": [],
+                              "users": [], "teams": [], "source": [], "status": [],
+                              "countries": [], "custom_field_definitions": [],
+                              "users_excluding_team": [self._profile_out(p) for p in PROFILES
+                                                       if p not in self.inactive]})
+
+    def search(self, request: Request) -> Response:
+        """``/api/search/?q=``: at most six matches per kind, leads first (converted ones
+        too), then accounts and contacts; each ``{type, id, title, subtitle}``."""
+        q = (request.args.get("q") or "").strip()
+        if len(q) < 2:
+            return json_response({"query": q, "results": []})
+        low = q.lower()
+
+        def hit(kind: str, row: dict[str, Any], title: str, subtitle: str) -> dict[str, Any]:
+            return {"type": kind, "id": row["id"], "title": title, "subtitle": subtitle}
+
+        leads = [hit("lead", r, r.get("title") or "", r.get("email") or "")
+                 for r in self.leads.values()
+                 if any(low in (r.get(k) or "").lower()
+                        for k in ("title", "first_name", "last_name", "email"))]
+        accounts = [hit("account", r, r["name"], r.get("email") or "")
+                    for r in self.accounts.values()
+                    if low in r["name"].lower() or low in (r.get("email") or "").lower()]
+        contacts = [hit("contact", r, f"{r['first_name']} {r['last_name']}".strip(),
+                        r.get("organization") or r.get("email") or "")
+                    for r in self.contacts.values()
+                    if any(low in (r.get(k) or "").lower()
+                           for k in ("first_name", "last_name", "email", "organization"))]
+        return json_response({"query": q,
+                              "results": [*leads[:6], *accounts[:6], *contacts[:6]]})
 
     def _task_out(self, row: dict[str, Any], detail: bool) -> dict[str, Any]:
         out = {k: row[k] for k in ("id", "title", "status", "priority", "due_date")}
@@ -414,6 +469,27 @@ class FakeBottleCrm(FakeCrm):
                    "status": status, "_contacts": [], "_created": self.now(), "_assigned": []}
             self.leads[row["id"]] = row
             return str(row["id"])
+
+    def convert_lead(self, lead_id: str) -> str:
+        """The lead board's "Convert": an account named after the lead, carrying its email,
+        the contact of that email linked to it with a deal, and the lead's status
+        "converted" for good. Answers the account's id."""
+        with self.lock:
+            lead = self.leads[lead_id]
+            name = f"{lead.get('first_name')} {lead.get('last_name')}"
+            account = {"id": str(uuid.uuid4()), "email": lead.get("email"), "name": name}
+            self.accounts[account["id"]] = account
+            email = (lead.get("email") or "").lower()
+            for contact in self.contacts.values():
+                if email and (contact.get("email") or "").lower() == email:
+                    contact["account"] = contact.get("account") or account["id"]
+                    contact.setdefault("_accounts", []).append(account["id"])
+                    contact.setdefault("_deals", []).append({
+                        "id": str(uuid.uuid4()), "name": name, "stage": "QUALIFICATION",
+                        "amount": lead.get("opportunity_amount"), "closed_on": None})
+            lead.update(status="converted", _updated=self.now())
+            self.advance(0.001)
+            return account["id"]
 
     def deactivate_contact(self, external_id: str) -> None:
         with self.lock:
