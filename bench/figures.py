@@ -24,7 +24,7 @@ from crm_journeys.clock import Clock, VirtualClock
 from crm_journeys.rules.engine import RulesEngine
 from crm_journeys.runtime.dispatch import Dispatcher
 from crm_journeys.runtime.services import Runtime
-from crm_journeys.runtime.timers import fire_due
+from crm_journeys.runtime.timers import fire_due, next_due
 from crm_journeys.runtime.worker import Worker
 from crm_journeys.storage.db import Database
 from crm_journeys.storage.models import Contact, InboxEvent, Instance, OutboxMessage, Wakeup
@@ -308,7 +308,7 @@ def _rss_worker(url: str) -> int:
     worker = Worker(Runtime(db=db, clock=VirtualClock(START + timedelta(days=1))))
     for _ in range(5):
         worker.step()
-        worker._sleep_seconds()
+        next_due(worker.runtime)  # what an idle worker asks before it sleeps
     return rss_kb()
 
 

@@ -40,9 +40,9 @@ class TimedDispatcher(Dispatcher):
         super().process(session, event, now, batch)
         self._batch.append(event.id)
 
-    def run_once(self, limit: int = 200, worker_id: str = "local") -> int:
+    def run_once(self, limit: int = 200, worker_id: str = "local", hand_off: Any = None) -> int:
         self._batch = []
-        n = super().run_once(limit, worker_id)
+        n = super().run_once(limit, worker_id, hand_off=hand_off)
         at = time.time()
         for event_id in self._batch:
             self.committed[event_id] = at

@@ -92,7 +92,7 @@ class Worker:
         self.loops = {
             "decisions": Loop("decisions", self._decide, self.stop_event, max_wait=self.idle_sleep,
                               until_due=self._until_due,
-                              linger=lambda: lingering(self._decided, self.batch, LINGER)),
+                              linger=self._linger),
             "delivery": Loop("delivery", delivery.run_once, self.stop_event, wake=delivery.wake,
                              max_wait=self.idle_sleep),
             "upkeep": Loop("upkeep", self._upkeep, self.stop_event, min_wait=0.05,
@@ -124,6 +124,14 @@ class Worker:
         if fired:
             self._delivery.want_claim()  # what the wake-ups decided may have queued actions
         return decided + fired
+
+    def _linger(self) -> float:
+        """Let inbox events gather, but never past the next due wake-up, date or lapse."""
+        pause = lingering(self._decided, self.batch, LINGER)
+        if pause <= 0:
+            return 0.0
+        until = self._until_due()
+        return pause if until is None else max(0.0, min(pause, until))
 
     def _decisions_due(self) -> bool:
         due = self._next_decision()
