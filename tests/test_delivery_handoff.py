@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from crm_journeys.clock import Clock
 from crm_journeys.runtime.delivery import Delivery
 from crm_journeys.storage.models import OutboxMessage, Tenant
 from tests.conftest import Harness
@@ -135,3 +136,29 @@ def test_a_read_does_not_queue_for_sqlites_write_lock(sqlite_db) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_the_sandbox_crms_rows_run_on_the_loop_thread_in_order(sqlite_db, start_worker, monkeypatch) -> None:  # noqa: F811
+    """The sandbox CRM writes our own database: its rows run one after another on the
+    delivery loop's thread (threads would only contend for the database), and each
+    contact's two steps still run in order."""
+    import threading
+
+    from crm_journeys.connectors.sandbox import SandboxConnector
+
+    seen: list[tuple[str, str]] = []
+    real = SandboxConnector.add_tag
+
+    def add_tag(self, ref, tag, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((threading.current_thread().name, tag))
+        return real(self, ref, tag, **kwargs)
+
+    monkeypatch.setattr(SandboxConnector, "add_tag", add_tag)
+    h = Harness(sqlite_db, Clock())  # type: ignore[arg-type] # a real clock: the loops run in real time
+    h.publish(TWO_STEPS)
+    start_worker(threads=4)
+    _send(h, 10, "s")
+    assert _until(lambda: len(_rows(sqlite_db, h.tenant_id)) == 20
+                  and all(r.status == "done" for r in _rows(sqlite_db, h.tenant_id)))
+    assert {name for name, _ in seen} == {"crm-journeys-delivery"}
+    assert [tag for _, tag in seen].count("one") == 10 and len(seen) == 20

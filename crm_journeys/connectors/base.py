@@ -165,6 +165,9 @@ class Connector(ABC):
     # activity kinds, else mapped to tasks), "owners" (``list_owners`` is the host's
     # complete list of assignable users).
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Most deliveries to this host at once for one tenant (None: the delivery lane's
+    # share). A CRM embedded in our own database gains nothing from concurrent writes.
+    concurrency: ClassVar[int | None] = None
 
     def __init__(self, settings: dict[str, Any] | None = None,
                  credentials: dict[str, Any] | None = None, **context: Any):

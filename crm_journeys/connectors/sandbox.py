@@ -37,6 +37,7 @@ class SandboxConnector(Connector):
     label = "Sandbox CRM (built in)"
     capabilities = frozenset({"contacts", "leads", "tasks", "phone_calls", "appointments",
                               "tags", "fields", "email"})
+    concurrency = 1  # its writes go to our own database: in parallel they only contend
 
     @property
     def _db(self) -> Any:
