@@ -48,7 +48,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from crm_journeys.runtime.services import Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 THREADS = 16
 PER_LANE = 8
 BACKLOG = 4  # leased rows per running slot: claims in batches without hoarding
@@ -157,14 +158,10 @@ class Delivery:
             self.wake.set()
 
     def _take_handed(self) -> int:
-        taken = 0
-        while True:
-            try:
-                rows = self.handed.get_nowait()
-            except queue.Empty:
-                return taken
+        batches = _drained(self.handed)
+        for rows in batches:
             self._enqueue(rows)
-            taken += len(rows)
+        return sum(len(rows) for rows in batches)
 
     def _enqueue(self, rows: list[Claimed]) -> None:
         """Queue leased rows by lane; rows of a lane this worker just parked (handed over
@@ -286,17 +283,13 @@ class Delivery:
     # --- closing, handing back and heartbeat (loop thread) ----------------------------
     def _gather_finished(self) -> int:
         """Move what the pool threads finished into the waiting list."""
-        taken = 0
-        while True:
-            try:
-                closing = self.finished.get_nowait()
-            except queue.Empty:
-                return taken
+        finished = _drained(self.finished)
+        for closing in finished:
             self.running[closing.row.lane] -= 1
             if not self._waiting:
                 self._waiting_since = time.monotonic()
             self._waiting.append(closing)
-            taken += 1
+        return len(finished)
 
     def _close_due(self) -> bool:
         """Whether the waiting rows close now (see the module docstring)."""
@@ -382,3 +375,13 @@ class Delivery:
         with self.rt.db.unit_of_work() as s:
             self.rt.claims.renew(s, self.rt.clock.now(), list(self.inflight), self.worker_id)
         self._renewed = time.monotonic()
+
+
+def _drained(waiting: queue.SimpleQueue[T]) -> list[T]:
+    """Everything in ``waiting`` now, without waiting for more."""
+    out: list[T] = []
+    while True:
+        try:
+            out.append(waiting.get_nowait())
+        except queue.Empty:
+            return out
