@@ -154,6 +154,7 @@ def test_the_sandbox_crms_rows_run_on_the_loop_thread_in_order(sqlite_db, start_
         return real(self, ref, tag, **kwargs)
 
     monkeypatch.setattr(SandboxConnector, "add_tag", add_tag)
+    monkeypatch.setattr("crm_journeys.runtime.delivery.LOCAL_BATCH", 3)  # rows left for the next pass
     h = Harness(sqlite_db, Clock())  # type: ignore[arg-type] # a real clock: the loops run in real time
     h.publish(TWO_STEPS)
     start_worker(threads=4)

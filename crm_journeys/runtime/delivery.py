@@ -221,9 +221,7 @@ class Delivery:
                 self._waiting.append(self.runner.run_row(rows.popleft(), cache))
                 ran += 1
             if rows:
-                self.queued[lane] = rows
-        if ran:
-            self.wake.set()  # close them on the next pass, with what the threads finished
+                self.queued[lane] = rows  # the next pass goes on with them, never a thread
         return ran
 
     def _is_local(self, row: Claimed, cache: PassCache) -> bool:
@@ -237,12 +235,14 @@ class Delivery:
 
     def _start(self) -> int:
         """Free threads take queued rows, one lane after another (a lane served goes to the
-        back of the turn), never more than ``per_lane`` running from one lane."""
+        back of the turn), never more than ``per_lane`` running from one lane, never a
+        local lane's (``_run_local``)."""
         started = 0
         cache = self._pass_cache()
         while sum(self.running.values()) < self.threads:
             lane = next((lane for lane, rows in self.queued.items()
-                         if rows and self.running[lane] < self.per_lane), None)
+                         if rows and self.running[lane] < self.per_lane
+                         and not self._is_local(rows[0], cache)), None)
             if lane is None:
                 break
             row = self.queued[lane].popleft()
