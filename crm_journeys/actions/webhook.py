@@ -56,7 +56,7 @@ class CallWebhook(Action[dict[str, Any]]):
         resp = outbound.request("POST", params["url"], body=body, headers=headers,
                                 timeout=params["timeout_seconds"],
                                 allow_private=bool(ctx.settings.get("allow_private_webhooks")),
-                                pools=ctx.pass_cache.setdefault("http", outbound.Pools()))
+                                pools=_pools(ctx))
         host_answered(urlsplit(params["url"]).netloc, resp.status)
         if resp.status == 429 or resp.status >= 500:
             wait = parse_retry_after(resp.headers.get("Retry-After"), ctx.now)
@@ -67,3 +67,11 @@ class CallWebhook(Action[dict[str, Any]]):
         if resp.status >= 400:
             raise FatalConnectorError(f"webhook answered {resp.status}: {resp.text[:200]}", resp.status)
         return ActionResult.done(f"POST {params['url']} -> {resp.status}")
+
+
+def _pools(ctx: ActionContext) -> outbound.Pools:
+    """The delivery pass's keep-alive pools (made once per pass, not once per call)."""
+    pools = ctx.pass_cache.get("http")
+    if pools is None:
+        pools = ctx.pass_cache.setdefault("http", outbound.Pools())
+    return pools
