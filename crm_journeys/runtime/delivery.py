@@ -104,6 +104,10 @@ class Delivery:
         self._claim_wanted = True  # rows may be due that nobody handed us
         self._claimed_at = 0.0
         self.wake = on_done or threading.Event()  # set when a row finishes or rows are handed
+        # the decisions loop runs a pass after each of its own (``assist``): handing rows
+        # over then wakes nobody, and the loop thread sleeps until a pool thread finishes
+        self.assisted = False
+        self._pass_lock = threading.Lock()  # one pass at a time, on either thread
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
         self._retired: list[PassCache] = []  # replaced caches, closed once no row runs
@@ -112,6 +116,26 @@ class Delivery:
     def run_once(self) -> int:
         """Take handed rows, renew leases when due, close what finished and claim more in
         one transaction, run local rows here and fill free threads; how much happened."""
+        with self._pass_lock:
+            return self._pass()
+
+    def assist(self) -> int:
+        """A pass on the caller's thread: the decisions loop's, right after it handed rows
+        over (``assisted``). If the loop thread is in a pass, it is asked for another."""
+        if not self._pass_lock.acquire(blocking=False):
+            self.wake.set()
+            return 0
+        try:
+            return self._pass()
+        except Exception:
+            log.warning("a delivery pass on the decisions thread failed; the delivery loop retries it",
+                        exc_info=True)
+            self.wake.set()
+            return 0
+        finally:
+            self._pass_lock.release()
+
+    def _pass(self) -> int:
         taken = self._take_handed()
         gathered = self._gather_finished()
         self._heartbeat()
@@ -123,7 +147,8 @@ class Delivery:
     def want_claim(self) -> None:
         """Rows may be due that were not handed over (fired wake-ups, a partial hand-off)."""
         self._claim_wanted = True
-        self.wake.set()
+        if not self.assisted:
+            self.wake.set()
 
     def shutdown(self, wait: float = 10.0) -> None:
         """Stop taking rows, hand back queued ones, let running ones finish (up to ``wait``)
@@ -155,7 +180,8 @@ class Delivery:
     def hand(self, rows: list[Claimed]) -> None:
         if rows:
             self.handed.put(rows)
-            self.wake.set()
+            if not self.assisted:
+                self.wake.set()
 
     def _take_handed(self) -> int:
         batches = _drained(self.handed)

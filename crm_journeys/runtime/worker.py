@@ -98,6 +98,7 @@ class Worker:
             "upkeep": Loop("upkeep", self._upkeep, self.stop_event, min_wait=0.05,
                            max_wait=max(self.idle_sleep, 1.0), stale_after=600.0),
         }
+        delivery.assisted = True  # ``_decide`` runs its passes between decisions
         self._delivery = delivery
         unsubscribe = self.runtime.db.on_announce(self.loops["decisions"].wake.set)
         threads = [threading.Thread(target=self.loops[name].run, name=f"crm-journeys-{name}", daemon=True)
@@ -123,7 +124,7 @@ class Worker:
             fired = fire_due(self.runtime, self.batch) + fire_starting_points(self.runtime, self.batch)
         if fired:
             self._delivery.want_claim()  # what the wake-ups decided may have queued actions
-        return decided + fired
+        return decided + fired + self._delivery.assist()
 
     def _linger(self) -> float:
         """Let inbox events gather, but never past the next due wake-up, date or lapse."""
