@@ -46,6 +46,10 @@ class ActionContext:
     # what an action keeps for the rest of the outbox pass (an open SMTP connection); the
     # outbox calls ``close()`` on each value when the pass ends
     pass_cache: dict[str, Any] = field(default_factory=dict)
+    # the journey step that queued the row, as its claim read it (a timeline note, settings)
+    instance_id: int | None = None
+    step: str = ""
+    version_id: int | None = None
 
     @property
     def contact_ref(self) -> str:

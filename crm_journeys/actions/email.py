@@ -152,11 +152,12 @@ def _prepare(ctx: ActionContext, params: dict[str, Any], marketing: bool, tracke
     if ctx.services is None:
         return None
     from crm_journeys.runtime.contact_policy import Policy
-    from crm_journeys.runtime.mailing import prepare
+    from crm_journeys.runtime.mailing import Origin, prepare
 
     policy = Policy.from_settings(ctx.settings.get("contact_policy"))
     with ctx.services.db.unit_of_work() as s:
-        return prepare(s, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id, outbox_id=ctx.outbox_id,
+        origin = Origin(ctx.outbox_id, ctx.instance_id, ctx.step, ctx.journey_id, ctx.version_id)
+        return prepare(s, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id, origin=origin,
                        key=ctx.idempotency_key, email_id=params.get("email_id") or "", marketing=marketing,
                        tracked=tracked, links=links, now=ctx.now, policy=policy, contact_zone=ctx.contact.fields.get("time_zone"),
                        over_cap=params.get("over_cap", "skip"))

@@ -103,14 +103,13 @@ def _policy(ctx: ActionContext, params: dict[str, Any]) -> str | None:
     """The tenant's contact policy (quiet hours, cap across channels), as for email: a
     reason to skip, None to send, or ``HoldUntil`` (the outbox runs the row again then,
     without counting an attempt; the timeline says why)."""
-    from crm_journeys.runtime.contact_policy import Policy, journey_setting, judge
+    from crm_journeys.runtime.contact_policy import Policy, judge, version_setting
 
     policy = Policy.from_settings(ctx.settings.get("contact_policy"))
     with ctx.services.db.unit_of_work() as s:
-        instance_id = store.instance_of(s, ctx.tenant_id, ctx.outbox_id)
         verdict = judge(s, policy, tenant_id=ctx.tenant_id, contact_id=ctx.contact.id,
                         contact_zone=ctx.contact.fields.get("time_zone"), outbox_id=ctx.outbox_id,
-                        priority=int(journey_setting(s, instance_id, "priority", 50)),
+                        priority=int(version_setting(s, ctx.version_id, "priority", 50)),
                         over_cap=params["over_cap"], now=ctx.now)
         if verdict.action == "hold":
             store.log_step(s, ctx.tenant_id, ctx.outbox_id, ctx.journey_id, "held",

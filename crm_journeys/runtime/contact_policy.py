@@ -120,13 +120,11 @@ _SETTINGS: weakref.WeakKeyDictionary[Any, dict[int, dict[str, Any]]] = weakref.W
 _SETTINGS_KEPT = 4096  # versions remembered per database (then the memory starts over)
 
 
-def journey_setting(session: Session, instance_id: int | None, name: str, default: Any) -> Any:
-    """One setting of the journey version an instance runs. Versions never change once
-    published, so their settings are read once per process: reading the whole journey
-    document for every email or text cost more than the rest of preparing it."""
-    if instance_id is None:
-        return default
-    version_id = session.scalar(select(Instance.version_id).where(Instance.id == instance_id))
+def version_setting(session: Session, version_id: int | None, name: str, default: Any) -> Any:
+    """One setting of a journey version (the one an outbox row's instance runs, which its
+    claim read). Versions never change once published, so their settings are read once
+    per process: reading the whole journey document for every email or text cost more
+    than the rest of preparing it."""
     if version_id is None:
         return default
     known = _SETTINGS.setdefault(session.get_bind(), {})

@@ -19,10 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime.consent import UNSUBSCRIBED, consent_of, mark_bounced, set_consent
-from crm_journeys.runtime.contact_policy import Policy, journey_setting, judge
+from crm_journeys.runtime.contact_policy import Policy, judge, version_setting
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.mail_models import EmailSend
-from crm_journeys.storage.models import Contact, Instance, OutboxMessage, StepLog
+from crm_journeys.storage.models import Contact, StepLog
 
 # Opens by mail proxies and security scanners that fetch images before (or without) a
 # person: Apple Mail Privacy Protection (a bare "Mozilla/5.0"), Google's and Yahoo's image
@@ -45,7 +45,19 @@ class Prepared:
     earlier: EmailSend | None = None  # this send's row from an earlier attempt
 
 
-def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int, key: str, email_id: str,
+@dataclass(frozen=True)
+class Origin:
+    """The journey step whose outbox row sends: what its claim read (``Claimed``), so
+    preparing a send reads none of it again."""
+
+    outbox_id: int
+    instance_id: int | None = None
+    step: str = ""
+    journey_id: int | None = None
+    version_id: int | None = None
+
+
+def prepare(session: Session, *, tenant_id: int, contact_id: int, origin: Origin, key: str, email_id: str,
             marketing: bool, tracked: bool, now: datetime, links: list[str] | None = None,
             policy: Policy | None = None,
             contact_zone: str | None = None, over_cap: str = "skip") -> Prepared:
@@ -56,48 +68,40 @@ def prepare(session: Session, *, tenant_id: int, contact_id: int, outbox_id: int
     if existing is not None:
         skip = "skipped earlier" if existing.status == "skipped" else None
         return Prepared(existing.public_id, skip, existing.tracked, earlier=existing)
-    outbox = session.get(OutboxMessage, outbox_id)
-    instance_id = outbox.instance_id if outbox is not None else None
-    journey_id = session.scalar(select(Instance.journey_id).where(Instance.id == instance_id)) \
-        if instance_id is not None else None
     reason = consent_of(session, tenant_id, contact_id).refusal(marketing=marketing)
     if reason is None and marketing and policy is not None:
         verdict = judge(session, policy, tenant_id=tenant_id, contact_id=contact_id, contact_zone=contact_zone,
-                        outbox_id=outbox_id, priority=int(journey_setting(session, instance_id, "priority", 50)),
+                        outbox_id=origin.outbox_id,
+                        priority=int(version_setting(session, origin.version_id, "priority", 50)),
                         over_cap=over_cap, now=now)
         if verdict.action == "hold":
-            _note(session, outbox, journey_id, "held", verdict.reason, now)
+            _note(session, tenant_id, origin, "held", verdict.reason, now)
             return Prepared("", None, False, verdict.until, verdict.reason)
         reason = verdict.reason or None
-    tracked = tracked and reason is None and bool(journey_setting(session, instance_id, "email_tracking", True))
+    tracked = tracked and reason is None and bool(version_setting(session, origin.version_id, "email_tracking", True))
     row = EmailSend(tenant_id=tenant_id, public_id=secrets.token_urlsafe(18), idempotency_key=key,
-                    contact_id=contact_id, instance_id=instance_id, journey_id=journey_id, email_id=email_id,
-                    marketing=marketing, tracked=tracked, links=list(links or []) if tracked else [],
+                    contact_id=contact_id, instance_id=origin.instance_id, journey_id=origin.journey_id,
+                    email_id=email_id, marketing=marketing, tracked=tracked,
+                    links=list(links or []) if tracked else [],
                     status="skipped" if reason else "sending", created_at=now)
     session.add(row)
     if reason:
-        _note(session, outbox, journey_id, "skipped", f"{reason} (send_email {email_id or outbox_step(outbox)!r} "
-                                                      "not sent)", now)
+        _note(session, tenant_id, origin, "skipped", f"{reason} (send_email {email_id or origin.step!r} not sent)", now)
     return Prepared(row.public_id, reason, row.tracked)
 
 
-def outbox_step(outbox: OutboxMessage | None) -> str:
-    return outbox.step if outbox is not None else ""
-
-
-def _note(session: Session, outbox: OutboxMessage | None, journey_id: int | None, kind: str, why: str,
-          now: datetime) -> None:
+def _note(session: Session, tenant_id: int, origin: Origin, kind: str, why: str, now: datetime) -> None:
     """A timeline entry on the journey's instance; a hold that says the same as the last
     one for its step is not repeated."""
-    if outbox is None or outbox.instance_id is None or journey_id is None:
+    if origin.instance_id is None or origin.journey_id is None:
         return
-    last = session.scalar(select(StepLog.detail).where(StepLog.instance_id == outbox.instance_id,
-                                                       StepLog.step == outbox.step, StepLog.kind == kind)
+    last = session.scalar(select(StepLog.detail).where(StepLog.instance_id == origin.instance_id,
+                                                       StepLog.step == origin.step, StepLog.kind == kind)
                           .order_by(StepLog.id.desc()).limit(1))
     if kind == "held" and last and last.get("why") == why:
         return
-    session.add(StepLog(tenant_id=outbox.tenant_id, journey_id=journey_id, instance_id=outbox.instance_id, at=now,
-                        step=outbox.step, kind=kind, branch="", detail={"why": why}))
+    session.add(StepLog(tenant_id=tenant_id, journey_id=origin.journey_id, instance_id=origin.instance_id, at=now,
+                        step=origin.step, kind=kind, branch="", detail={"why": why}))
 
 
 def mark_status(session: Session, tenant_id: int, public_id: str, status: str) -> None:

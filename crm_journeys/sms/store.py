@@ -65,11 +65,6 @@ def settle(s: Session, tenant_id: int, key: str, now: datetime, *, status: str, 
         row.segments = segments
 
 
-def instance_of(s: Session, tenant_id: int, outbox_id: int) -> int | None:
-    return s.scalar(select(OutboxMessage.instance_id).where(OutboxMessage.tenant_id == tenant_id,
-                                                            OutboxMessage.id == outbox_id))
-
-
 def log_step(s: Session, tenant_id: int, outbox_id: int, journey_id: int | None, kind: str, why: str,
              now: datetime) -> None:
     """A skipped or held text in the contact's timeline (kinds ``skipped`` and ``held``, as
