@@ -160,6 +160,12 @@ def send_load(port: int, token: str, rate: int, seconds: float) -> dict[str, Any
 def measure(url: str, folder: Path, rate: int, seconds: float, workers: int = 1) -> dict[str, Any]:
     """One P6 run on ``url``: the rate reached, errors, latency and HTTP percentiles, and the
     CPU each process spent per event (the backlog drained after the sender is included)."""
+    from crm_journeys.secrets import forget_keys
+
+    # one instance folder for this process and the ones it starts: the tenant's secrets
+    # sealed here are unsealed by the worker with the same key file
+    os.environ["CRM_JOURNEYS_INSTANCE"] = str(folder)
+    forget_keys()
     token = setup(url)
     with processes(url, folder, workers) as running:
         cpu0 = running.cpu()

@@ -32,6 +32,11 @@ TWO_STEPS = {"format_version": 1, "name": "Two calls", "entry": {"policy": "ever
                        {"id": "second", "type": "action", "action": "add_tag", "params": {"tag": "two"},
                         "next": None}]}
 
+EMAIL_THEN_TAG = {**TWO_STEPS, "name": "Email, then a tag",
+                  "steps": [{"id": "first", "type": "action", "action": "send_email", "next": "second",
+                             "params": {"email_id": "hello", "subject": "Hello", "body": "Hi there."}},
+                            TWO_STEPS["steps"][1]]}  # type: ignore[index]
+
 
 @pytest.fixture
 def keep_alive_host() -> Iterator[Host]:
@@ -164,3 +169,30 @@ def test_the_sandbox_crms_rows_run_on_the_loop_thread_in_order(sqlite_db, start_
     pool_threads = {name for name, _ in seen if name.startswith("crm-journeys-deliver_")}
     assert seen and not pool_threads  # the decisions or the delivery loop's thread, never the pool
     assert [tag for _, tag in seen].count("one") == 10 and len(seen) == 20
+
+
+def test_a_tenant_whose_secrets_cannot_be_read_holds_back_only_its_own_rows(sqlite_db, start_worker,
+                                                                             caplog) -> None:  # noqa: F811
+    """Tenant A's webhook secret was sealed with a key this worker does not have (a key
+    rotated on one machine only): A's rows fail on their own rows, saying why, while
+    tenant B's rows are delivered, and no pass of the worker fails for everyone (which
+    would log a traceback on every pass of the decisions loop)."""
+    from sqlalchemy import text
+
+    a, b = Harness(sqlite_db, Clock()), Harness(sqlite_db, Clock())  # type: ignore[arg-type]
+    for h in (a, b):
+        h.publish(EMAIL_THEN_TAG)
+    with sqlite_db.unit_of_work() as s:  # what another key sealed: unreadable here
+        s.execute(text("UPDATE cj_tenant SET webhook_secret = 'sealed:gAAAAABnot-a-token' WHERE id = :id"),
+                  {"id": a.tenant_id})
+    caplog.set_level("WARNING", logger="crm_journeys.runtime")
+    start_worker(threads=4)
+    _send(a, 3, "a")
+    _send(b, 3, "b")
+    assert _until(lambda: len(_rows(sqlite_db, b.tenant_id)) == 6
+                  and all(r.status == "done" for r in _rows(sqlite_db, b.tenant_id)))
+    assert {r.action for r in _rows(sqlite_db, b.tenant_id)} == {"send_email", "add_tag"}
+    assert _until(lambda: all(r.attempts >= 1 for r in _rows(sqlite_db, a.tenant_id)))
+    failed = _rows(sqlite_db, a.tenant_id)
+    assert failed and all(r.status != "done" and "cannot be decrypted" in (r.last_error or "") for r in failed)
+    assert not [r for r in caplog.records if "pass" in r.getMessage() and "failed" in r.getMessage()]

@@ -20,6 +20,11 @@ slow host holds back only its own lane (``runtime.lanes``):
   CRM, ``Connector.concurrency`` 1) runs on the loop thread, one row after another, and
   closes in batches, as the sequential runner does: threads would only contend for the
   database.
+* **Assisted.** The worker's decisions loop runs a pass itself right after each of its
+  own (``assist``), so the rows it just handed over start at once without waking the
+  delivery loop's thread (two threads waking each other cost the worker more CPU than
+  the passes); the delivery loop's thread wakes when a pool thread finishes a row. A
+  lock keeps passes one at a time.
 * **No waiting in the worker.** Connectors built for delivery never sleep on a host's
   Retry-After; a host that fails parks its lane in the database (every worker sees it),
   the row's Retry-After becomes its next attempt time, and the lane's queued rows are
@@ -54,6 +59,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from crm_journeys.runtime import lanes
+from crm_journeys.runtime.loops import FIRST_RETRY, LONGEST_RETRY
 from crm_journeys.runtime.outbox import FLUSH_AFTER, Claimed, Closing, OutboxRunner, PassCache
 from crm_journeys.storage.models import Lane, OutboxMessage
 
@@ -108,6 +114,7 @@ class Delivery:
         # over then wakes nobody, and the loop thread sleeps until a pool thread finishes
         self.assisted = False
         self._pass_lock = threading.Lock()  # one pass at a time, on either thread
+        self._assist_failures, self._assist_after = 0, 0.0  # backoff after a failed assisted pass
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
         self._retired: list[PassCache] = []  # replaced caches, closed once no row runs
@@ -122,18 +129,23 @@ class Delivery:
     def assist(self) -> int:
         """A pass on the caller's thread: the decisions loop's, right after it handed rows
         over (``assisted``). If the loop thread is in a pass, it is asked for another."""
-        if not self._pass_lock.acquire(blocking=False):
+        if time.monotonic() < self._assist_after or not self._pass_lock.acquire(blocking=False):
             self.wake.set()
             return 0
         try:
-            return self._pass()
+            done = self._pass()
         except Exception:
+            # the delivery loop retries with its own backoff; this thread waits as long
+            self._assist_failures += 1
+            self._assist_after = time.monotonic() + min(LONGEST_RETRY, FIRST_RETRY * 2 ** (self._assist_failures - 1))
             log.warning("a delivery pass on the decisions thread failed; the delivery loop retries it",
-                        exc_info=True)
+                        exc_info=self._assist_failures == 1)
             self.wake.set()
             return 0
         finally:
             self._pass_lock.release()
+        self._assist_failures = 0
+        return done
 
     def _pass(self) -> int:
         taken = self._take_handed()
@@ -252,11 +264,11 @@ class Delivery:
 
     def _is_local(self, row: Claimed, cache: PassCache) -> bool:
         host = row.lane.rsplit(":", 1)[-1]
-        if host == "crm" or (host == "smtp" and not cache.settings(row.tenant_id).get("smtp_url")):
-            try:
+        try:
+            if host == "crm" or (host == "smtp" and not cache.settings(row.tenant_id).get("smtp_url")):
                 return cache.connector(row.tenant_id).concurrency == 1
-            except Exception:  # the row's own run reports a connector that cannot be built
-                return False
+        except Exception:  # the row's own run reports settings or a connector it cannot read
+            return False  # (on its row, for its tenant only: never a failed pass for everyone)
         return False
 
     def _start(self) -> int:
