@@ -73,7 +73,8 @@ PER_LANE = 8
 BACKLOG = 4  # leased rows per running slot: claims in batches without hoarding
 CLOSE_BATCH = 64  # finished rows closed in one transaction
 CLOSE_WITHIN = 0.005  # seconds a finished row that is not idempotent waits for others to close with
-LOCAL_BATCH = 64  # local rows run on the loop thread per pass
+LOCAL_BATCH = 64  # local rows run on a loop thread per pass
+LOCAL_RUNNERS = 2  # loop threads running local rows at once on PostgreSQL (SQLite: 1)
 HANDOFF_RACE = 2.0  # seconds rows handed over for a lane this worker just parked go back
 CLAIM_EVERY = 0.25  # seconds between claims when nothing asked for one (retries falling due)
 CACHE_FOR = 30.0  # seconds a tenant's settings and connector are reused between claims
@@ -115,6 +116,8 @@ class Delivery:
         self.assisted = False
         self._pass_lock = threading.Lock()  # one pass at a time, on either thread
         self._assist_failures, self._assist_after = 0, 0.0  # backoff after a failed assisted pass
+        self._local: deque[Claimed] = deque()  # local rows taken off their lanes, for a loop thread
+        self._local_slots = threading.Semaphore(LOCAL_RUNNERS if runtime.claims.postgres else 1)
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
         self._retired: list[PassCache] = []  # replaced caches, closed once no row runs
@@ -124,14 +127,15 @@ class Delivery:
         """Take handed rows, renew leases when due, close what finished and claim more in
         one transaction, run local rows here and fill free threads; how much happened."""
         with self._pass_lock:
-            return self._pass()
+            done = self._pass()
+        return done + self._run_local()
 
     def assist(self) -> int:
         """A pass on the caller's thread: the decisions loop's, right after it handed rows
         over (``assisted``). If the loop thread is in a pass, it is asked for another."""
         if time.monotonic() < self._assist_after or not self._pass_lock.acquire(blocking=False):
             self.wake.set()
-            return 0
+            return self._run_local()
         try:
             done = self._pass()
         except Exception:
@@ -145,14 +149,14 @@ class Delivery:
         finally:
             self._pass_lock.release()
         self._assist_failures = 0
-        return done
+        return done + self._run_local()
 
     def _pass(self) -> int:
         taken = self._take_handed()
         gathered = self._gather_finished()
         self._heartbeat()
         claimed = self._close_and_claim()
-        started = self._run_local() + self._start()
+        started = self._queue_local() + self._start()
         self._publish()
         return taken + gathered + claimed + started
 
@@ -166,7 +170,11 @@ class Delivery:
         """Stop taking rows, hand back queued ones, let running ones finish (up to ``wait``)
         and close them."""
         self._take_handed()
-        self._release([row for rows in self.queued.values() for row in rows])
+        local = list(self._local)  # the loops have stopped: nobody takes these any more
+        self._local.clear()
+        for row in local:
+            self.running[row.lane] -= 1
+        self._release([row for rows in self.queued.values() for row in rows] + local)
         self.queued.clear()
         deadline = time.monotonic() + wait
         while any(self.running.values()) and time.monotonic() < deadline:
@@ -243,23 +251,44 @@ class Delivery:
             room = min(room, budget.budget_per_minute - budget.used)
         return room
 
-    def _run_local(self) -> int:
+    def _queue_local(self) -> int:
         """Rows whose host is our own database (``Connector.concurrency`` 1: the sandbox
-        CRM) run here, one after another, up to ``LOCAL_BATCH`` per pass, and close
-        together like the sequential runner's: on a thread of their own they would only
-        contend for the database and the GIL, and on SQLite take the write lock from the
-        web app (bench P6: 353 events/s accepted instead of 500)."""
+        CRM) never go to the pool: up to ``LOCAL_BATCH`` at a time wait for a loop thread
+        (``_run_local``). On their own threads they would only contend for the database
+        and the GIL, and on SQLite take the write lock from the web app (bench P6: 353
+        events/s accepted instead of 500)."""
         cache = self._pass_cache()
-        ran = 0
+        moved = 0
         for lane in [lane for lane, rows in self.queued.items() if rows and self._is_local(rows[0], cache)]:
             rows = self.queued.pop(lane)
-            while rows and ran < LOCAL_BATCH:
-                if not self._waiting:
-                    self._waiting_since = time.monotonic()
-                self._waiting.append(self.runner.run_row(rows.popleft(), cache))
-                ran += 1
+            while rows and len(self._local) < LOCAL_BATCH:
+                self.running[lane] += 1
+                self._local.append(rows.popleft())
+                moved += 1
             if rows:
                 self.queued[lane] = rows  # the next pass goes on with them, never a thread
+        return moved
+
+    def _run_local(self) -> int:
+        """Run waiting local rows on this loop thread, one after another, outside the pass
+        lock: on PostgreSQL the decisions and the delivery loop's threads both may (each
+        row is a few round trips to the server, and one thread waiting on them left the
+        other idle: bench P5), on SQLite one at a time (one writer). They finish like the
+        pool's rows, so the next pass closes them together."""
+        if not self._local or not self._local_slots.acquire(blocking=False):
+            return 0
+        ran = 0
+        try:
+            cache = self._cache  # counted as running, so never closed under a row (``_close_retired``)
+            while ran < LOCAL_BATCH:
+                try:
+                    row = self._local.popleft()
+                except IndexError:
+                    break
+                self._deliver(row, cache)
+                ran += 1
+        finally:
+            self._local_slots.release()
         return ran
 
     def _is_local(self, row: Claimed, cache: PassCache) -> bool:
