@@ -143,36 +143,46 @@ def test_a_read_does_not_queue_for_sqlites_write_lock(sqlite_db) -> None:
         holder.close()
 
 
-def test_the_sandbox_crms_rows_run_on_the_loop_thread_in_order(sqlite_db, start_worker, monkeypatch) -> None:  # noqa: F811
-    """The sandbox CRM writes our own database: its rows run one after another on the
-    delivery loop's thread (threads would only contend for the database), and each
-    contact's two steps still run in order."""
+def test_the_sandbox_crms_rows_run_on_loop_threads_in_order(database, monkeypatch) -> None:
+    """The sandbox CRM writes our own database: its rows never go to the pool (threads
+    would only contend for the database) but run on the loop threads (on PostgreSQL the
+    decisions loop's helps the delivery loop's), and each contact's two steps still run
+    in order, however the rows are spread over passes and threads."""
     import threading
 
     from crm_journeys.connectors.sandbox import SandboxConnector
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.worker import Worker
 
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, str, str]] = []  # (thread, contact, tag)
     real = SandboxConnector.add_tag
 
     def add_tag(self, ref, tag, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append((threading.current_thread().name, tag))
+        seen.append((threading.current_thread().name, ref, tag))
         return real(self, ref, tag, **kwargs)
 
     monkeypatch.setattr(SandboxConnector, "add_tag", add_tag)
     monkeypatch.setattr("crm_journeys.runtime.delivery.LOCAL_BATCH", 3)  # rows left for the next pass
-    h = Harness(sqlite_db, Clock())  # type: ignore[arg-type] # a real clock: the loops run in real time
+    h = Harness(database, Clock())  # type: ignore[arg-type] # a real clock: the loops run in real time
     h.publish(TWO_STEPS)
-    start_worker(threads=4)
-    _send(h, 10, "s")
-    assert _until(lambda: len(_rows(sqlite_db, h.tenant_id)) == 20
-                  and all(r.status == "done" for r in _rows(sqlite_db, h.tenant_id)))
-    pool_threads = {name for name, _ in seen if name.startswith("crm-journeys-deliver_")}
-    assert seen and not pool_threads  # the decisions or the delivery loop's thread, never the pool
-    assert [tag for _, tag in seen].count("one") == 10 and len(seen) == 20
+    worker = Worker(Runtime(db=database), worker_id="w-local", idle_sleep=0.1, threads=4)
+    thread = threading.Thread(target=worker.run_forever, name="decisions", daemon=True)
+    thread.start()
+    try:
+        _send(h, 10, "s")
+        assert _until(lambda: len(_rows(database, h.tenant_id)) == 20
+                      and all(r.status == "done" for r in _rows(database, h.tenant_id)))
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert {name for name, _, _ in seen} <= {"decisions", "crm-journeys-delivery"}  # never the pool
+    assert len(seen) == 20
+    for contact in {ref for _, ref, _ in seen}:
+        assert [tag for _, ref, tag in seen if ref == contact] == ["one", "two"]
 
 
-def test_a_tenant_whose_secrets_cannot_be_read_holds_back_only_its_own_rows(sqlite_db, start_worker,
-                                                                             caplog) -> None:  # noqa: F811
+def test_a_tenant_whose_secrets_cannot_be_read_holds_back_only_its_own_rows(
+        sqlite_db, start_worker, caplog) -> None:  # noqa: F811
     """Tenant A's webhook secret was sealed with a key this worker does not have (a key
     rotated on one machine only): A's rows fail on their own rows, saying why, while
     tenant B's rows are delivered, and no pass of the worker fails for everyone (which

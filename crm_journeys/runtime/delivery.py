@@ -16,15 +16,16 @@ slow host holds back only its own lane (``runtime.lanes``):
   for no poll. The pool's own claim, in the transaction that closes finished rows, takes
   the rest: retries falling due, rows of fired wake-ups, rows another process queued,
   and what a full pool could not take.
-* **Local rows on the loop thread.** A lane whose host is our own database (the sandbox
-  CRM, ``Connector.concurrency`` 1) runs on the loop thread, one row after another, and
-  closes in batches, as the sequential runner does: threads would only contend for the
-  database.
-* **Assisted.** The worker's decisions loop runs a pass itself right after each of its
-  own (``assist``), so the rows it just handed over start at once without waking the
-  delivery loop's thread (two threads waking each other cost the worker more CPU than
-  the passes); the delivery loop's thread wakes when a pool thread finishes a row. A
-  lock keeps passes one at a time.
+* **Local rows on the loop threads.** A lane whose host is our own database (the sandbox
+  CRM, ``Connector.concurrency`` 1) never goes to the pool: its rows wait in one queue
+  for a loop thread, which runs them one after another, and they close in batches:
+  pool threads would only contend for the database. On SQLite one loop thread runs
+  them at a time (one writer); on PostgreSQL the decisions loop's thread helps.
+* **Assisted (PostgreSQL).** The worker's decisions loop runs a pass itself right after
+  each of its own (``assist``), so the rows it just handed over start at once without
+  waking the delivery loop's thread, and runs local rows for up to ``ASSIST_FOR``; the
+  delivery loop's thread wakes when a pool thread finishes a row. A lock keeps passes
+  one at a time.
 * **No waiting in the worker.** Connectors built for delivery never sleep on a host's
   Retry-After; a host that fails parks its lane in the database (every worker sees it),
   the row's Retry-After becomes its next attempt time, and the lane's queued rows are
@@ -74,6 +75,7 @@ BACKLOG = 4  # leased rows per running slot: claims in batches without hoarding
 CLOSE_BATCH = 64  # finished rows closed in one transaction
 CLOSE_WITHIN = 0.005  # seconds a finished row that is not idempotent waits for others to close with
 LOCAL_BATCH = 64  # local rows run on a loop thread per pass
+ASSIST_FOR = 0.01  # seconds of local rows the decisions loop runs after a pass of its own
 LOCAL_RUNNERS = 2  # loop threads running local rows at once on PostgreSQL (SQLite: 1)
 HANDOFF_RACE = 2.0  # seconds rows handed over for a lane this worker just parked go back
 CLAIM_EVERY = 0.25  # seconds between claims when nothing asked for one (retries falling due)
@@ -117,7 +119,8 @@ class Delivery:
         self._pass_lock = threading.Lock()  # one pass at a time, on either thread
         self._assist_failures, self._assist_after = 0, 0.0  # backoff after a failed assisted pass
         self._local: deque[Claimed] = deque()  # local rows taken off their lanes, for a loop thread
-        self._local_slots = threading.Semaphore(LOCAL_RUNNERS if runtime.claims.postgres else 1)
+        self._local_runners = LOCAL_RUNNERS if runtime.claims.postgres else 1
+        self._local_slots = threading.Semaphore(self._local_runners)
         self._cache = PassCache(runtime, delivery=True)
         self._cache_at = time.monotonic()
         self._retired: list[PassCache] = []  # replaced caches, closed once no row runs
@@ -135,7 +138,7 @@ class Delivery:
         over (``assisted``). If the loop thread is in a pass, it is asked for another."""
         if time.monotonic() < self._assist_after or not self._pass_lock.acquire(blocking=False):
             self.wake.set()
-            return self._run_local()
+            return self._assist_local()
         try:
             done = self._pass()
         except Exception:
@@ -149,7 +152,16 @@ class Delivery:
         finally:
             self._pass_lock.release()
         self._assist_failures = 0
-        return done + self._run_local()
+        return done + self._assist_local()
+
+    def _assist_local(self) -> int:
+        """Local rows on the decisions loop's thread too, where two may run at once
+        (PostgreSQL); on SQLite they are the delivery loop's alone (one writer: the
+        decisions loop would only wait for the lock and its wake-ups with it)."""
+        ran = self._run_local(ASSIST_FOR) if self._local_runners > 1 else 0
+        if self._local:
+            self.wake.set()  # rows left for the delivery loop's thread
+        return ran
 
     def _pass(self) -> int:
         taken = self._take_handed()
@@ -269,18 +281,19 @@ class Delivery:
                 self.queued[lane] = rows  # the next pass goes on with them, never a thread
         return moved
 
-    def _run_local(self) -> int:
+    def _run_local(self, within: float | None = None) -> int:
         """Run waiting local rows on this loop thread, one after another, outside the pass
         lock: on PostgreSQL the decisions and the delivery loop's threads both may (each
         row is a few round trips to the server, and one thread waiting on them left the
         other idle: bench P5), on SQLite one at a time (one writer). They finish like the
-        pool's rows, so the next pass closes them together."""
+        pool's rows, so the next pass closes them together. The decisions loop runs them
+        for at most ``within`` seconds (``ASSIST_FOR``), so wake-ups never wait long."""
         if not self._local or not self._local_slots.acquire(blocking=False):
             return 0
-        ran = 0
+        ran, until = 0, None if within is None else time.monotonic() + within
         try:
             cache = self._cache  # counted as running, so never closed under a row (``_close_retired``)
-            while ran < LOCAL_BATCH:
+            while ran < LOCAL_BATCH and (until is None or time.monotonic() < until):
                 try:
                     row = self._local.popleft()
                 except IndexError:
