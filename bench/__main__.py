@@ -52,6 +52,9 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
     elif fig == "P5":
         measured = f"{_f(r['two_workers_per_s'])} events/s with 2 workers ({_f(r['events'])} events)"
         base = f"{_f(r['one_worker_per_s'])} events/s with 1 worker"
+        if "machine_busy_one" in r:
+            measured += f", machine {r['machine_busy_two']:.0%} busy"
+            base += f", machine {r['machine_busy_one']:.0%} busy"
     elif fig == "P7":
         measured = "; ".join(f"A {m}: B p99 {_f(r[f'{m}_p99_ms'])} ms" for m in ("hang", "503", "429"))
         base = f"B alone: p99 {_f(r['alone_p99_ms'])} ms (p50 {_f(r['alone_p50_ms'])} ms) at {r['rate']}/s"

@@ -313,7 +313,11 @@ def _rss_worker(url: str) -> int:
 
 
 # --- P5: workers on PostgreSQL --------------------------------------------------------------
-def _pg_rate(workers: int, n: int) -> float:
+def _pg_rate(workers: int, n: int) -> tuple[float, float]:
+    """(events/s, share of the machine's CPUs busy meanwhile: workers, server and this
+    process's polling)."""
+    from bench.p6_run import machine_busy
+
     with postgres_url() as url:
         db = Database(url)
         db.upgrade()
@@ -324,6 +328,7 @@ def _pg_rate(workers: int, n: int) -> float:
         try:
             time.sleep(3)  # imports and first polls
             events = workload.entry_events(n)
+            busy0 = machine_busy()
             with Timer() as t:
                 workload.ingest_all(db, tenant_id, events, datetime.now(UTC), chunk=n)
                 while True:
@@ -334,13 +339,14 @@ def _pg_rate(workers: int, n: int) -> float:
                     if not left:
                         break
                     time.sleep(0.05)
+            busy1 = machine_busy()
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait(30)
             db.dispose()
-    return n / t.seconds
+    return n / t.seconds, (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
 
 
 def p5(quick: bool) -> dict[str, Any]:
@@ -349,10 +355,15 @@ def p5(quick: bool) -> dict[str, Any]:
     if not postgres_available():
         return {"figure": "P5", "skipped": "no PostgreSQL server", "holds": None}
     n = 1_000 if quick else 6_000
-    one = _pg_rate(1, n)
-    two = _pg_rate(2, n)
+    (one, busy_one), (two, busy_two) = _pg_rate(1, n), _pg_rate(2, n)
     ratio = two / one
+    cpus = os.cpu_count() or 1
+    # how much of the machine each run kept busy, and the machine's CPU per event: a
+    # second worker can add at most what the first left idle (on 2 CPUs beside the server)
     return {"figure": "P5", "events": n, "one_worker_per_s": one, "two_workers_per_s": two, "ratio": ratio,
+            "machine_busy_one": round(busy_one, 2), "machine_busy_two": round(busy_two, 2),
+            "cpu_ms_per_event_one": round(1000 * busy_one * cpus / one, 2),
+            "cpu_ms_per_event_two": round(1000 * busy_two * cpus / two, 2),
             "goal": "2 workers >= 1.7 x 1 worker", "holds": ratio >= 1.7}
 
 
