@@ -64,8 +64,9 @@ def entry_words(entry: dict[str, Any], document: dict[str, Any] | None) -> str:
     if "holds the contact" in why and step:
         wait = f" for {duration_words(step['duration'])}" if step.get("duration") else ""
         return f"waits at “{label}”{wait}"
-    if step and f"'{step.get('id')}'" in why:
-        return why.replace(f"'{step.get('id')}'", f"“{label}”")
+    for named in ([str(step.get("id")), label] if step else []):  # the log names a step by id or label
+        if f"'{named}'" in why:
+            return why.replace(f"'{named}'", f"“{label}”")
     return why
 
 
@@ -81,6 +82,16 @@ def worded(s: Session, tenant_id: int, timeline: list[dict[str, Any]],
                                 JourneyVersion.journey_id.in_({j for j, _ in wanted})))
         documents = {(j, v): d for j, v, d in rows if (j, v) in wanted}
     return [{**e, "words": entry_words(e, documents.get(runs.get(e.get("instance_id"), (0, 0))))} for e in timeline]
+
+
+def step_label(s: Session, tenant_id: int, journey_id: int, version: int, step_id: str) -> str:
+    """A step's label in the version a run is on, as the author named it on the canvas
+    (its id when it has no label, or the version no longer has the step)."""
+    document = s.scalar(select(JourneyVersion.document).where(
+        JourneyVersion.tenant_id == tenant_id, JourneyVersion.journey_id == journey_id,
+        JourneyVersion.version == version)) or {}
+    step = next((x for x in document.get("steps") or [] if isinstance(x, dict) and x.get("id") == step_id), None)
+    return str(step.get("label") or step_id) if step else step_id
 
 
 def journey_names(s: Session, tenant_id: int, journey_ids: set[int]) -> dict[int, str]:

@@ -63,6 +63,7 @@ def test_welcome_journey_from_template_to_analytics(server, page):
     shot(page, "06-analytics")
     page.click("text=Timeline")
     expect(page.locator(".timeline")).to_contain_text("starting point 'subscribed'")
+    expect(page.locator("h2")).to_contain_text("at “Opened the welcome email? (check after 3 days)”")
     shot(page, "07-timeline")
 
     page.click("text=Contacts & CRM")

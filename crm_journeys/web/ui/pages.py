@@ -25,7 +25,7 @@ from crm_journeys.services.diff import diff_documents
 from crm_journeys.services.diff_words import changes_in_words
 from crm_journeys.services.entry_explain import why_not_in_journey
 from crm_journeys.services.gallery import template, templates
-from crm_journeys.services.timeline_words import journey_names, worded
+from crm_journeys.services.timeline_words import journey_names, step_label, worded
 from crm_journeys.storage.auth_models import User
 from crm_journeys.storage.models import JourneyVersion
 from crm_journeys.web.access import csrf_ok, csrf_token, session_principal, ui_require
@@ -340,6 +340,8 @@ def instance(instance_id: int) -> Any:
         detail = queries.instance_detail(s, p.tenant_id, instance_id)
         journey = queries.journey(s, p.tenant_id, detail["journey_id"])
         detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], [detail])
+        if detail.get("step"):
+            detail["step_label"] = step_label(s, p.tenant_id, detail["journey_id"], detail["version"], detail["step"])
     return render_template("crm_journeys/instance.html", instance=detail, journey=journey)
 
 
