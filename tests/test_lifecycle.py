@@ -80,3 +80,37 @@ def test_migration_map_moves_contacts_to_the_new_version(harness):
     with pytest.raises(DefinitionError) as err:
         _republish(harness, jid, v2, migration={"opened_check": "no_such_step"})
     assert "migration.opened_check" in err.value.errors
+
+
+def test_a_version_stored_by_an_older_compiler_runs_what_the_current_one_makes(harness):
+    """A version published before a compiler fix keeps its document, and the runtime
+    compiles that again: here a goal waiting for ``any`` event, whose stored rules (as an
+    older compiler made them) listened to no event, ends the run on the contact's next
+    event without a republish."""
+    from sqlalchemy import select
+
+    from crm_journeys.runtime.services import Runtime
+    from crm_journeys.runtime.worker import Worker
+    from crm_journeys.storage.models import JourneyVersion
+
+    jid = harness.publish({
+        "format_version": 1, "name": "Any event ends it", "entry": {"policy": "every_time"},
+        "starting_points": [{"id": "tagged", "type": "tag_added", "params": {"tag": "x"}}],
+        "first_step": "pause",
+        "steps": [{"id": "pause", "type": "wait", "duration": "P2D", "next": "late"},
+                  {"id": "late", "type": "action", "action": "add_tag", "params": {"tag": "late"}, "next": None}],
+        "goals": [{"id": "active", "event": {"type": "any"}, "then": None}]})
+    with harness.db.unit_of_work() as s:  # what the compiler before the fix stored
+        version = s.scalar(select(JourneyVersion).where(JourneyVersion.journey_id == jid))
+        old = dict(version.compiled)
+        old.pop("compiler")
+        old["listens"] = [t for t in old["listens"] if t != "*"]
+        version.compiled = old
+    harness.runtime = Runtime(db=harness.db, clock=harness.clock)  # a process started after the upgrade
+    harness.worker = Worker(harness.runtime)
+    harness.event("tag_added", "old@example.com", key="x")
+    harness.run()
+    harness.event("purchase", "old@example.com", key="o-1")
+    harness.advance(days=3)
+    assert harness.actions_for("old@example.com") == []
+    assert [i.outcome for i in harness.instances()] == ["goal active"]

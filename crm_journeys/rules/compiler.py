@@ -26,6 +26,10 @@ MAX_RULES = 4000
 MAX_MESSAGE_KEYS = 240
 
 HELD_KINDS = ("event", "update", "timer")
+# Raise when the rules a document compiles to change (a fix in how a step or goal
+# compiles): versions stored by an older compiler are compiled again when loaded
+# (``runtime.versions.compiled_of``), so the fix reaches them without a republish.
+COMPILER_VERSION = 2
 CART_DONE_EVENTS = ("order_confirmed", "purchase")  # carry the cart_id they complete
 
 
@@ -45,7 +49,7 @@ class CompiledJourney:
         return {
             "ruleset_name": self.ruleset_name, "ruleset": self.ruleset, "intents": self.intents,
             "needs": self.needs.to_json(), "entry_routes": self.entry_routes,
-            "listens": self.listens, "holds": self.holds,
+            "listens": self.listens, "holds": self.holds, "compiler": COMPILER_VERSION,
         }
 
     @classmethod

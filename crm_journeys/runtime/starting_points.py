@@ -105,14 +105,12 @@ def on_publish(session: Session, journey: Journey, version: JourneyVersion, mode
 
 def on_status(session: Session, journey: Journey, version: JourneyVersion, now: datetime) -> None:
     """After pause / resume / archive: aux routes follow; a resumed journey is re-indexed."""
-    from crm_journeys.rules.compiler import CompiledJourney
-    from crm_journeys.runtime.versions import validate
+    from crm_journeys.runtime.versions import compiled_of, validate
 
     model = validate(version.document)
     write_aux_routes(session, journey, version, model)
     if journey.status == "live":
-        dates.on_publish(session, _loaded(journey, version, model,
-                                          CompiledJourney.from_json(version.compiled)), now)
+        dates.on_publish(session, _loaded(journey, version, model, compiled_of(version, model)), now)
 
 
 # --- worker -----------------------------------------------------------------------------

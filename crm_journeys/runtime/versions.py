@@ -7,6 +7,7 @@ Contacts in flight stay on the version they entered unless a migration map moves
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,13 +18,20 @@ from sqlalchemy.orm import Session
 
 from crm_journeys.definition.model import Journey as JourneyModel
 from crm_journeys.errors import DefinitionError, NotFound
-from crm_journeys.rules.compiler import CompiledJourney, compile_journey, ruleset_name_for
+from crm_journeys.rules.compiler import (
+    COMPILER_VERSION,
+    CompiledJourney,
+    compile_journey,
+    ruleset_name_for,
+)
 from crm_journeys.runtime import publish_checks, starting_points  # noqa: E402  (after the models it uses)
 from crm_journeys.runtime.owners import OwnerLookup, resolve_owners
 from crm_journeys.storage.models import Instance, Journey, JourneyVersion, Route, StepLog
 
 STATUSES = ("draft", "live", "paused", "archived")
 
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedVersion:
@@ -162,7 +170,7 @@ def set_status(session: Session, tenant_id: int, journey_id: int, status: str, n
     journey.updated_at = now
     version = session.get(JourneyVersion, journey.live_version_id)
     assert version is not None
-    write_routes(session, journey, version, CompiledJourney.from_json(version.compiled))
+    write_routes(session, journey, version, compiled_of(version))
     starting_points.on_status(session, journey, version, now)
     if status == "archived":
         session.execute(update(Instance).where(Instance.journey_id == journey.id,
@@ -183,7 +191,24 @@ class VersionCache:
             row = session.get(JourneyVersion, version_id)
             if row is None:
                 raise NotFound(f"no journey version {version_id}")
-            hit = LoadedVersion(row.id, row.journey_id, row.tenant_id, row.version,
-                                validate(row.document), CompiledJourney.from_json(row.compiled))
+            model = validate(row.document)
+            hit = LoadedVersion(row.id, row.journey_id, row.tenant_id, row.version, model, compiled_of(row, model))
             self._by_id[version_id] = hit
         return hit
+
+
+def compiled_of(version: JourneyVersion, model: JourneyModel | None = None) -> CompiledJourney:
+    """A version's rules as this compiler makes them. The stored rules when the current
+    compiler made them; otherwise the document, which is the version, compiled again
+    under the same ruleset name (a fix in how documents compile, such as goals waiting
+    for ``any`` event, then reaches versions published before it). If the old document
+    no longer compiles, the stored rules run as before, and the log says why."""
+    stored = version.compiled or {}
+    if stored.get("compiler") == COMPILER_VERSION:
+        return CompiledJourney.from_json(stored)
+    try:
+        return compile_journey(model or validate(version.document), stored["ruleset_name"], str(version.journey_id))
+    except Exception:
+        log.warning("journey version %s could not be compiled again; it runs its stored rules", version.id,
+                    exc_info=True, extra={"tenant_id": version.tenant_id, "journey_id": version.journey_id})
+        return CompiledJourney.from_json(stored)
