@@ -28,6 +28,12 @@ the documentation, not a live portal; docs/connectors.md lists the differences):
 - Owners: ``GET /crm/v3/owners`` (``limit`` up to 500, ``after``, ``email``, ``archived``),
   scope ``crm.objects.owners.read``; ``id`` is what ``hubspot_owner_id`` takes, ``userId``
   is refused there (https://developers.hubspot.com/docs/api-reference/crm-crm-owners-v3/guide).
+- Communication preferences v4, unsubscribe from all email:
+  ``POST /communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all?channel=EMAIL``
+  (400 without ``channel``; a repeat leaves the address unsubscribed) and its ``GET``,
+  whose ``results`` is empty for an address that has not opted out of all email
+  (https://developers.hubspot.com/docs/api-reference/communication-preferences-subscriptions-v4/subscription-status/get-communication-preferences-v4-statuses-subscriberIdString-unsubscribe-all).
+  Not in the shared specs: its endpoints check their own parameters.
 - Paging: object lists at most 100 per page with ``paging.next.after``; search 200 per
   page and 10,000 results per query (https://developers.hubspot.com/docs/api/crm/search).
 """
@@ -79,6 +85,8 @@ CANONICAL = {"email": "email", "first_name": "firstname", "last_name": "lastname
 READ_ONLY = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id",
              "hs_email_optout"}  # set through the communication preferences API only
 LEAD_TO_CONTACT = 578
+UNSUB_ALL = "/communication-preferences/v4/statuses"
+CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})
 OWNERS_SCOPE = "crm.objects.owners.read"
 SCOPES = frozenset({"crm.objects.contacts.read", "crm.objects.contacts.write",
                     "crm.schemas.contacts.write", OWNERS_SCOPE})
@@ -128,6 +136,7 @@ class FakeHubSpot(FakeCrm):
         self.event_ids = iter(range(9001, 10**9))
         self.owners = [dict(o) for o in OWNERS]
         self.scopes = set(SCOPES)  # what the token was granted; tests take some away
+        self.opted_out: dict[tuple[str, str], str] = {}  # (address, channel) -> when
 
     def rules(self) -> list[Rule]:
         obj = "/crm/v3/objects/<otype>"
@@ -150,12 +159,16 @@ class FakeHubSpot(FakeCrm):
                  methods=["GET"]),
             Rule("/crm/v3/owners", endpoint=self.list_owners, methods=["GET"]),
             Rule("/crm/v3/owners/<owner_id>", endpoint=self.get_owner, methods=["GET"]),
+            Rule(f"{UNSUB_ALL}/<subscriber>/unsubscribe-all", endpoint=self.unsubscribe_all,
+                 methods=["POST"]),
+            Rule(f"{UNSUB_ALL}/<subscriber>/unsubscribe-all", endpoint=self.unsubscribed_status,
+                 methods=["GET"]),
         ]
 
     def validate(self, request: Request) -> None:
-        """The shared specs do not describe the owners API: its endpoints check their own
-        parameters (``list_owners``); everything else goes through the spec."""
-        if not request.path.startswith("/crm/v3/owners"):
+        """The shared specs do not describe the owners API nor communication preferences:
+        their endpoints check their own parameters; everything else goes through the spec."""
+        if not request.path.startswith(("/crm/v3/owners", UNSUB_ALL)):
             super().validate(request)
 
     # --- HubSpot's answers ----------------------------------------------------------
@@ -289,6 +302,43 @@ class FakeHubSpot(FakeCrm):
         if found is None:
             raise HostError(404, f"Owner {owner_id} not found", "OBJECT_NOT_FOUND")
         return json_response(self._owner_out(found))
+
+    def _channel(self, request: Request) -> str:
+        channel = request.args.get("channel")
+        if not channel:
+            raise HostError(400, "Required query parameter 'channel' is missing", "VALIDATION_ERROR")
+        if channel not in CHANNELS:
+            raise HostError(400, f"channel {channel!r} is not one of {sorted(CHANNELS)}", "VALIDATION_ERROR")
+        return channel
+
+    def _wide_statuses(self, subscriber: str, channel: str) -> list[dict[str, Any]]:
+        when = self.opted_out.get((subscriber.lower(), channel))
+        return [] if when is None else [{"subscriberIdString": subscriber, "channel": channel,
+                                         "status": "UNSUBSCRIBED", "timestamp": when,
+                                         "wideStatusType": "PORTAL_WIDE"}]
+
+    def unsubscribe_all(self, request: Request, subscriber: str) -> Response:
+        """The address leaves every subscription of the channel (and, for email, its contact
+        gets ``hs_email_optout``); a repeat changes nothing."""
+        channel = self._channel(request)
+        started = iso(self.now())
+        if (subscriber.lower(), channel) not in self.opted_out:
+            self.opted_out[(subscriber.lower(), channel)] = started
+            for record in self.objects["contacts"].values():  # HubSpot sets its read-only flag
+                if channel == "EMAIL" and str(record["properties"].get("email", "")).lower() == subscriber.lower():
+                    self._store("contacts", {"hs_email_optout": "true"}, record["id"])
+        return json_response({"status": "COMPLETE", "startedAt": started, "completedAt": iso(self.now()),
+                              "results": [dict(s, source="Public API") for s in self._wide_statuses(subscriber, channel)]})
+
+    def unsubscribed_status(self, request: Request, subscriber: str) -> Response:
+        channel = request.args.get("channel") or "EMAIL"
+        now = iso(self.now())
+        return json_response({"status": "COMPLETE", "startedAt": now, "completedAt": now,
+                              "results": self._wide_statuses(subscriber, channel)})
+
+    def unsubscribed_from_all(self, address: str) -> bool:
+        """What HubSpot's preferences say of the address (email channel)."""
+        return (address.lower(), "EMAIL") in self.opted_out
 
     def list_objects(self, request: Request, otype: str) -> Response:
         otype = self._type(otype)
