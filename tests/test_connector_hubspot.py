@@ -150,3 +150,60 @@ def test_a_read_only_property_is_refused_in_hubspots_words(host, connector):
     ref = host.add_contact(email="a@example.com", first_name="A", last_name="B")
     with pytest.raises(FatalConnectorError, match="READ_ONLY_VALUE"):
         connector.update_fields(ref, {"createdate": "2020-01-01"}, "k")
+
+
+# --- email opt-out: hs_email_optout is read-only, the v4 preferences API unsubscribes ---
+UNSUB = "/communication-preferences/v4/statuses/{}/unsubscribe-all"
+
+
+def test_opt_out_unsubscribes_the_address_from_all_email_and_patches_the_rest(host, connector):
+    ref = host.add_contact(email="ada@example.com", first_name="A", last_name="B")
+    result = connector.update_fields(ref, {"email_opt_out": True, "first_name": "Ada"}, "k")
+    assert host.unsubscribed_from_all("ada@example.com")
+    assert host.contact_value(ref, "first_name") == "Ada"  # the other field went by PATCH
+    assert "unsubscribed ada@example.com from all email" in result.detail
+    assert connector.fetch_contact(ref).fields["email_opt_out"] is True  # HubSpot set its flag
+    connector.update_fields(ref, {"email_opt_out": True}, "k")  # a retry leaves it so
+    assert host.unsubscribed_from_all("ada@example.com")
+
+
+def test_resubscribe_calls_nothing_and_says_why(host, connector):
+    ref = host.add_contact(email="bo@example.com", first_name="B", last_name="C")
+    calls = len(host.requests)
+    result = connector.update_fields(ref, {"email_opt_out": False}, "k")
+    assert host.requests[calls:] == []
+    assert "HubSpot keeps the opt-out" in result.detail and "preferences page" in result.detail
+
+
+def test_unsubscribe_all_as_hubspot_answers_it(host):
+    import requests
+
+    url = host.url + UNSUB.format("cy@example.com")
+    auth = {"Authorization": f"Bearer {host.token}"}
+    assert requests.get(url, headers=auth, timeout=5).json()["results"] == []  # not opted out yet
+    assert requests.post(url, params={"channel": "EMAIL"}, timeout=5).status_code == 401
+    missing = requests.post(url, headers=auth, timeout=5)
+    assert missing.status_code == 400 and missing.json()["category"] == "VALIDATION_ERROR"
+    done = requests.post(url, params={"channel": "EMAIL"}, headers=auth, timeout=5)
+    assert done.status_code == 200 and done.json()["status"] == "COMPLETE"
+    [status] = requests.get(url, headers=auth, timeout=5).json()["results"]
+    assert (status["channel"], status["status"], status["subscriberIdString"]) == (
+        "EMAIL", "UNSUBSCRIBED", "cy@example.com")
+
+
+def test_unsubscribe_outage_is_retriable_not_fatal(host, connector):
+    from crm_journeys.errors import RetriableConnectorError
+
+    ref = host.add_contact(email="di@example.com", first_name="D", last_name="E")
+    host.inject(503, {"status": "error", "message": "Service Unavailable"}, times=10,
+                when=lambda r: r.path.endswith("/unsubscribe-all"))
+    with pytest.raises(RetriableConnectorError):
+        connector.update_fields(ref, {"email_opt_out": True}, "k")
+    assert not host.unsubscribed_from_all("di@example.com")
+
+
+def test_unsubscribe_of_a_contact_gone_from_hubspot_is_fatal(host, connector):
+    ref = host.add_contact(email="ed@example.com", first_name="E", last_name="F")
+    host.delete_contact(ref)
+    with pytest.raises(FatalConnectorError):
+        connector.update_fields(ref, {"email_opt_out": True}, "k")

@@ -64,6 +64,9 @@ FIELDS = {"email": "email", "first_name": "firstname", "last_name": "lastname",
           "phone": "phone", "owner": "hubspot_owner_id", "time_zone": "hs_timezone",
           "language": "hs_language", "birthday": "date_of_birth"}
 ACTIVITY_TYPES = {"task": "tasks", "phone_call": "calls", "appointment": "meetings"}
+OPT_OUT = "email_opt_out"  # canonical; HubSpot's hs_email_optout is read-only
+RESUBSCRIBE_KEPT = ("not re-subscribed: HubSpot keeps the opt-out from all email until the contact "
+                    "re-subscribes through HubSpot's own preferences page")
 LEAD_TO_CONTACT = 578  # HUBSPOT_DEFINED "lead to primary contact"
 SIGNATURE_WINDOW_MS = 5 * 60 * 1000
 HINTS = HostHints(
@@ -250,9 +253,40 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
 
     def update_fields(self, contact_ref: str, values: dict[str, Any],
                       idempotency_key: str) -> WriteResult:
-        props = {FIELDS.get(name, name): "" if v is None else str(v) for name, v in values.items()}
-        self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}", json={"properties": props})
-        return WriteResult(contact_ref, created=False, detail=f"updated {sorted(values)}")
+        """Properties by PATCH; ``email_opt_out`` through the communication preferences API,
+        since ``hs_email_optout`` is read-only in HubSpot."""
+        values = dict(values)
+        notes = []
+        if OPT_OUT in values:
+            notes.append(self._write_opt_out(contact_ref, values.pop(OPT_OUT)))
+        if values:
+            props = {FIELDS.get(name, name): "" if v is None else str(v) for name, v in values.items()}
+            self.http.patch(f"/crm/v3/objects/contacts/{contact_ref}", json={"properties": props})
+            notes.insert(0, f"updated {sorted(values)}")
+        return WriteResult(contact_ref, created=False, detail="; ".join(notes))
+
+    def _write_opt_out(self, contact_ref: str, value: Any) -> str:
+        """True: unsubscribe the contact's address from all email (v4, idempotent in effect:
+        a repeat leaves it unsubscribed). False: nothing to call, HubSpot re-subscribes a
+        contact who opted out of all email only with a legal basis the contact gives it, so
+        the answer says so and the write is done rather than retried."""
+        if value not in (True, "true", "True", "1", 1):
+            return RESUBSCRIBE_KEPT
+        email = self._email_of(contact_ref)
+        self.http.post(f"/communication-preferences/v4/statuses/{quote(email, safe='@')}/unsubscribe-all",
+                       params={"channel": "EMAIL"}, idempotent=True)
+        return f"unsubscribed {email} from all email in HubSpot"
+
+    def _email_of(self, contact_ref: str) -> str:
+        """The subscriber id the preferences API takes is the address: the ref may be one
+        already, else the contact's ``email`` is read."""
+        if "@" in contact_ref:
+            return contact_ref
+        record = self.http.get(f"/crm/v3/objects/contacts/{contact_ref}", params={"properties": "email"})
+        email = (record.get("properties") or {}).get("email")
+        if not email:
+            raise FatalConnectorError(f"HubSpot contact {contact_ref} has no email address to unsubscribe")
+        return str(email)
 
     def _read_tags(self, contact_ref: str) -> object:
         record = self.http.get(f"/crm/v3/objects/contacts/{contact_ref}", params={"properties": self.tags_property})
