@@ -1,5 +1,6 @@
 """Marketing consent per contact and channel: recorded at once, readable by conditions,
-written back to the host CRM (the sandbox), and followed from the host's own opt-out."""
+written back to the host CRM (the sandbox; HubSpot through its communication preferences
+API), and followed from the host's own opt-out."""
 
 from __future__ import annotations
 
@@ -121,15 +122,108 @@ def test_purchased_any_admits_subscribed_and_never_asked_contacts_only(harness):
     assert tagged == {"fay@example.com", "hal@example.com"}
 
 
-def test_no_write_back_where_the_host_keeps_opt_out_read_only(harness):
+def test_no_write_back_where_the_connector_does_not_write_the_opt_out(harness):
     from sqlalchemy import update
 
     from crm_journeys.storage.models import OutboxMessage, Tenant
 
     harness.snapshot("ida", "ida@example.com", 1)
     harness.run()
-    with harness.db.unit_of_work() as s:
-        s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="hubspot"))
+    with harness.db.unit_of_work() as s:  # Odoo keeps it in mail.blacklist: not wired yet
+        s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="odoo"))
     _unsubscribe(harness, "ida@example.com")
     with harness.db.unit_of_work() as s:
         assert s.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == harness.tenant_id)).all() == []
+
+
+# --- HubSpot: hs_email_optout is read-only, the write-back goes through its preferences API ---
+@pytest.fixture
+def hubspot(harness):  # type: ignore[no-untyped-def]
+    """The harness tenant made a HubSpot one, its connector talking to a fake account on
+    the harness clock; ``add(email)`` puts a contact in both, synced as the host has it."""
+    from sqlalchemy import update
+
+    from crm_journeys.runtime.ingest import IncomingEvent, ingest
+    from crm_journeys.storage.models import Tenant
+    from tests.fakes.hubspot import FakeHubSpot
+    from tests.test_connector_hubspot import make
+
+    with FakeHubSpot(harness.clock) as fake:
+        with harness.db.unit_of_work() as s:
+            s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="hubspot"))
+        harness.runtime.use_connector(harness.tenant_id, make(fake))
+
+        def add(email: str) -> str:
+            ref = fake.add_contact(email=email, first_name=email.split("@")[0].title(), last_name="H")
+            with harness.db.unit_of_work() as s:
+                ingest(s, harness.tenant_id, IncomingEvent(
+                    type="contact_upserted", contact={"id": ref, "email": email},
+                    properties={"external_id": ref, "email": email, "tags": [], "version": "1", "fields": {}},
+                    dedup_key=f"snap:{ref}:1"), harness.clock.now())
+            harness.run()
+            return ref
+
+        fake.add = add  # type: ignore[attr-defined]
+        yield fake
+        assert fake.spec_violations == []
+
+
+def test_hubspot_unsubscribe_by_link_unsubscribes_the_address_from_all_email(harness, hubspot):
+    ref = hubspot.add("jo@example.com")
+    _unsubscribe(harness, "jo@example.com", source="one_click")
+    assert not hubspot.unsubscribed_from_all("jo@example.com")  # queued, not yet written
+    harness.run()
+    [row] = harness.outbox()
+    assert (row.action, row.status, row.params) == ("update_field", "done", {"field": "email_opt_out", "value": True})
+    assert hubspot.unsubscribed_from_all("jo@example.com")
+    assert hubspot.objects["contacts"][ref]["properties"]["hs_email_optout"] == "true"
+    assert ("POST", "/communication-preferences/v4/statuses/jo@example.com/unsubscribe-all?channel=EMAIL") \
+        in hubspot.requests
+    assert not any(m == "PATCH" and "/contacts/" in p for m, p in hubspot.requests)  # never as a property
+
+
+def test_hubspot_resubscribe_is_done_without_a_call_and_says_why(harness, hubspot):
+    hubspot.add("kay@example.com")
+    _unsubscribe(harness, "kay@example.com", source="one_click")
+    harness.run()
+    with harness.db.unit_of_work() as s:
+        kay = s.scalar(select(Contact).where(Contact.tenant_id == harness.tenant_id, Contact.email == "kay@example.com"))
+        set_consent(s, kay, "email", "subscribed", "preferences", harness.clock.now())
+    calls = len(hubspot.requests)
+    harness.run()
+    again = harness.outbox()[-1]
+    assert (again.params["value"], again.status) == (False, "done")
+    assert "HubSpot keeps the opt-out" in again.result["summary"]
+    assert hubspot.requests[calls:] == []  # nothing asked of HubSpot
+    assert hubspot.unsubscribed_from_all("kay@example.com")  # HubSpot's own page re-subscribes
+    ref = again.result["external_id"]
+    record = hubspot.objects["contacts"][ref]["properties"]
+    with harness.db.unit_of_work() as s:  # HubSpot's next snapshot still says opted out: followed
+        from crm_journeys.runtime.ingest import IncomingEvent, ingest
+
+        ingest(s, harness.tenant_id, IncomingEvent(
+            type="contact_upserted", contact={"id": ref, "email": "kay@example.com"},
+            properties={"external_id": ref, "email": "kay@example.com", "tags": [], "version": "2",
+                        "fields": {"email_opt_out": record["hs_email_optout"] == "true"}},
+            dedup_key=f"snap:{ref}:2"), harness.clock.now())
+    harness.run()
+    with harness.db.unit_of_work() as s:
+        state = consent_of(s, harness.tenant_id, kay.id)
+    assert (state.status, state.source) == (UNSUBSCRIBED, "host")
+
+
+def test_hubspot_outage_delays_the_unsubscribe_and_never_drops_it(harness, hubspot):
+    hubspot.add("lou@example.com")
+    hubspot.inject(503, {"status": "error", "message": "Service Unavailable"}, times=100,
+                   when=lambda r: r.path.endswith("/unsubscribe-all"))
+    _unsubscribe(harness, "lou@example.com", source="one_click")
+    harness.run()
+    [row] = harness.outbox()
+    assert row.status == "pending" and row.attempts == 1 and "503" in row.last_error
+    assert row.next_attempt_at > harness.clock.now()
+    assert not hubspot.unsubscribed_from_all("lou@example.com")
+    hubspot.faults.clear()  # HubSpot is back
+    harness.advance(hours=2)
+    [row] = harness.outbox()
+    assert row.status == "done" and row.attempts == 2
+    assert hubspot.unsubscribed_from_all("lou@example.com")

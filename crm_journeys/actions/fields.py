@@ -35,7 +35,10 @@ class UpdateField(Action[dict[str, Any]]):
         values = {params["field"]: params["value"]}
         result = ctx.connector.update_fields(ctx.contact_ref, values, idempotency_key=ctx.idempotency_key)
         _emit_fields(ctx, values)
-        return ActionResult.done(f"set {params['field']} = {params['value']!r}", result.external_id)
+        summary = f"set {params['field']} = {params['value']!r}"
+        if result.detail and result.detail != f"updated {sorted(values)}":
+            summary += f" ({result.detail})"  # what the host did instead, e.g. HubSpot's kept opt-out
+        return ActionResult.done(summary, result.external_id)
 
 
 class AssignScoreParamsSchema(ParamsSchema):

@@ -28,10 +28,11 @@ SUBSCRIBED, UNSUBSCRIBED, NEVER_ASKED = "subscribed", "unsubscribed", "never_ask
 STATUSES = (SUBSCRIBED, UNSUBSCRIBED)
 HOST_OPT_OUT = {"email": "email_opt_out"}  # canonical host field per channel, where hosts keep one
 HOST = "host"
-# hosts whose connector writes ``email_opt_out`` with ``update_fields`` (HubSpot's
-# hs_email_optout is read-only: its unsubscribes go through the communication
-# preferences API, not wired yet, so HubSpot tenants keep an unsubscribe locally)
-WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics"})  # Odoo: mail.blacklist, not wired yet
+# hosts whose connector writes ``email_opt_out`` with ``update_fields``. HubSpot's
+# hs_email_optout is read-only: its connector unsubscribes the address from all email
+# through the communication preferences API instead, and cannot re-subscribe it (the
+# contact does that on HubSpot's own preferences page)
+WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics", "hubspot"})  # Odoo: mail.blacklist, not wired yet
 
 
 def fact_name(channel: str) -> str:
