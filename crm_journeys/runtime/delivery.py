@@ -135,12 +135,15 @@ class Delivery:
 
     def assist(self) -> int:
         """A pass on the caller's thread: the decisions loop's, right after it handed rows
-        over (``assisted``). If the loop thread is in a pass, it is asked for another."""
+        over (``assisted``). If the loop thread is in a pass, it is asked for another.
+        Returns the local rows it ran: what is worth another turn of the decisions loop
+        (rows the pool finished or claims are the delivery loop's, which wakes for them;
+        counting them would spin the decisions loop on an empty inbox)."""
         if time.monotonic() < self._assist_after or not self._pass_lock.acquire(blocking=False):
             self.wake.set()
             return self._assist_local()
         try:
-            done = self._pass()
+            self._pass()
         except Exception:
             # the delivery loop retries with its own backoff; this thread waits as long
             self._assist_failures += 1
@@ -152,7 +155,7 @@ class Delivery:
         finally:
             self._pass_lock.release()
         self._assist_failures = 0
-        return done + self._assist_local()
+        return self._assist_local()
 
     def _assist_local(self) -> int:
         """Local rows on the decisions loop's thread too, where two may run at once
