@@ -141,6 +141,7 @@ HUBSPOT = HostProfile(
         "create_lead": ("crm.objects.leads.read", "crm.objects.leads.write"),
         "manage_schema": ("crm.schemas.contacts.write",),
         "list_owners": ("crm.objects.owners.read",),  # GET /crm/v3/owners
+        "write_consent": ("communication_preferences.read_write",),  # unsubscribe-all (optional scope)
         "receive_webhooks": (),
     },
     webhooks=tuple({"subscription": s, "target": HUBSPOT_WEBHOOK_PATH,

@@ -104,7 +104,8 @@ def _auth(profile: HostProfile) -> dict[str, Any]:
     assert app is not None  # every oauth2 profile names its app
     return {"type": "oauth2", "grant": "authorization_code", "pkce": app.pkce,
             "authorize_url": app.authorize_url, "token_url": app.token_url,
-            "scopes": list(app.scopes), "redirect_path": ENDPOINTS["oauth_callback"]}
+            "scopes": list(app.scopes), "optional_scopes": list(app.optional_scopes),
+            "redirect_path": ENDPOINTS["oauth_callback"]}
 
 
 def render() -> str:

@@ -207,3 +207,26 @@ def test_unsubscribe_of_a_contact_gone_from_hubspot_is_fatal(host, connector):
     host.delete_contact(ref)
     with pytest.raises(FatalConnectorError):
         connector.update_fields(ref, {"email_opt_out": True}, "k")
+
+
+def test_unsubscribe_without_the_preferences_scope_says_which_scope_to_grant(host, connector):
+    """An account that did not grant the optional scope at install: the write-back is
+    refused, not retried for ever, and the outbox row names the scope to add."""
+    ref = host.add_contact(email="fi@example.com", first_name="F", last_name="G")
+    host.scopes.discard("communication_preferences.read_write")
+    with pytest.raises(FatalConnectorError, match="communication_preferences.read_write"):
+        connector.update_fields(ref, {"email_opt_out": True}, "k")
+    assert not host.unsubscribed_from_all("fi@example.com")
+
+
+def test_the_install_asks_for_the_preferences_scope_as_optional():
+    """Required scopes an account cannot grant would stop the whole install; the
+    preferences scope is asked with ``optional_scope``."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from crm_journeys.connectors.oauth import OAuthClient, hubspot_app
+
+    url = OAuthClient(hubspot_app(), "client", "secret").authorization_url("https://x.example/cb", "st")
+    query = parse_qs(urlsplit(url).query)
+    assert query["optional_scope"] == ["communication_preferences.read_write"]
+    assert "communication_preferences.read_write" not in query["scope"][0]

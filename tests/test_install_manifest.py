@@ -37,7 +37,8 @@ def test_manifest_comes_from_the_registries():
     hubspot = manifest["hosts"]["hubspot"]
     assert set(hubspot["auth"]["scopes"]) == set(HUBSPOT_SCOPES)
     granted = {s for scopes in hubspot["capabilities"].values() for s in scopes}
-    assert granted <= set(HUBSPOT_SCOPES)  # no capability needs a scope we do not ask for
+    asked = set(HUBSPOT_SCOPES) | set(hubspot["auth"]["optional_scopes"])
+    assert granted <= asked  # no capability needs a scope we do not ask for
     assert [w["subscription"] for w in hubspot["webhooks"]][0] == "contact.creation"
     assert "receive_webhooks" not in manifest["hosts"]["salesforce"]["capabilities"]
     assert manifest["hosts"]["odoo"]["auth"] == {"type": "api_key", "fields": ["api_key"]}

@@ -39,16 +39,23 @@ class OAuthApp:
     scope_separator: str = " "
     pkce: bool = False
     authorize_params: tuple[tuple[str, str], ...] = ()
+    # granted where the account can (HubSpot's ``optional_scope``): without them the
+    # install still works and only what needs them is refused
+    optional_scopes: tuple[str, ...] = ()
 
 
 HUBSPOT_SCOPES = ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
                   "crm.schemas.contacts.write", "crm.objects.leads.read",
                   "crm.objects.leads.write", "crm.objects.owners.read")
+# Asked as optional: an account whose plan or admin does not grant it still installs, and
+# only the unsubscribe write-back is refused (visibly, on its outbox row).
+HUBSPOT_CONSENT_SCOPE = "communication_preferences.read_write"
 
 
 def hubspot_app(api: str = "https://api.hubapi.com", app: str = "https://app.hubspot.com",
                 scopes: tuple[str, ...] = HUBSPOT_SCOPES) -> OAuthApp:
-    return OAuthApp("hubspot", f"{app}/oauth/authorize", f"{api}/oauth/v1/token", scopes)
+    return OAuthApp("hubspot", f"{app}/oauth/authorize", f"{api}/oauth/v1/token", scopes,
+                    optional_scopes=(HUBSPOT_CONSENT_SCOPE,))
 
 
 def salesforce_app(login_url: str = "https://login.salesforce.com") -> OAuthApp:
@@ -124,6 +131,8 @@ class OAuthClient:
         params = {"client_id": self.client_id, "redirect_uri": redirect_uri, "state": state,
                   "scope": self.app.scope_separator.join(self.app.scopes),
                   **dict(self.app.authorize_params), **extra}
+        if self.app.optional_scopes:
+            params["optional_scope"] = self.app.scope_separator.join(self.app.optional_scopes)
         if code_challenge:
             params.update(code_challenge=code_challenge, code_challenge_method="S256")
         return f"{self.app.authorize_url}?{urlencode(params)}"

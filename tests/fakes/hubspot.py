@@ -88,8 +88,9 @@ LEAD_TO_CONTACT = 578
 UNSUB_ALL = "/communication-preferences/v4/statuses"
 CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})
 OWNERS_SCOPE = "crm.objects.owners.read"
+CONSENT_SCOPE = "communication_preferences.read_write"  # the subscription preferences API
 SCOPES = frozenset({"crm.objects.contacts.read", "crm.objects.contacts.write",
-                    "crm.schemas.contacts.write", OWNERS_SCOPE})
+                    "crm.schemas.contacts.write", OWNERS_SCOPE, CONSENT_SCOPE})
 # Two salespeople and a deactivated one, as GET /crm/v3/owners words them.
 OWNERS = [
     {"id": "41629779", "email": "sam@sales.example", "firstName": "Sam", "lastName": "Seller",
@@ -320,6 +321,7 @@ class FakeHubSpot(FakeCrm):
     def unsubscribe_all(self, request: Request, subscriber: str) -> Response:
         """The address leaves every subscription of the channel (and, for email, its contact
         gets ``hs_email_optout``); a repeat changes nothing."""
+        self._need_scope(CONSENT_SCOPE)
         channel = self._channel(request)
         started = iso(self.now())
         if (subscriber.lower(), channel) not in self.opted_out:
@@ -331,6 +333,7 @@ class FakeHubSpot(FakeCrm):
                               "results": [dict(s, source="Public API") for s in self._wide_statuses(subscriber, channel)]})
 
     def unsubscribed_status(self, request: Request, subscriber: str) -> Response:
+        self._need_scope(CONSENT_SCOPE)
         channel = request.args.get("channel") or "EMAIL"
         now = iso(self.now())
         return json_response({"status": "COMPLETE", "startedAt": now, "completedAt": now,
