@@ -60,6 +60,7 @@ def test_welcome_journey_from_template_to_analytics(server, page):
     expect(page.locator("[data-count=entered]")).to_have_text("1")
     expect(page.locator("[data-count=waiting]")).to_have_text("1")
     expect(page.locator("table").last).to_contain_text("ada@example.com")
+    expect(page.locator("table").last).to_contain_text("Opened the welcome email? (check after 3 days)")
     shot(page, "06-analytics")
     page.click("text=Timeline")
     expect(page.locator(".timeline")).to_contain_text("starting point 'subscribed'")

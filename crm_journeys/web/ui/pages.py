@@ -330,7 +330,9 @@ def analytics(journey_id: int) -> Any:
         stats = queries.analytics(s, p.tenant_id, journey_id)
         page = pager(queries.count_instances(s, p.tenant_id, journey_id=journey_id))
         instances = queries.instance_rows(s, p.tenant_id, journey_id=journey_id, limit=page.per_page, offset=page.offset)
-    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances, pager=page)
+    step_labels = {st["id"]: st["label"] for st in stats["steps"]}  # the contacts' "at step", as named
+    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances,
+                           pager=page, step_labels=step_labels)
 
 
 @ui.get("/instances/<int:instance_id>")
