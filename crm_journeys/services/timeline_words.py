@@ -74,24 +74,28 @@ def worded(s: Session, tenant_id: int, timeline: list[dict[str, Any]],
            instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``timeline`` with a ``words`` sentence per entry, read against each run's version."""
     runs = {i["id"]: (i["journey_id"], i["version"]) for i in instances}
-    wanted = set(runs.values())
-    documents: dict[tuple[int, int], dict[str, Any]] = {}
-    if wanted:
-        rows = s.execute(select(JourneyVersion.journey_id, JourneyVersion.version, JourneyVersion.document)
-                         .where(JourneyVersion.tenant_id == tenant_id,
-                                JourneyVersion.journey_id.in_({j for j, _ in wanted})))
-        documents = {(j, v): d for j, v, d in rows if (j, v) in wanted}
+    documents = _documents(s, tenant_id, set(runs.values()))
     return [{**e, "words": entry_words(e, documents.get(runs.get(e.get("instance_id"), (0, 0))))} for e in timeline]
 
 
-def step_label(s: Session, tenant_id: int, journey_id: int, version: int, step_id: str) -> str:
-    """A step's label in the version a run is on, as the author named it on the canvas
-    (its id when it has no label, or the version no longer has the step)."""
-    document = s.scalar(select(JourneyVersion.document).where(
-        JourneyVersion.tenant_id == tenant_id, JourneyVersion.journey_id == journey_id,
-        JourneyVersion.version == version)) or {}
-    step = next((x for x in document.get("steps") or [] if isinstance(x, dict) and x.get("id") == step_id), None)
-    return str(step.get("label") or step_id) if step else step_id
+def with_step_labels(s: Session, tenant_id: int, instances: list[dict[str, Any]]) -> None:
+    """Each run's ``step_label``: the step it is at, named as the author named it in the
+    version it runs (its id when it has no label or the version has no such step)."""
+    documents = _documents(s, tenant_id, {(i["journey_id"], i["version"]) for i in instances if i.get("step")})
+    for i in instances:
+        steps = (documents.get((i["journey_id"], i["version"])) or {}).get("steps") or []
+        step = next((x for x in steps if isinstance(x, dict) and x.get("id") == i.get("step")), None)
+        i["step_label"] = str(step.get("label") or i["step"]) if step else i.get("step")
+
+
+def _documents(s: Session, tenant_id: int, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """The documents of the (journey, version) pairs wanted, in one query."""
+    if not wanted:
+        return {}
+    rows = s.execute(select(JourneyVersion.journey_id, JourneyVersion.version, JourneyVersion.document)
+                     .where(JourneyVersion.tenant_id == tenant_id,
+                            JourneyVersion.journey_id.in_({j for j, _ in wanted})))
+    return {(j, v): d for j, v, d in rows if (j, v) in wanted}
 
 
 def journey_names(s: Session, tenant_id: int, journey_ids: set[int]) -> dict[int, str]:

@@ -25,7 +25,7 @@ from crm_journeys.services.diff import diff_documents
 from crm_journeys.services.diff_words import changes_in_words
 from crm_journeys.services.entry_explain import why_not_in_journey
 from crm_journeys.services.gallery import template, templates
-from crm_journeys.services.timeline_words import journey_names, step_label, worded
+from crm_journeys.services.timeline_words import journey_names, with_step_labels, worded
 from crm_journeys.storage.auth_models import User
 from crm_journeys.storage.models import JourneyVersion
 from crm_journeys.web.access import csrf_ok, csrf_token, session_principal, ui_require
@@ -330,9 +330,8 @@ def analytics(journey_id: int) -> Any:
         stats = queries.analytics(s, p.tenant_id, journey_id)
         page = pager(queries.count_instances(s, p.tenant_id, journey_id=journey_id))
         instances = queries.instance_rows(s, p.tenant_id, journey_id=journey_id, limit=page.per_page, offset=page.offset)
-    step_labels = {st["id"]: st["label"] for st in stats["steps"]}  # the contacts' "at step", as named
-    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances,
-                           pager=page, step_labels=step_labels)
+        with_step_labels(s, p.tenant_id, instances)
+    return render_template("crm_journeys/analytics.html", journey=journey, stats=stats, instances=instances, pager=page)
 
 
 @ui.get("/instances/<int:instance_id>")
@@ -342,8 +341,7 @@ def instance(instance_id: int) -> Any:
         detail = queries.instance_detail(s, p.tenant_id, instance_id)
         journey = queries.journey(s, p.tenant_id, detail["journey_id"])
         detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], [detail])
-        if detail.get("step"):
-            detail["step_label"] = step_label(s, p.tenant_id, detail["journey_id"], detail["version"], detail["step"])
+        with_step_labels(s, p.tenant_id, [detail])
     return render_template("crm_journeys/instance.html", instance=detail, journey=journey)
 
 
@@ -366,6 +364,7 @@ def contact(contact_id: int) -> Any:
         detail = queries.contact_detail(s, p.tenant_id, contact_id)
         detail["timeline"] = worded(s, p.tenant_id, detail["timeline"], detail["instances"])
         names = journey_names(s, p.tenant_id, {i["journey_id"] for i in detail["instances"]})
+        with_step_labels(s, p.tenant_id, detail["instances"])
         why_not = why_not_for(s, p.tenant_id, detail, request.args.get("why_not", ""))
         live = queries.journeys(s, p.tenant_id, status="live")
     return render_template("crm_journeys/contact.html", contact=detail, names=names, why_not=why_not, live=live)
