@@ -131,3 +131,65 @@ def test_an_owner_email_is_refused_before_anything_is_written(host):
     with pytest.raises(FatalConnectorError, match="publish the journey again"):
         connector.create_activity(ref, spec, "k-email-owner")
     assert host.written("task", "k-email-owner") == []
+
+
+# --- the email opt-out: Odoo's mail.blacklist (is_blacklisted is computed from it) ---
+def _blacklist(host):
+    return [(r["email"], r["active"]) for r in host.tables["mail.blacklist"].values()]
+
+
+@pytest.mark.parametrize("version", [19, 17])
+def test_opt_out_adds_the_address_to_the_mail_blacklist_once(host, version):
+    connector = make(host, version=version)
+    ref = host.add_contact(email="Bo@Example.com", first_name="Bo", last_name="C")
+    result = connector.update_fields(ref, {"email_opt_out": True, "phone": "+331"}, "k-bl-1")
+    assert _blacklist(host) == [("bo@example.com", True)]
+    assert "added bo@example.com to Odoo's mail blacklist" in result.detail
+    assert host.contact_value(ref, "phone") == "+331"  # the other fields by the normal write
+    assert "email_opt_out" not in host.tables["res.partner"][int(ref)]  # never as a partner field
+    assert connector.fetch_contact(ref).fields["email_opt_out"] is True  # is_blacklisted follows
+    again = connector.update_fields(ref, {"email_opt_out": True}, "k-bl-1")  # a retry or repeat
+    assert _blacklist(host) == [("bo@example.com", True)]
+    assert "already in" in again.detail
+
+
+def test_opt_in_archives_the_row_and_a_new_opt_out_restores_it(host):
+    connector = make(host)
+    ref = host.add_contact(email="cy@example.com", first_name="Cy", last_name="D")
+    connector.update_fields(ref, {"email_opt_out": True}, "k-on")
+    off = connector.update_fields(ref, {"email_opt_out": False}, "k-off")
+    assert _blacklist(host) == [("cy@example.com", False)]
+    assert "removed" in off.detail
+    assert "email_opt_out" not in connector.fetch_contact(ref).fields
+    assert "not in" in connector.update_fields(ref, {"email_opt_out": False}, "k-off").detail
+    assert _blacklist(host) == [("cy@example.com", False)]  # a repeat changes nothing
+    connector.update_fields(ref, {"email_opt_out": True}, "k-on-again")
+    assert _blacklist(host) == [("cy@example.com", True)]  # the archived row, not a second one
+    assert connector.fetch_contact(ref).fields["email_opt_out"] is True
+
+
+def test_an_address_blacklisted_in_odoo_is_archived_once_not_duplicated(host):
+    connector = make(host)
+    host.blacklist("dee@example.com", active=False)  # archived earlier in Odoo
+    ref = host.add_contact(email="DEE@example.com", first_name="Dee", last_name="E")
+    connector.update_fields(ref, {"email_opt_out": True}, "k-dee")
+    assert _blacklist(host) == [("dee@example.com", True)]
+
+
+def test_opt_out_of_a_partner_without_email_is_fatal(host):
+    connector = make(host)
+    ref = host.add_contact(email="eve@example.com", first_name="Eve", last_name="F")
+    host.change_contact(ref, email=False)
+    with pytest.raises(FatalConnectorError, match="no email address"):
+        connector.update_fields(ref, {"email_opt_out": True}, "k-eve")
+    assert _blacklist(host) == []
+
+
+def test_fake_blacklist_keeps_one_row_per_address(host):
+    """Odoo's create hands back the existing row; the unique constraint bites on a write."""
+    first = host.call("mail.blacklist", "create", {"vals_list": [{"email": "Fa@example.com"}]}, 7)
+    assert host.call("mail.blacklist", "create", {"vals_list": [{"email": "fa@EXAMPLE.com"}]}, 7) == first
+    [other] = host.call("mail.blacklist", "create", {"vals_list": [{"email": "gi@example.com"}]}, 7)
+    from tests.fakes.odoo import OdooError
+    with pytest.raises(OdooError, match="already exists"):
+        host.call("mail.blacklist", "write", {"ids": [other], "vals": {"email": "FA@example.com"}}, 7)

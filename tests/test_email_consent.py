@@ -1,6 +1,6 @@
 """Marketing consent per contact and channel: recorded at once, readable by conditions,
 written back to the host CRM (the sandbox; HubSpot through its communication preferences
-API), and followed from the host's own opt-out."""
+API; Odoo through its mail blacklist), and followed from the host's own opt-out."""
 
 from __future__ import annotations
 
@@ -129,8 +129,8 @@ def test_no_write_back_where_the_connector_does_not_write_the_opt_out(harness):
 
     harness.snapshot("ida", "ida@example.com", 1)
     harness.run()
-    with harness.db.unit_of_work() as s:  # Odoo keeps it in mail.blacklist: not wired yet
-        s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="odoo"))
+    with harness.db.unit_of_work() as s:  # BottleCRM keeps no opt-out field
+        s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="bottlecrm"))
     _unsubscribe(harness, "ida@example.com")
     with harness.db.unit_of_work() as s:
         assert s.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == harness.tenant_id)).all() == []
@@ -227,3 +227,80 @@ def test_hubspot_outage_delays_the_unsubscribe_and_never_drops_it(harness, hubsp
     [row] = harness.outbox()
     assert row.status == "done" and row.attempts == 2
     assert hubspot.unsubscribed_from_all("lou@example.com")
+
+
+# --- Odoo: is_blacklisted is computed, the write-back goes to the mail.blacklist model ---
+@pytest.fixture
+def odoo(harness):  # type: ignore[no-untyped-def]
+    """The harness tenant made an Odoo one (JSON-RPC, before 19), its connector talking to
+    a fake database on the harness clock; ``add(email)`` puts a partner in both, synced."""
+    from sqlalchemy import update
+
+    from crm_journeys.runtime.ingest import IncomingEvent, ingest
+    from crm_journeys.storage.models import Tenant
+    from tests.fakes.odoo import FakeOdoo
+    from tests.test_connector_odoo import make
+
+    with FakeOdoo(harness.clock) as fake:
+        with harness.db.unit_of_work() as s:
+            s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="odoo"))
+        harness.runtime.use_connector(harness.tenant_id, make(fake, version=17))
+
+        def add(email: str) -> str:
+            ref = fake.add_contact(email=email, first_name=email.split("@")[0].title(), last_name="O")
+            with harness.db.unit_of_work() as s:
+                ingest(s, harness.tenant_id, IncomingEvent(
+                    type="contact_upserted", contact={"id": ref, "email": email},
+                    properties={"external_id": ref, "email": email, "tags": [], "version": "1", "fields": {}},
+                    dedup_key=f"snap:{ref}:1"), harness.clock.now())
+            harness.run()
+            return ref
+
+        fake.add = add  # type: ignore[attr-defined]
+        yield fake
+        assert fake.spec_violations == []
+
+
+def test_odoo_unsubscribe_by_link_adds_the_address_to_the_mail_blacklist(harness, odoo):
+    ref = odoo.add("mo@example.com")
+    _unsubscribe(harness, "mo@example.com", source="one_click")
+    assert not odoo.blacklisted("mo@example.com")  # queued, not yet written
+    harness.run()
+    [row] = harness.outbox()
+    assert (row.action, row.status, row.params) == ("update_field", "done", {"field": "email_opt_out", "value": True})
+    assert "added mo@example.com to Odoo's mail blacklist" in row.result["summary"]
+    assert [(r["email"], r["active"]) for r in odoo.tables["mail.blacklist"].values()] == [("mo@example.com", True)]
+    [partner] = odoo.call("res.partner", "read", {"ids": [int(ref)], "fields": ["is_blacklisted"]}, 7)
+    assert partner["is_blacklisted"] is True
+    assert "email_opt_out" not in odoo.tables["res.partner"][int(ref)]  # never written as a partner field
+
+
+def test_odoo_resubscribe_archives_the_blacklist_row(harness, odoo):
+    odoo.add("ned@example.com")
+    _unsubscribe(harness, "ned@example.com", source="one_click")
+    harness.run()
+    with harness.db.unit_of_work() as s:
+        ned = s.scalar(select(Contact).where(Contact.tenant_id == harness.tenant_id, Contact.email == "ned@example.com"))
+        set_consent(s, ned, "email", "subscribed", "preferences", harness.clock.now())
+    harness.run()
+    again = harness.outbox()[-1]
+    assert (again.params["value"], again.status) == (False, "done")
+    assert "removed ned@example.com" in again.result["summary"]
+    assert [(r["email"], r["active"]) for r in odoo.tables["mail.blacklist"].values()] == [("ned@example.com", False)]
+    assert not odoo.blacklisted("ned@example.com")
+
+
+def test_odoo_outage_delays_the_unsubscribe_and_never_drops_it(harness, odoo):
+    odoo.add("ola@example.com")
+    odoo.inject(503, {"name": "werkzeug.exceptions.ServiceUnavailable", "message": "Service Unavailable"},
+                times=100, when=lambda r: r.path == "/jsonrpc" and b"mail.blacklist" in r.get_data())
+    _unsubscribe(harness, "ola@example.com", source="one_click")
+    harness.run()
+    [row] = harness.outbox()
+    assert row.status == "pending" and row.attempts == 1 and "503" in row.last_error
+    assert not odoo.blacklisted("ola@example.com")
+    odoo.faults.clear()  # Odoo is back
+    harness.advance(hours=2)
+    [row] = harness.outbox()
+    assert row.status == "done" and row.attempts == 2
+    assert odoo.blacklisted("ola@example.com")

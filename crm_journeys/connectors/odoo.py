@@ -51,6 +51,8 @@ HINTS = HostHints(
     forbidden="the integration user lacks access rights on the model named; add it to the "
               "Sales and Contacts user groups in Odoo",
     unknown_field=(r"Invalid field '([^']+)'",))
+OPT_OUT = "email_opt_out"  # canonical; Odoo's is_blacklisted is computed from mail.blacklist
+TRUE = (True, "true", "True", "1", 1)
 OWNERS_PAGE = 200  # Odoo answers whatever ``limit`` asks; pages keep answers small
 FATAL = {"MissingError": 404, "AccessError": 403, "AccessDenied": 401, "ValidationError": 422,
          "UserError": 422, "ValueError": 422, "KeyError": 404, "AttributeError": 400}
@@ -230,15 +232,57 @@ class OdooConnector(WindowedSync, Connector):
 
     def update_fields(self, contact_ref: str, values: dict[str, Any],
                       idempotency_key: str) -> WriteResult:
-        vals = {SIMPLE.get(k, k): v for k, v in values.items()
-                if k not in ("first_name", "last_name")}
-        if "first_name" in values or "last_name" in values:  # Odoo keeps one name field
-            [row] = self.call("res.partner", "read", [int(contact_ref)], fields=["name"])
-            first, last = split_name(row["name"])
-            first, last = values.get("first_name", first), values.get("last_name", last)
-            vals["name"] = " ".join(p for p in (first, last) if p)
-        self.call("res.partner", "write", [int(contact_ref)], vals=vals)
-        return WriteResult(contact_ref, created=False, detail=f"updated {sorted(values)}")
+        """Partner fields by ``write``; ``email_opt_out`` through the ``mail.blacklist``
+        model, since the partner's ``is_blacklisted`` is computed from it."""
+        values = dict(values)
+        notes = []
+        if OPT_OUT in values:
+            notes.append(self._write_opt_out(contact_ref, values.pop(OPT_OUT)))
+        if values:
+            vals = {SIMPLE.get(k, k): v for k, v in values.items()
+                    if k not in ("first_name", "last_name")}
+            if "first_name" in values or "last_name" in values:  # Odoo keeps one name field
+                [row] = self.call("res.partner", "read", [int(contact_ref)], fields=["name"])
+                first, last = split_name(row["name"])
+                first, last = values.get("first_name", first), values.get("last_name", last)
+                vals["name"] = " ".join(p for p in (first, last) if p)
+            self.call("res.partner", "write", [int(contact_ref)], vals=vals)
+            notes.insert(0, f"updated {sorted(values)}")
+        return WriteResult(contact_ref, created=False, detail="; ".join(notes))
+
+    def _write_opt_out(self, contact_ref: str, value: Any) -> str:
+        """True: an active ``mail.blacklist`` row for the address (created, or an archived
+        one restored). False: the active row archived, as Odoo's own "unblacklist" does.
+        Idempotent in effect: a repeat finds the row as wanted and changes nothing."""
+        email = self._email_of(contact_ref)
+        rows = self.call("mail.blacklist", "search_read", domain=[["email", "=", email]],
+                         fields=["email", "active"], context={"active_test": False})
+        active = [r for r in rows if r.get("active")]
+        if value in TRUE:
+            if active:
+                return f"{email} already in Odoo's mail blacklist"
+            if rows:
+                self.call("mail.blacklist", "write", [rows[0]["id"]], vals={"active": True})
+            else:
+                self.call("mail.blacklist", "create", vals_list=[{"email": email}])
+            return f"added {email} to Odoo's mail blacklist"
+        if not active:
+            return f"{email} not in Odoo's mail blacklist"
+        self.call("mail.blacklist", "write", [r["id"] for r in active], vals={"active": False})
+        return f"removed {email} from Odoo's mail blacklist"
+
+    def _email_of(self, contact_ref: str) -> str:
+        """The blacklist is keyed by the normalised address: the ref may be one already,
+        else the partner's ``email`` is read."""
+        email: Any = contact_ref
+        if "@" not in contact_ref:
+            [row] = self.call("res.partner", "read", [int(contact_ref)], fields=["email"],
+                              context={"active_test": False})
+            email = row.get("email")
+            if not email:
+                raise FatalConnectorError(f"Odoo contact {contact_ref} has no email address to "
+                                          "add to the mail blacklist", status=422)
+        return str(email).strip().lower()
 
     def _marked(self, model: str, field: str, key: str) -> str | None:
         context = {"active_test": False}

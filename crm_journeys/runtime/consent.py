@@ -31,8 +31,9 @@ HOST = "host"
 # hosts whose connector writes ``email_opt_out`` with ``update_fields``. HubSpot's
 # hs_email_optout is read-only: its connector unsubscribes the address from all email
 # through the communication preferences API instead, and cannot re-subscribe it (the
-# contact does that on HubSpot's own preferences page)
-WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics", "hubspot"})  # Odoo: mail.blacklist, not wired yet
+# contact does that on HubSpot's own preferences page). Odoo's is_blacklisted is computed:
+# its connector adds the address to mail.blacklist (or archives its row) instead
+WRITE_BACK_HOSTS = frozenset({"sandbox", "salesforce", "dynamics", "hubspot", "odoo"})
 
 
 def fact_name(channel: str) -> str:

@@ -1,7 +1,8 @@
 """A stateful fake of Odoo's external APIs: JSON-2 (19+) and JSON-RPC ``execute_kw`` (< 19).
 
 Models ``res.partner`` (tags in ``category_id``), ``res.partner.category``, ``crm.lead``,
-``mail.activity`` (+ types), ``calendar.event``, ``mail.message`` and ``ir.model``, with
+``mail.activity`` (+ types), ``calendar.event``, ``mail.message``, ``mail.blacklist`` and
+``ir.model``, with
 many2one/many2many semantics and commands, domains in Polish notation, ``order``,
 ``active_test``, ``write_date``/``write_uid`` stamped per writer (second precision, as in
 Odoo), and Odoo's error shapes: JSON-2 answers errors with 4xx/5xx and a
@@ -20,6 +21,12 @@ Odoo's source, not a live database; docs/connectors.md lists the differences):
 - Owners are ``res.users``: internal users have ``share`` false; archived users are left
   out unless ``active_test`` is off. A ``user_id`` naming no user breaks the foreign key,
   which Odoo reports as a ``ValidationError`` ("The operation cannot be completed: ...").
+- ``mail.blacklist`` (addons/mail/models/mail_blacklist.py): ``email`` is stored and
+  searched lower-cased; ``create`` of an address already there (archived or not) returns
+  the existing row unchanged instead of tripping the ``unique (email)`` constraint, which
+  only a ``write`` of an address onto another row reaches ("Email address already
+  exists!", a ``ValidationError`` over RPC); an address that is not one is a ``UserError``.
+  ``res.partner.is_blacklisted`` is computed (not stored): an active row for its email.
 """
 
 from __future__ import annotations
@@ -51,9 +58,10 @@ SCHEMA = {
     "calendar.event": {"name", "start", "stop", "partner_ids", "user_id", "description"},
     "mail.message": {"model", "res_id", "body", "subject", "message_type"},
     "ir.model": {"model", "name"},
+    "mail.blacklist": {"email", "active"},
     "res.users": {"name", "login", "email", "share"},
 }
-REQUIRED = {"res.partner": {"name"}, "crm.lead": {"name"}, "calendar.event": {"name", "start", "stop"},
+REQUIRED = {"res.partner": {"name"}, "mail.blacklist": {"email"}, "crm.lead": {"name"}, "calendar.event": {"name", "start", "stop"},
             "mail.activity": {"res_model_id", "res_id", "date_deadline"}}
 STATUS = {"odoo.exceptions.MissingError": 404, "odoo.exceptions.AccessError": 403,
           "odoo.exceptions.ValidationError": 422, "odoo.exceptions.UserError": 422,
@@ -175,6 +183,8 @@ class FakeOdoo(FakeCrm):
         if method == "read":
             return [self._read(model, self._get(model, i), kwargs.get("fields")) for i in ids]
         if method == "create":
+            if model == "mail.blacklist":
+                return [self._blacklist_create(vals, uid) for vals in kwargs["vals_list"]]
             return [self._create(model, vals, uid)["id"] for vals in kwargs["vals_list"]]
         if method == "write":
             for i in ids:
@@ -193,6 +203,21 @@ class FakeOdoo(FakeCrm):
                                 uid)["id"]
         raise OdooError("builtins.AttributeError",
                         f"The method '{method}' does not exist on the model '{model}'")
+
+    def _blacklist_create(self, vals: dict[str, Any], uid: int) -> int:
+        """Odoo's ``mail.blacklist.create``: the address normalised, an existing row (even an
+        archived one, left archived) returned rather than a second one made."""
+        email = _normalise(vals.get("email"))
+        for row in self.tables["mail.blacklist"].values():
+            if row["email"] == email:
+                return int(row["id"])
+        return int(self._create("mail.blacklist", {**vals, "email": email}, uid)["id"])
+
+    def blacklisted(self, email: Any) -> bool:
+        """Odoo's ``is_blacklisted``: an active ``mail.blacklist`` row has the address."""
+        address = _normalise(email, strict=False)
+        return bool(address) and any(r["email"] == address and r.get("active")
+                                     for r in self.tables["mail.blacklist"].values())
 
     def _get(self, model: str, rid: int) -> dict[str, Any]:
         row = self.tables[model].get(rid)
@@ -233,6 +258,11 @@ class FakeOdoo(FakeCrm):
     def _write(self, model: str, row: dict[str, Any], vals: dict[str, Any], uid: int,
                stamp: datetime | None = None) -> None:
         self._check(model, vals)
+        if model == "mail.blacklist" and "email" in vals:
+            vals = {**vals, "email": _normalise(vals["email"])}
+            if any(r["email"] == vals["email"] and r["id"] != row["id"]
+                   for r in self.tables[model].values() if "email" in r):
+                raise OdooError("odoo.exceptions.ValidationError", "Email address already exists!")
         for name, value in vals.items():
             if name in MANY2MANY:
                 row[name] = _apply_commands(row.get(name, []), value)
@@ -245,6 +275,8 @@ class FakeOdoo(FakeCrm):
         out: dict[str, Any] = {"id": row["id"]}
         for name in names:
             value = row.get(name, False)
+            if model == "res.partner" and name == "is_blacklisted":
+                value = self.blacklisted(row.get("email"))
             if name in MANY2ONE and value:
                 label = self.tables.get("res.users", {}).get(value, {}).get("name", str(value))
                 value = [value, label]
@@ -253,6 +285,8 @@ class FakeOdoo(FakeCrm):
 
     def _search(self, model: str, domain: list[Any], context: dict[str, Any],
                 kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        if model == "mail.blacklist":  # Odoo's _search normalises the address searched
+            domain = [_email_leaf(leaf) for leaf in domain]
         rows = [r for r in self.tables[model].values()
                 if (context.get("active_test", True) is False or r.get("active", True))
                 and _evaluate(domain, r)]
@@ -272,6 +306,13 @@ class FakeOdoo(FakeCrm):
             out.append(found[0] if found else self._create("res.partner.category",
                                                            {"name": tag})["id"])
         return out
+
+    def blacklist(self, email: str, active: bool = True) -> int:
+        """Odoo's own "Blacklist" action (or the mass-mailing unsubscribe page)."""
+        with self.lock:
+            rid = self._blacklist_create({"email": email}, HUMAN_UID)
+            self._write("mail.blacklist", self.tables["mail.blacklist"][rid], {"active": active}, HUMAN_UID)
+            return rid
 
     def add_contact(self, *, email: str, first_name: str, last_name: str, tags: Any = ()) -> str:
         with self.lock:
@@ -336,6 +377,24 @@ class FakeOdoo(FakeCrm):
 
     def exhaust_daily_budget(self) -> None:
         self.daily_limit = self.daily_used.get(self.now().date().isoformat(), 0)
+
+
+def _normalise(email: Any, strict: bool = True) -> str | None:
+    """``mail.blacklist._sanitize_email``: the one address in the string, lower case."""
+    text = str(email or "").strip()
+    if "<" in text and text.endswith(">"):
+        text = text[text.rindex("<") + 1:-1].strip()
+    if text.count("@") != 1 or " " in text:
+        if strict:
+            raise OdooError("odoo.exceptions.UserError", f"Invalid email address {email!r}")
+        return None
+    return text.lower()
+
+
+def _email_leaf(leaf: Any) -> Any:
+    if isinstance(leaf, list) and leaf[0] == "email" and isinstance(leaf[2], str):
+        return [leaf[0], leaf[1], _normalise(leaf[2], strict=False) or leaf[2]]
+    return leaf
 
 
 def _apply_commands(current: list[int], commands: Any) -> list[int]:
