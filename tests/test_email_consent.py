@@ -137,33 +137,39 @@ def test_no_write_back_where_the_connector_does_not_write_the_opt_out(harness):
 
 
 # --- HubSpot: hs_email_optout is read-only, the write-back goes through its preferences API ---
-@pytest.fixture
-def hubspot(harness):  # type: ignore[no-untyped-def]
-    """The harness tenant made a HubSpot one, its connector talking to a fake account on
-    the harness clock; ``add(email)`` puts a contact in both, synced as the host has it."""
+def _on_host(harness, fake, name: str, connector) -> None:  # type: ignore[no-untyped-def]
+    """The harness tenant made a ``name`` one, its connector talking to ``fake`` on the
+    harness clock; ``fake.add(email)`` puts a contact in both, synced as the host has it."""
     from sqlalchemy import update
 
     from crm_journeys.runtime.ingest import IncomingEvent, ingest
     from crm_journeys.storage.models import Tenant
+
+    with harness.db.unit_of_work() as s:
+        s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector=name))
+    harness.runtime.use_connector(harness.tenant_id, connector)
+
+    def add(email: str) -> str:
+        ref = fake.add_contact(email=email, first_name=email.split("@")[0].title(), last_name="Host")
+        with harness.db.unit_of_work() as s:
+            ingest(s, harness.tenant_id, IncomingEvent(
+                type="contact_upserted", contact={"id": ref, "email": email},
+                properties={"external_id": ref, "email": email, "tags": [], "version": "1", "fields": {}},
+                dedup_key=f"snap:{ref}:1"), harness.clock.now())
+        harness.run()
+        return ref
+
+    fake.add = add
+
+
+@pytest.fixture
+def hubspot(harness):  # type: ignore[no-untyped-def]
+    """The harness tenant made a HubSpot one on a fake account."""
     from tests.fakes.hubspot import FakeHubSpot
     from tests.test_connector_hubspot import make
 
     with FakeHubSpot(harness.clock) as fake:
-        with harness.db.unit_of_work() as s:
-            s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="hubspot"))
-        harness.runtime.use_connector(harness.tenant_id, make(fake))
-
-        def add(email: str) -> str:
-            ref = fake.add_contact(email=email, first_name=email.split("@")[0].title(), last_name="H")
-            with harness.db.unit_of_work() as s:
-                ingest(s, harness.tenant_id, IncomingEvent(
-                    type="contact_upserted", contact={"id": ref, "email": email},
-                    properties={"external_id": ref, "email": email, "tags": [], "version": "1", "fields": {}},
-                    dedup_key=f"snap:{ref}:1"), harness.clock.now())
-            harness.run()
-            return ref
-
-        fake.add = add  # type: ignore[attr-defined]
+        _on_host(harness, fake, "hubspot", make(fake))
         yield fake
         assert fake.spec_violations == []
 
@@ -232,31 +238,12 @@ def test_hubspot_outage_delays_the_unsubscribe_and_never_drops_it(harness, hubsp
 # --- Odoo: is_blacklisted is computed, the write-back goes to the mail.blacklist model ---
 @pytest.fixture
 def odoo(harness):  # type: ignore[no-untyped-def]
-    """The harness tenant made an Odoo one (JSON-RPC, before 19), its connector talking to
-    a fake database on the harness clock; ``add(email)`` puts a partner in both, synced."""
-    from sqlalchemy import update
-
-    from crm_journeys.runtime.ingest import IncomingEvent, ingest
-    from crm_journeys.storage.models import Tenant
+    """The harness tenant made an Odoo one (JSON-RPC, before 19) on a fake database."""
     from tests.fakes.odoo import FakeOdoo
     from tests.test_connector_odoo import make
 
     with FakeOdoo(harness.clock) as fake:
-        with harness.db.unit_of_work() as s:
-            s.execute(update(Tenant).where(Tenant.id == harness.tenant_id).values(connector="odoo"))
-        harness.runtime.use_connector(harness.tenant_id, make(fake, version=17))
-
-        def add(email: str) -> str:
-            ref = fake.add_contact(email=email, first_name=email.split("@")[0].title(), last_name="O")
-            with harness.db.unit_of_work() as s:
-                ingest(s, harness.tenant_id, IncomingEvent(
-                    type="contact_upserted", contact={"id": ref, "email": email},
-                    properties={"external_id": ref, "email": email, "tags": [], "version": "1", "fields": {}},
-                    dedup_key=f"snap:{ref}:1"), harness.clock.now())
-            harness.run()
-            return ref
-
-        fake.add = add  # type: ignore[attr-defined]
+        _on_host(harness, fake, "odoo", make(fake, version=17))
         yield fake
         assert fake.spec_violations == []
 
