@@ -52,6 +52,7 @@ from crm_journeys.connectors.mapping import (
     canonical,
     iso_z,
     opt_out,
+    opted_out,
     parse_time,
     signup_of,
     split_tags,
@@ -270,7 +271,7 @@ class HubSpotConnector(RewritesTags, WindowedSync, Connector):
         a repeat leaves it unsubscribed). False: nothing to call, HubSpot re-subscribes a
         contact who opted out of all email only with a legal basis the contact gives it, so
         the answer says so and the write is done rather than retried."""
-        if value not in (True, "true", "True", "1", 1):
+        if not opted_out(value):
             return RESUBSCRIBE_KEPT
         email = self._email_of(contact_ref)
         self.http.post(f"/communication-preferences/v4/statuses/{quote(email, safe='@')}/unsubscribe-all",

@@ -29,11 +29,16 @@ def canonical(external_id: str, values: Mapping[str, Any], **rest: Any) -> Canon
     return contact
 
 
+def opted_out(value: object) -> bool:
+    """An opt-out flag as hosts and our write-back spell it: ``True``, ``"true"``, ``1``."""
+    return value is True or str(value).lower() in ("true", "1")
+
+
 def opt_out(value: object) -> dict[str, bool]:
     """The host's email opt-out as the canonical ``email_opt_out`` field (``runtime.consent``),
     present only when set: a contact who did not opt out carries no new field, so adding
     this mapping changes no existing contact's facts (and triggers nothing)."""
-    return {"email_opt_out": True} if value is True or str(value).lower() in ("true", "1") else {}
+    return {"email_opt_out": True} if opted_out(value) else {}
 
 
 def parse_time(value: object) -> datetime | None:

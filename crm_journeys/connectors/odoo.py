@@ -31,6 +31,7 @@ from crm_journeys.connectors.http import Auth, HttpClient, client_options, long_
 from crm_journeys.connectors.mapping import (
     marker,
     opt_out,
+    opted_out,
     parse_time,
     signup_of,
     split_name,
@@ -52,7 +53,6 @@ HINTS = HostHints(
               "Sales and Contacts user groups in Odoo",
     unknown_field=(r"Invalid field '([^']+)'",))
 OPT_OUT = "email_opt_out"  # canonical; Odoo's is_blacklisted is computed from mail.blacklist
-TRUE = (True, "true", "True", "1", 1)
 OWNERS_PAGE = 200  # Odoo answers whatever ``limit`` asks; pages keep answers small
 FATAL = {"MissingError": 404, "AccessError": 403, "AccessDenied": 401, "ValidationError": 422,
          "UserError": 422, "ValueError": 422, "KeyError": 404, "AttributeError": 400}
@@ -258,7 +258,7 @@ class OdooConnector(WindowedSync, Connector):
         rows = self.call("mail.blacklist", "search_read", domain=[["email", "=", email]],
                          fields=["email", "active"], context={"active_test": False})
         active = [r for r in rows if r.get("active")]
-        if value in TRUE:
+        if opted_out(value):
             if active:
                 return f"{email} already in Odoo's mail blacklist"
             if rows:

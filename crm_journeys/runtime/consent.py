@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_journeys.connectors.mapping import opted_out as is_opted_out
 from crm_journeys.runtime.ingest import IncomingEvent, ingest
 from crm_journeys.storage.mail_models import Consent
 from crm_journeys.storage.models import Contact, OutboxMessage, Tenant
@@ -106,7 +107,7 @@ def sync_from_host(session: Session, contact: Contact, host_fields: dict[str, ob
     until the contact changes it: the safe side of consent). The mirror's fact answers the
     common case (nothing to do) without a query."""
     for channel, name in HOST_OPT_OUT.items():
-        opted_out = host_fields.get(name) in (True, "true", "True", "1", 1)
+        opted_out = is_opted_out(host_fields.get(name))
         unsubscribed = (contact.fields or {}).get(fact_name(channel)) == UNSUBSCRIBED
         if opted_out == unsubscribed:
             continue
